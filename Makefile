@@ -1,0 +1,68 @@
+# Run `make` for the list of targets. The two that matter: `make up` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV := .venv
+SAM_VENV := .venv-sam
+PY := $(VENV)/bin/python
+SAM := $(SAM_VENV)/bin/sam
+# Lambda runs python3.12; `sam build` needs one on PATH (pyenv has it on these machines).
+PY312_BIN := $(shell (pyenv root 2>/dev/null || echo $$HOME/.pyenv))/versions/3.12.1/bin
+REGION ?= us-east-1
+export SAM_CLI_TELEMETRY := 0
+ENV ?= dev
+
+.PHONY: help venv up test lint format unit integration bench lock sam-build clean
+
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(VENV)/.installed: requirements/dev.txt requirements/constraints.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -r requirements/dev.txt -c requirements/constraints.txt
+	$(VENV)/bin/pip install --quiet --no-deps -e .
+	touch $@
+
+# SAM CLI pins its own boto3, so it lives in a venv of its own.
+$(SAM_VENV)/.installed: requirements/sam.txt
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet -r requirements/sam.txt
+	touch $@
+
+venv: $(VENV)/.installed $(SAM_VENV)/.installed ## Create the virtualenvs and install pinned dependencies
+
+up: $(VENV)/.installed ## Start the whole local stack in the foreground and print its URLs
+	$(PY) -m local up
+
+lint: venv ## Ruff, cfn-lint and sam validate --lint
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/cfn-lint template.yaml
+	$(SAM) validate --lint --region $(REGION) --template-file template.yaml
+
+format: $(VENV)/.installed ## Apply ruff fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+unit: $(VENV)/.installed ## Unit tests only
+	$(PY) -m pytest tests/unit
+
+integration: $(VENV)/.installed ## Integration tests (start local servers on loopback)
+	$(PY) -m pytest tests/integration
+
+test: venv lint ## Lint, then every test
+	$(PY) -m pytest
+
+bench: $(VENV)/.installed ## Benchmarks: print figures against same-run baselines
+	$(PY) -m bench
+
+lock: ## Re-pin every transitive dependency from a fresh resolve of requirements/dev.txt
+	rm -rf /tmp/lock-venv && $(PYTHON) -m venv /tmp/lock-venv
+	/tmp/lock-venv/bin/pip install --quiet -r requirements/dev.txt
+	( echo '# Full pin set for requirements/dev.txt, regenerated with `make lock` (pip freeze of the dev venv).'; \
+	  /tmp/lock-venv/bin/pip freeze | sed 's/^torch==\(.*\)+cpu/torch==\1/' ) > requirements/constraints.txt
+
+clean: ## Remove virtualenvs and build output
+	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .ruff_cache

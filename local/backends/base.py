@@ -1,0 +1,41 @@
+"""The contract between the local endpoint's copies and the model backends that serve them.
+
+Each copy of an inference component owns one backend instance (as each SageMaker copy owns its own
+model server). The endpoint calls `prepare` on the request thread, so a request that breaks the
+component's payload contract fails fast with a ValidationError, then queues the prepared request;
+a copy's worker hands a batch of prepared requests to `run_batch`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Any
+
+# Receives the bytes of one streamed PayloadPart, as soon as the backend has produced them.
+TokenSink = Callable[[bytes], None]
+
+
+class PayloadError(ValueError):
+    """The request does not fit the component's payload contract (the endpoint answers ValidationError)."""
+
+
+class Backend(ABC):
+    #: What serves the component, shown in the endpoint status (e.g. "smoke-llama: random weights, output is noise").
+    label: str = ""
+    #: MIME type of non-streamed responses.
+    content_type: str = "application/json"
+
+    @abstractmethod
+    def prepare(self, payload: Any) -> Any:
+        """Validate and normalise one parsed JSON request; raise PayloadError if it breaks the contract."""
+
+    @abstractmethod
+    def run_batch(self, prepared: list[Any], sinks: list[TokenSink | None]) -> list[Any]:
+        """Serve a batch together. Returns one JSON-serialisable response per request, or an Exception
+        instance for a request that failed alone (the endpoint answers it with ModelError). Where a sink
+        is given the request is streamed: each part goes to the sink as it is produced, and the return
+        value for that request is ignored."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook; most backends hold nothing to release
+        """Release what the backend holds (called when its copy is removed)."""
