@@ -136,9 +136,53 @@ class Component(_Strict):
         return self
 
 
+# IAM role ARN, S3 bucket and SSM path patterns (CreateEndpointConfig.ExecutionRoleArn, S3 naming rules, SSM names)
+_ROLE_ARN = r"^arn:aws[a-z\-]*:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+$"
+_BUCKET_NAME = r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$"
+_SSM_PREFIX = r"^(/[a-zA-Z0-9_.\-]+)+$"
+_S3_PREFIX = r"^[a-zA-Z0-9_.\-]+(/[a-zA-Z0-9_.\-]+)*$"
+
+InferenceAmiVersion = Literal[
+    "al2-ami-sagemaker-inference-gpu-2",
+    "al2-ami-sagemaker-inference-gpu-2-1",
+    "al2-ami-sagemaker-inference-gpu-3-1",
+    "al2-ami-sagemaker-inference-neuron-2",
+    "al2023-ami-sagemaker-inference-gpu-4-1",
+]
+
+
+class ScalingMetric(StrEnum):
+    """What `autoscaling.target_requests_per_copy` counts: in-flight requests, or invocations per minute."""
+
+    CONCURRENT_REQUESTS = "concurrent-requests"
+    INVOCATIONS = "invocations"
+
+
+class AwsSettings(_Strict):
+    """AWS-only settings, used by `python -m provisioning` and ignored by the local endpoint."""
+
+    # The role SageMaker assumes to pull images and packages; with `create_execution_role` the stack makes one.
+    execution_role_arn: Annotated[str | None, Field(pattern=_ROLE_ARN)] = None
+    create_execution_role: bool = True
+    # Where model packages go; default: <endpoint.name>-packages-<account>-<region>, created on first deploy.
+    package_bucket: Annotated[str | None, Field(pattern=_BUCKET_NAME)] = None
+    package_prefix: Annotated[str, Field(pattern=_S3_PREFIX)] = "endpoint-packages"
+    # template.yaml reads <ssm_prefix>/<stage>/endpoint-name and <ssm_prefix>/<stage>/components/<name>.
+    ssm_prefix: Annotated[str, Field(pattern=_SSM_PREFIX)] = "/genai-chatbot"
+    inference_ami_version: InferenceAmiVersion | None = None
+    scaling_metric: ScalingMetric = ScalingMetric.CONCURRENT_REQUESTS
+    scale_in_cooldown_s: Annotated[int, Field(ge=0, le=3600)] = 300
+    scale_out_cooldown_s: Annotated[int, Field(ge=0, le=3600)] = 60
+    model_download_timeout_s: Annotated[int, Field(ge=60, le=3600)] = 1200
+    container_startup_timeout_s: Annotated[int, Field(ge=60, le=3600)] = 1200
+    # Regions this configuration may be deployed to; empty: any region the images exist in.
+    regions: list[str] = []
+
+
 class EndpointConfig(_Strict):
     endpoint: EndpointSettings = EndpointSettings()
     components: dict[str, Component]
+    aws: AwsSettings = AwsSettings()
 
     @field_validator("components")
     @classmethod

@@ -1,0 +1,28 @@
+"""`make bench`: run every benchmark; each prints its figures against a baseline measured in the same run."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+BENCHMARKS = {
+    "endpoint": "bench.endpoint",  # local endpoint: batching, HTTP overhead, routing
+    "api": "bench.api",  # conversations API: read units per turn, overhead, cold import
+    "transcripts": "bench.transcripts",  # batch pipeline: transcripts per minute, peak memory
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("names", nargs="*", metavar="NAME", help=f"benchmarks to run: {', '.join(BENCHMARKS)} (default: all)")
+    names = parser.parse_args(argv).names or list(BENCHMARKS)
+    unknown = sorted(set(names) - set(BENCHMARKS))
+    if unknown:
+        parser.error(f"unknown benchmark(s): {', '.join(unknown)}")
+    for name in names:
+        print(f"\n=== {name} ===", flush=True)
+        importlib.import_module(BENCHMARKS[name]).main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,379 @@
+"""The chat component's payload contract, shared by every chat backend (standin, hf-causal, smoke-llama).
+
+Three request forms are accepted, each answered in its own shape:
+
+- the seed's chat form: `{"chat": [{"role": "system"|"user"|"assistant", "content": str}, ...], "parameters": {...}}`
+  -> `{"role": "assistant", "content": str}`
+- the LMI plain form: `{"inputs": str, "parameters": {...}}` -> `{"generated_text": str}`
+- the OpenAI chat-completions form: `{"messages": [...], "max_tokens": N, "temperature", "top_p", "stop", "seed", ...}`
+  -> `{"id", "object": "chat.completion", "created", "model", "choices": [{"index": 0, "message": {"role": "assistant",
+  "content": str}, "finish_reason": "stop"|"length"}], "usage": {"prompt_tokens", "completion_tokens", "total_tokens"}}`
+
+`parameters` (chat and inputs forms): max_new_tokens, temperature, top_p, top_k, do_sample, stop / stop_sequences,
+seed. The LMI forms are greedy unless `do_sample` is true; the OpenAI form samples unless `temperature` is 0
+(its default temperature is 1), as those APIs do. Messages: an optional system message first, then user and
+assistant turns, the last one from the user.
+
+Streaming (InvokeEndpointWithResponseStream): every PayloadPart holds whole JSON lines, each ending in "\\n".
+- chat and inputs forms (LMI jsonlines): one line per piece of text as it is generated,
+  `{"token": {"text": "<piece>"}}`, then a last line `{"token": {"text": ""}, "generated_text": "<full text>"}`.
+- messages form: one `{"id", "object": "chat.completion.chunk", "created", "model", "choices": [{"index": 0,
+  "delta": {"content": "<piece>"}, "finish_reason": null}]}` line per piece, then a last chunk whose choice is
+  `{"index": 0, "delta": {}, "finish_reason": "stop"|"length"}` and which carries `usage`.
+The pieces concatenate to the full text.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Literal
+
+from local.backends.base import PayloadError, TokenSink
+
+FinishReason = Literal["stop", "length"]
+ROLES = ("system", "user", "assistant")
+DEFAULT_MAX_NEW_TOKENS = 256
+MAX_STOP_SEQUENCES = 16
+
+_LMI_PARAMETERS = {"max_new_tokens", "temperature", "top_p", "top_k", "do_sample", "stop", "stop_sequences", "seed"}
+_OPENAI_FIELDS = {
+    "messages",
+    "model",
+    "max_tokens",
+    "max_completion_tokens",
+    "temperature",
+    "top_p",
+    "top_k",
+    "stop",
+    "seed",
+    "stream",
+    "n",
+    "user",
+}
+
+
+class ChatForm(StrEnum):
+    CHAT = "chat"
+    INPUTS = "inputs"
+    MESSAGES = "messages"
+
+
+@dataclass(frozen=True)
+class Message:
+    role: str
+    content: str
+
+
+@dataclass(frozen=True)
+class GenerationParameters:
+    #: None: as many as the context window leaves room for, up to DEFAULT_MAX_NEW_TOKENS.
+    max_new_tokens: int | None = None
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0  # 0: no top-k filter
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    form: ChatForm
+    parameters: GenerationParameters
+    messages: tuple[Message, ...] = ()  # chat and messages forms
+    prompt: str = ""  # inputs form
+    model: str | None = None  # the messages form's `model`, echoed back
+
+    @property
+    def system_prompt(self) -> str | None:
+        return self.messages[0].content if self.messages and self.messages[0].role == "system" else None
+
+
+def parse_chat_request(payload: Any) -> ChatRequest:
+    """Validate one parsed JSON request against the chat contract; PayloadError says what is wrong and where."""
+    if not isinstance(payload, dict):
+        raise PayloadError(f"the request must be a JSON object, got {_json_type(payload)}")
+    forms = [form for form in ChatForm if form.value in payload]
+    if not forms:
+        raise PayloadError(
+            "the request must have `chat` (a list of messages), `messages` (OpenAI chat completions) "
+            f"or `inputs` (a prompt string); got keys {sorted(payload)}"
+        )
+    if len(forms) > 1:
+        raise PayloadError(
+            f"the request must have only one of `chat`, `messages`, `inputs`; got {[f.value for f in forms]}"
+        )
+    form = forms[0]
+    if form is ChatForm.MESSAGES:
+        return _parse_openai(payload)
+    _reject_unknown(payload, {form.value, "parameters"}, "request field")
+    parameters = payload.get("parameters", {})
+    if not isinstance(parameters, dict):
+        raise PayloadError(f"`parameters` must be an object, got {_json_type(parameters)}")
+    _reject_unknown(parameters, _LMI_PARAMETERS, "parameter")
+    if "stop" in parameters and "stop_sequences" in parameters:
+        raise PayloadError("give stop sequences as `stop` or `stop_sequences`, not both")
+    stop_field = "stop" if "stop" in parameters else "stop_sequences"
+    generation = _generation_parameters(
+        parameters,
+        max_tokens_field="max_new_tokens",
+        stop_field=stop_field,
+        prefix="parameters.",
+        sample_by_default=False,
+    )
+    if form is ChatForm.INPUTS:
+        prompt = payload["inputs"]
+        if not isinstance(prompt, str):
+            raise PayloadError(f"`inputs` must be a string (the prompt), got {_json_type(prompt)}")
+        if not prompt.strip():
+            raise PayloadError("`inputs` is empty")
+        return ChatRequest(form=form, parameters=generation, prompt=prompt)
+    return ChatRequest(form=form, parameters=generation, messages=_parse_messages(payload["chat"], "chat"))
+
+
+def _parse_openai(payload: dict[str, Any]) -> ChatRequest:
+    _reject_unknown(payload, _OPENAI_FIELDS, "request field")
+    if "max_tokens" in payload and "max_completion_tokens" in payload:
+        raise PayloadError("give `max_tokens` or `max_completion_tokens`, not both")
+    if payload.get("n", 1) != 1 or isinstance(payload.get("n"), bool):
+        raise PayloadError(f"`n` must be 1 (one answer per request), got {payload['n']!r}")
+    if not isinstance(payload.get("stream", False), bool):
+        raise PayloadError(f"`stream` must be true or false, got {_json_type(payload['stream'])}")
+    for field in ("model", "user"):
+        if field in payload and not isinstance(payload[field], str):
+            raise PayloadError(f"`{field}` must be a string, got {_json_type(payload[field])}")
+    generation = _generation_parameters(
+        payload,
+        max_tokens_field="max_completion_tokens" if "max_completion_tokens" in payload else "max_tokens",
+        stop_field="stop",
+        prefix="",
+        sample_by_default=True,
+    )
+    return ChatRequest(
+        form=ChatForm.MESSAGES,
+        parameters=generation,
+        messages=_parse_messages(payload["messages"], "messages"),
+        model=payload.get("model"),
+    )
+
+
+def _parse_messages(raw: Any, field: str) -> tuple[Message, ...]:
+    if not isinstance(raw, list):
+        raise PayloadError(f"`{field}` must be a list of messages, got {_json_type(raw)}")
+    if not raw:
+        raise PayloadError(f"`{field}` is empty: it needs at least one user message")
+    messages = []
+    for index, item in enumerate(raw):
+        where = f"{field}[{index}]"
+        if not isinstance(item, dict):
+            raise PayloadError(f"{where} must be an object with `role` and `content`, got {_json_type(item)}")
+        missing = [key for key in ("role", "content") if key not in item]
+        if missing:
+            raise PayloadError(f"{where} is missing {' and '.join(f'`{key}`' for key in missing)}")
+        role = item["role"]
+        if role not in ROLES:
+            raise PayloadError(f"{where}.role must be one of {', '.join(ROLES)}; got {role!r}")
+        if role == "system" and index != 0:
+            raise PayloadError(f"{where} is a system message: only the first message may be one")
+        messages.append(Message(role=role, content=_message_content(item["content"], where, field)))
+    if messages[-1].role != "user":
+        raise PayloadError(f"the last message of `{field}` must be from the user, got {messages[-1].role!r}")
+    return tuple(messages)
+
+
+def _message_content(content: Any, where: str, field: str) -> str:
+    if isinstance(content, str):
+        return content
+    # The OpenAI form also allows a list of content parts; only text parts mean anything to a text model.
+    if field == "messages" and isinstance(content, list):
+        texts = []
+        for index, part in enumerate(content):
+            if not (isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str)):
+                raise PayloadError(f"{where}.content[{index}] must be a text part {{'type': 'text', 'text': str}}")
+            texts.append(part["text"])
+        return "".join(texts)
+    raise PayloadError(f"{where}.content must be a string, got {_json_type(content)}")
+
+
+def _generation_parameters(
+    source: dict[str, Any], *, max_tokens_field: str, stop_field: str, prefix: str, sample_by_default: bool
+) -> GenerationParameters:
+    def name(field: str) -> str:
+        return f"`{prefix}{field}`"
+
+    max_new_tokens = source.get(max_tokens_field)
+    if max_new_tokens is not None and (not _is_int(max_new_tokens) or max_new_tokens < 1):
+        raise PayloadError(f"{name(max_tokens_field)} must be a positive integer, got {max_new_tokens!r}")
+    temperature = source.get("temperature", 1.0)
+    if not _is_number(temperature) or temperature < 0:
+        raise PayloadError(f"{name('temperature')} must be a number >= 0, got {temperature!r}")
+    top_p = source.get("top_p", 1.0)
+    if not _is_number(top_p) or not 0 < top_p <= 1:
+        raise PayloadError(f"{name('top_p')} must be a number in (0, 1], got {top_p!r}")
+    top_k = source.get("top_k", 0)
+    if not _is_int(top_k) or top_k < 0:
+        raise PayloadError(f"{name('top_k')} must be an integer >= 0, got {top_k!r}")
+    seed = source.get("seed")
+    if seed is not None and not _is_int(seed):
+        raise PayloadError(f"{name('seed')} must be an integer, got {seed!r}")
+    do_sample = source.get("do_sample")
+    if do_sample is None:
+        do_sample = sample_by_default and temperature > 0
+    elif not isinstance(do_sample, bool):
+        raise PayloadError(f"{name('do_sample')} must be true or false, got {do_sample!r}")
+    if do_sample and temperature == 0:
+        raise PayloadError(f"{name('temperature')} must be > 0 when sampling (do_sample is true)")
+    return GenerationParameters(
+        max_new_tokens=max_new_tokens,
+        do_sample=do_sample,
+        temperature=float(temperature),
+        top_p=float(top_p),
+        top_k=top_k,
+        stop=_stop_sequences(source.get(stop_field), name(stop_field)),
+        seed=seed,
+    )
+
+
+def _stop_sequences(raw: Any, name: str) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    sequences = [raw] if isinstance(raw, str) else raw
+    if not isinstance(sequences, list) or not all(isinstance(item, str) and item for item in sequences):
+        raise PayloadError(f"{name} must be a non-empty string or a list of non-empty strings, got {raw!r}")
+    if len(sequences) > MAX_STOP_SEQUENCES:
+        raise PayloadError(f"{name} has {len(sequences)} stop sequences; at most {MAX_STOP_SEQUENCES} are allowed")
+    return tuple(sequences)
+
+
+def _reject_unknown(mapping: dict[str, Any], allowed: set[str], what: str) -> None:
+    unknown = sorted(set(mapping) - allowed)
+    if unknown:
+        raise PayloadError(f"unsupported {what}(s) {unknown}; supported: {sorted(allowed)}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _json_type(value: Any) -> str:
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}
+    return names.get(type(value), "a number" if _is_number(value) else type(value).__name__)
+
+
+def resolve_max_new_tokens(parameters: GenerationParameters, prompt_tokens: int, context_tokens: int) -> int:
+    """How many tokens the answer may have; PayloadError if the prompt leaves no room for it in the context window."""
+    if parameters.max_new_tokens is None:
+        room = context_tokens - prompt_tokens
+        if room < 1:
+            raise PayloadError(
+                f"prompt is too long: {prompt_tokens} tokens leave no room for an answer "
+                f"in the context window of {context_tokens} tokens"
+            )
+        return min(DEFAULT_MAX_NEW_TOKENS, room)
+    if prompt_tokens + parameters.max_new_tokens > context_tokens:
+        raise PayloadError(
+            f"prompt is too long: {prompt_tokens} tokens plus max_new_tokens {parameters.max_new_tokens} exceed "
+            f"the context window of {context_tokens} tokens (the prompt may use at most "
+            f"{max(context_tokens - parameters.max_new_tokens, 0)})"
+        )
+    return parameters.max_new_tokens
+
+
+def find_stop(text: str, stop: tuple[str, ...], search_from: int = 0) -> int | None:
+    """Where the earliest stop sequence starts in text (looking from `search_from`), or None."""
+    starts = [position for sequence in stop if (position := text.find(sequence, search_from)) != -1]
+    return min(starts) if starts else None
+
+
+def safe_to_emit(text: str, stop: tuple[str, ...]) -> int:
+    """How much of text can be streamed now: a tail that may be the start of a stop sequence is held back."""
+    held = 0
+    for sequence in stop:
+        for length in range(min(len(sequence) - 1, len(text)), held, -1):
+            if text.endswith(sequence[:length]):
+                held = length
+                break
+    return len(text) - held
+
+
+def response_body(
+    request: ChatRequest,
+    text: str,
+    finish_reason: FinishReason,
+    *,
+    prompt_tokens: int,
+    completion_tokens: int,
+    model: str,
+) -> dict[str, Any]:
+    """The non-streamed answer, in the shape of the request's form."""
+    if request.form is ChatForm.CHAT:
+        return {"role": "assistant", "content": text}
+    if request.form is ChatForm.INPUTS:
+        return {"generated_text": text}
+    return {
+        "id": _completion_id(),
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": request.model or model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish_reason}],
+        "usage": _usage(prompt_tokens, completion_tokens),
+    }
+
+
+class ChatStream:
+    """Writes one request's streamed answer to its sink, in the line format of the request's form."""
+
+    def __init__(self, request: ChatRequest, sink: TokenSink, *, model: str):
+        self._request = request
+        self._sink = sink
+        self._id = _completion_id()
+        self._created = int(time.time())
+        self._model = request.model or model
+
+    def piece(self, text: str) -> None:
+        if not text:
+            return
+        if self._request.form is ChatForm.MESSAGES:
+            self._write(self._chunk({"index": 0, "delta": {"content": text}, "finish_reason": None}))
+        else:
+            self._write({"token": {"text": text}})
+
+    def finish(self, text: str, finish_reason: FinishReason, *, prompt_tokens: int, completion_tokens: int) -> None:
+        if self._request.form is ChatForm.MESSAGES:
+            last = self._chunk({"index": 0, "delta": {}, "finish_reason": finish_reason})
+            last["usage"] = _usage(prompt_tokens, completion_tokens)
+            self._write(last)
+        else:
+            self._write({"token": {"text": ""}, "generated_text": text})
+
+    def _chunk(self, choice: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "id": self._id,
+            "object": "chat.completion.chunk",
+            "created": self._created,
+            "model": self._model,
+            "choices": [choice],
+        }
+
+    def _write(self, line: dict[str, Any]) -> None:
+        self._sink((json.dumps(line, ensure_ascii=False) + "\n").encode("utf-8"))
+
+
+def _completion_id() -> str:
+    return f"chatcmpl-{uuid.uuid4().hex}"
+
+
+def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }

@@ -1,0 +1,293 @@
+"""Chat from a Hugging Face causal LM in a local directory (backend `hf-causal`; `smoke-llama` uses it too).
+
+It speaks the chat contract and streaming formats described in `chat_contract`. Messages are rendered with
+the tokenizer's chat template, or in the Llama-2 `[INST]` / `<<SYS>>` format when the tokenizer has none.
+
+A batch is generated together by a manual decode loop rather than `model.generate`, so that every row keeps
+its own settings (max_new_tokens, greedy or sampling with its temperature / top_p / top_k / seed, stop
+sequences) and leaves the batch as soon as it is done: prompts are LEFT-padded, position ids follow the
+attention mask, the key/value cache (DynamicCache) grows one token per step, and finished rows are dropped
+from it. Streamed rows get each new piece of text as soon as it decodes to whole characters; text that might
+be the start of a stop sequence is held back until it is known not to be one.
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from jinja2 import TemplateError
+from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
+
+from local.backends.base import Backend, PayloadError, TokenSink
+from local.backends.chat_contract import (
+    ChatForm,
+    ChatRequest,
+    ChatStream,
+    FinishReason,
+    GenerationParameters,
+    Message,
+    find_stop,
+    parse_chat_request,
+    resolve_max_new_tokens,
+    response_body,
+    safe_to_emit,
+)
+
+_INCOMPLETE_CHARACTER = "\ufffd"  # what decoding shows for a multi-byte character cut between tokens
+
+
+def llama2_prompt(messages: tuple[Message, ...], bos: str = "<s>", eos: str = "</s>") -> str:
+    """Render messages in Meta's Llama-2 chat format: `<s>[INST] <<SYS>>\\n{system}\\n<</SYS>>\\n\\n{user} [/INST]`,
+    each earlier exchange closed by ` {answer} </s>`. User and assistant turns must alternate, user first."""
+    system = messages[0].content.strip() if messages[0].role == "system" else None
+    turns = messages[1:] if system is not None else messages
+    for index, message in enumerate(turns):
+        expected = "user" if index % 2 == 0 else "assistant"
+        if message.role != expected:
+            position = index + (1 if system is not None else 0)
+            raise PayloadError(
+                f"message {position} is from {message.role!r} but the Llama-2 chat format needs user and assistant "
+                f"turns to alternate, starting with the user (expected {expected!r})"
+            )
+    users = [message.content.strip() for message in turns[0::2]]
+    answers = [message.content.strip() for message in turns[1::2]]
+    if system is not None:
+        users[0] = f"<<SYS>>\n{system}\n<</SYS>>\n\n{users[0]}"
+    exchanges = [f"{bos}[INST] {user} [/INST] {answer} {eos}" for user, answer in zip(users, answers, strict=False)]
+    return "".join(exchanges) + f"{bos}[INST] {users[-1]} [/INST]"
+
+
+@dataclass(frozen=True)
+class PreparedChat:
+    request: ChatRequest
+    prompt_ids: tuple[int, ...]
+    max_new_tokens: int
+
+
+@dataclass
+class _Row:
+    """One request's state during generation."""
+
+    prepared: PreparedChat
+    stream: ChatStream | None
+    generator: torch.Generator | None
+    token_ids: list[int] = field(default_factory=list)
+    text: str = ""
+    emitted: int = 0
+    finish_reason: FinishReason | None = None
+    error: Exception | None = None
+
+    @property
+    def parameters(self) -> GenerationParameters:
+        return self.prepared.request.parameters
+
+    @property
+    def done(self) -> bool:
+        return self.finish_reason is not None or self.error is not None
+
+
+class HuggingFaceCausalBackend(Backend):
+    def __init__(self, component_name: str, checkpoint: Path, context_tokens: int):
+        self.component_name = component_name
+        self.label = f"hf-causal: {checkpoint}"
+        self.tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+        model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype="auto")
+        if model.dtype == torch.float16:  # half precision is for GPUs; on CPU bfloat16 keeps the memory saving
+            model = model.to(torch.bfloat16)
+        self.model = model.eval()
+        model_limit = getattr(self.model.config, "max_position_embeddings", None) or context_tokens
+        self.context_tokens = min(context_tokens, model_limit)
+        accepted = inspect.signature(self.model.forward).parameters
+        # Most causal LMs take position ids (needed with left padding) and can skip logits of the prompt.
+        self._takes_position_ids = "position_ids" in accepted
+        self._takes_logits_to_keep = "logits_to_keep" in accepted
+        self.pad_token_id = self._pad_token_id()
+        self.eos_token_ids = self._eos_token_ids()
+        # Request threads encode while the worker decodes; the Rust tokenizer must not be used concurrently.
+        self._tokenizer_lock = threading.Lock()
+
+    def _pad_token_id(self) -> int:
+        for candidate in (self.tokenizer.pad_token_id, self.tokenizer.eos_token_id, 0):
+            if candidate is not None:
+                return candidate
+        return 0
+
+    def _eos_token_ids(self) -> frozenset[int]:
+        configured = self.model.generation_config.eos_token_id
+        ids = set(configured if isinstance(configured, list) else [configured] if configured is not None else [])
+        if self.tokenizer.eos_token_id is not None:
+            ids.add(self.tokenizer.eos_token_id)
+        return frozenset(ids)
+
+    # -- request thread -------------------------------------------------------------------------------------
+
+    def prepare(self, payload: Any) -> PreparedChat:
+        request = parse_chat_request(payload)
+        prompt_ids = self.encode_prompt(request)
+        max_new_tokens = resolve_max_new_tokens(request.parameters, len(prompt_ids), self.context_tokens)
+        return PreparedChat(request, prompt_ids, max_new_tokens)
+
+    def render_prompt(self, request: ChatRequest) -> str:
+        """The prompt text the model reads (chat template, or Llama-2 format without one)."""
+        if request.form is ChatForm.INPUTS:
+            return request.prompt
+        if not self.tokenizer.chat_template:
+            return llama2_prompt(
+                request.messages, self.tokenizer.bos_token or "<s>", self.tokenizer.eos_token or "</s>"
+            )
+        conversation = [{"role": message.role, "content": message.content} for message in request.messages]
+        try:
+            with self._tokenizer_lock:
+                return self.tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
+        except TemplateError as exc:  # templates reject what their model can't read (e.g. a system role)
+            raise PayloadError(f"the model's chat template refused the messages: {exc}") from None
+
+    def encode_prompt(self, request: ChatRequest) -> tuple[int, ...]:
+        text = self.render_prompt(request)
+        # Chat templates and the Llama-2 format already hold the BOS token; a plain prompt gets the tokenizer's.
+        add_special_tokens = request.form is ChatForm.INPUTS
+        with self._tokenizer_lock:
+            ids = self.tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"]
+        if not ids:
+            raise PayloadError("the prompt encodes to no tokens")
+        return tuple(ids)
+
+    # -- copy worker thread ---------------------------------------------------------------------------------
+
+    def run_batch(self, prepared: list[PreparedChat], sinks: list[TokenSink | None]) -> list[Any]:
+        rows = [
+            _Row(
+                prepared=item,
+                stream=ChatStream(item.request, sink, model=self.component_name) if sink is not None else None,
+                generator=_generator(item.request.parameters),
+            )
+            for item, sink in zip(prepared, sinks, strict=True)
+        ]
+        try:
+            self._generate(rows)
+        except Exception as exc:  # the model itself failed: every request of the batch gets the error
+            return [exc] * len(rows)
+        return [self._result(row) for row in rows]
+
+    def _result(self, row: _Row) -> Any:
+        if row.error is not None:
+            return row.error
+        if row.stream is not None:
+            return None
+        assert row.finish_reason is not None  # _generate runs every row to completion
+        return response_body(
+            row.prepared.request,
+            row.text,
+            row.finish_reason,
+            prompt_tokens=len(row.prepared.prompt_ids),
+            completion_tokens=len(row.token_ids),
+            model=self.component_name,
+        )
+
+    @torch.inference_mode()
+    def _generate(self, rows: list[_Row]) -> None:
+        width = max(len(row.prepared.prompt_ids) for row in rows)
+        input_ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for index, row in enumerate(rows):
+            prompt = row.prepared.prompt_ids
+            input_ids[index, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
+            attention_mask[index, width - len(prompt) :] = 1
+        cache = DynamicCache(config=self.model.config)
+        active = list(rows)
+        while True:
+            extra: dict[str, Any] = {}
+            if self._takes_position_ids:
+                extra["position_ids"] = (attention_mask.cumsum(-1) - 1).clamp(min=0)[:, -input_ids.shape[1] :]
+            if self._takes_logits_to_keep:
+                extra["logits_to_keep"] = 1
+            output = self.model(
+                input_ids=input_ids, attention_mask=attention_mask, past_key_values=cache, use_cache=True, **extra
+            )
+            logits = output.logits[:, -1, :].float()
+            next_tokens = [self._next_token(row, logits[index]) for index, row in enumerate(active)]
+            for row, token in zip(active, next_tokens, strict=True):
+                self._advance(row, token)
+            keep = [index for index, row in enumerate(active) if not row.done]
+            if not keep:
+                return
+            if len(keep) < len(active):  # finished rows leave the batch and the cache
+                selected = torch.tensor(keep, dtype=torch.long)
+                cache.batch_select_indices(selected)
+                attention_mask = attention_mask[selected]
+                active = [active[index] for index in keep]
+                next_tokens = [next_tokens[index] for index in keep]
+            input_ids = torch.tensor(next_tokens, dtype=torch.long).unsqueeze(-1)
+            attention_mask = torch.cat([attention_mask, attention_mask.new_ones((len(active), 1))], dim=-1)
+
+    @staticmethod
+    def _next_token(row: _Row, logits: torch.Tensor) -> int:
+        parameters = row.parameters
+        if not parameters.do_sample:
+            return int(logits.argmax())
+        logits = logits / parameters.temperature
+        if parameters.top_k:
+            threshold = torch.topk(logits, min(parameters.top_k, logits.shape[-1])).values[-1]
+            logits = logits.masked_fill(logits < threshold, float("-inf"))
+        if parameters.top_p < 1:
+            ordered, order = torch.sort(logits, descending=True)
+            cumulative = ordered.softmax(-1).cumsum(-1)
+            # Drop a token once the tokens before it already cover top_p (the most likely one always stays).
+            dropped = (cumulative - ordered.softmax(-1)) >= parameters.top_p
+            logits = logits.scatter(0, order[dropped], float("-inf"))
+        probabilities = logits.softmax(-1)
+        return int(torch.multinomial(probabilities, 1, generator=row.generator))
+
+    def _advance(self, row: _Row, token: int) -> None:
+        """Take one generated token: update the row's text, stream what is settled, decide if it is done."""
+        if token in self.eos_token_ids:
+            self._finish(row, "stop")
+            return
+        row.token_ids.append(token)
+        with self._tokenizer_lock:
+            text = self.tokenizer.decode(row.token_ids, skip_special_tokens=True)
+        stop = row.parameters.stop
+        longest_stop = max((len(sequence) for sequence in stop), default=0)
+        cut = find_stop(text, stop, max(row.emitted - longest_stop, 0))
+        if cut is not None:
+            row.text = text[:cut]
+            self._finish(row, "stop")
+        elif len(row.token_ids) >= row.prepared.max_new_tokens:
+            row.text = text
+            self._finish(row, "length")
+        else:
+            row.text = text
+            if not text.endswith(_INCOMPLETE_CHARACTER):
+                self._emit(row, safe_to_emit(text, stop))
+
+    def _emit(self, row: _Row, upto: int) -> None:
+        if row.stream is None or upto <= row.emitted:
+            return
+        try:
+            row.stream.piece(row.text[row.emitted : upto])
+        except Exception as exc:  # the client went away: this row stops, the rest of the batch goes on
+            row.error = exc
+        row.emitted = upto
+
+    def _finish(self, row: _Row, reason: FinishReason) -> None:
+        self._emit(row, len(row.text))
+        row.finish_reason = reason
+        if row.stream is not None and row.error is None:
+            try:
+                row.stream.finish(
+                    row.text, reason, prompt_tokens=len(row.prepared.prompt_ids), completion_tokens=len(row.token_ids)
+                )
+            except Exception as exc:
+                row.error = exc
+
+
+def _generator(parameters: GenerationParameters) -> torch.Generator | None:
+    """A per-request random generator when the request gives a seed (others share torch's default one)."""
+    if not parameters.do_sample or parameters.seed is None:
+        return None
+    return torch.Generator().manual_seed(parameters.seed)

@@ -1,0 +1,88 @@
+"""The weight-free stand-in chat backend."""
+
+from __future__ import annotations
+
+import pytest
+
+from local.backends.base import PayloadError
+from local.backends.standin import StandinChatBackend
+
+CONVERSATION = [
+    {"role": "system", "content": "You are a helpful support agent."},
+    {"role": "user", "content": "My router keeps rebooting."},
+    {"role": "assistant", "content": "Have you tried another power socket?"},
+    {"role": "user", "content": "Yes, it still reboots every hour."},
+]
+
+
+@pytest.fixture
+def standin() -> StandinChatBackend:
+    return StandinChatBackend("chat", context_tokens=4096)
+
+
+def test_answer_says_it_is_a_standin_and_reflects_the_conversation(standin: StandinChatBackend):
+    # Given a conversation with a system prompt and two earlier turns
+    # When the stand-in answers it
+    [answer] = standin.run_batch([standin.prepare({"chat": CONVERSATION})], [None])
+    # Then it says plainly it is a stand-in, echoes the last message and describes the context it got
+    content = answer["content"]
+    assert answer["role"] == "assistant"
+    assert "stand-in" in content and "not a real language model" in content
+    assert "Yes, it still reboots every hour." in content
+    assert "2 earlier turns" in content
+    assert "a system prompt" in content and "no system prompt" not in content
+
+
+def test_answers_are_deterministic_and_each_request_gets_its_own(standin: StandinChatBackend):
+    # Given two different requests served in one batch
+    first = {"messages": [{"role": "user", "content": "first question"}], "temperature": 0}
+    second = {"messages": [{"role": "user", "content": "second question"}], "temperature": 0}
+    # When they are served together and again alone
+    together = standin.run_batch([standin.prepare(first), standin.prepare(second)], [None, None])
+    alone = standin.run_batch([standin.prepare(second)], [None])
+    # Then each answer is about its own request and repeating it gives the same text
+    contents = [body["choices"][0]["message"]["content"] for body in together]
+    assert "first question" in contents[0] and "second question" in contents[1]
+    assert contents[1] == alone[0]["choices"][0]["message"]["content"]
+    assert "no system prompt" in contents[0]
+
+
+def test_max_new_tokens_and_stop_sequences_are_honoured(standin: StandinChatBackend):
+    # Given a full answer, and the same request limited to 4 words or stopped at "model"
+    full = standin.run_batch([standin.prepare({"inputs": "Tell me a story"})], [None])[0]["generated_text"]
+    limited = standin.prepare({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4})
+    stopped = standin.prepare({"inputs": "Tell me a story", "parameters": {"stop": ["model"]}})
+    # When served
+    limited_body, stopped_body = standin.run_batch([limited, stopped], [None, None])
+    # Then the first is cut at 4 words ("length") and the second just before the stop sequence
+    assert len(limited_body["choices"][0]["message"]["content"].split()) == 4
+    assert limited_body["choices"][0]["finish_reason"] == "length"
+    assert stopped_body["generated_text"] == full[: full.index("model")]
+
+
+def test_streams_word_by_word_in_lmi_lines(standin: StandinChatBackend, run_streamed):
+    # Given a streamed chat request
+    lines, result = run_streamed(standin, {"chat": CONVERSATION})
+    # Then every word is its own token line and the pieces make up the full text of the last line
+    pieces = [line["token"]["text"] for line in lines[:-1]]
+    assert len(pieces) > 10 and all(len(piece.split()) == 1 for piece in pieces)
+    assert "".join(pieces) == lines[-1]["generated_text"]
+    assert lines[-1]["token"] == {"text": ""}
+    assert result is None
+
+
+def test_streams_openai_chunks(standin: StandinChatBackend, run_streamed):
+    # Given a streamed OpenAI-style request
+    lines, _ = run_streamed(standin, {"messages": [{"role": "user", "content": "hello"}], "max_tokens": 5})
+    # Then five content chunks are followed by a final chunk that says why it ended
+    assert [line["object"] for line in lines] == ["chat.completion.chunk"] * 6
+    assert len([line for line in lines if line["choices"][0]["delta"].get("content")]) == 5
+    assert lines[-1]["choices"][0] == {"index": 0, "delta": {}, "finish_reason": "length"}
+
+
+def test_prompt_beyond_context_window_is_refused():
+    # Given a stand-in with a small context window
+    standin = StandinChatBackend("chat", context_tokens=64)
+    # When a request's prompt and answer cannot fit, then it is refused with both numbers
+    with pytest.raises(PayloadError, match=r"plus max_new_tokens 32 exceed the context window of 64"):
+        standin.prepare({"inputs": "word " * 60, "parameters": {"max_new_tokens": 32}})
