@@ -1,0 +1,140 @@
+"""AppTest tests of the transcripts page against the in-test fake API: upload many files, live status,
+summary beside turns."""
+
+from __future__ import annotations
+
+from fake_api import InjectedFailure
+from ui_helpers import click, page_text, sign_in
+
+CALL_A = b"Agent: Thanks for calling, how can I help?\nCustomer: My router keeps rebooting.\n"
+CALL_B = b"Agent: Hello.\nCustomer: I want to cancel my plan.\nAgent: Sorry to hear that.\n"
+
+
+def open_transcripts(app):
+    sign_in(app)
+    app.switch_page("screens/transcripts.py")
+    return app.run()
+
+
+def test_uploading_several_files_creates_a_job_each_through_the_presigned_urls(fake_api, app):
+    # Given the transcripts page
+    open_transcripts(app)
+    assert "No jobs yet. Upload a transcript above." in page_text(app)
+    # When two files are chosen and uploaded
+    app.file_uploader[0].set_value([("call-a.txt", CALL_A, "text/plain"), ("call-b.txt", CALL_B, "text/plain")])
+    app.run()
+    click(app, "Upload and summarize")
+    # Then each went to its presigned URL with its exact bytes, and the report names both
+    assert not app.exception
+    assert sorted(fake_api.state.stored_files.values()) == sorted([CALL_A, CALL_B])
+    uploaded = sorted(message.value.split(",")[0] for message in app.success)
+    assert uploaded == ["**call-a.txt**: uploaded", "**call-b.txt**: uploaded"]
+    # And the uploader is empty again, so a second click cannot send them twice
+    assert app.file_uploader[0].value == []
+
+
+def test_finished_jobs_show_their_summary_beside_the_turns(fake_api, app):
+    # Given an uploaded transcript whose job succeeds
+    open_transcripts(app)
+    app.file_uploader[0].set_value(("call-a.txt", CALL_A, "text/plain"))
+    app.run()
+    click(app, "Upload and summarize")
+    # Then the status table says so and the summary sits in one column, the turns in the other
+    table = app.table[0].value
+    assert list(table["File"]) == ["call-a.txt"]
+    assert list(table["Status"]) == ["Succeeded"]
+    summary_column, turns_column = app.columns[0], app.columns[1]
+    assert "2 turns between Agent, Customer." in page_text(summary_column)
+    assert page_text(turns_column).splitlines()[1:] == [
+        "**Agent:** Thanks for calling, how can I help?",
+        "**Customer:** My router keeps rebooting.",
+    ]
+
+
+def test_status_table_follows_a_running_job_until_it_finishes(fake_api, app):
+    # Given uploads that the pipeline has not finished yet
+    fake_api.state.finish_jobs_on_upload = False
+    open_transcripts(app)
+    app.file_uploader[0].set_value(("slow.txt", CALL_B, "text/plain"))
+    app.run()
+    click(app, "Upload and summarize")
+    # Then the table shows it processing and says it refreshes by itself
+    assert list(app.table[0].value["Status"]) == ["Processing"]
+    assert "1 still running; this table refreshes by itself." in page_text(app)
+    # When the job finishes and the table refreshes
+    fake_api.finish_job(next(iter(fake_api.state.jobs)))
+    app.run()
+    # Then it shows the success and the summary
+    assert list(app.table[0].value["Status"]) == ["Succeeded"]
+    assert "All jobs finished." in page_text(app)
+    assert "3 turns between Agent, Customer." in page_text(app)
+
+
+def test_a_failed_upload_is_reported_and_the_other_files_still_go(fake_api, app):
+    # Given API Gateway throttles the upload route once
+    open_transcripts(app)
+    fake_api.fail_next("upload", InjectedFailure(429, "Too Many Requests", retry_after_s=2))
+    # When two files are uploaded
+    app.file_uploader[0].set_value([("first.txt", CALL_A, "text/plain"), ("second.txt", CALL_B, "text/plain")])
+    app.run()
+    click(app, "Upload and summarize")
+    # Then the first is reported with a readable reason and the second was uploaded
+    assert [message.value for message in app.error] == [
+        "**first.txt**: not uploaded. Too many requests right now. Try again in 2 seconds."
+    ]
+    assert [message.value.split(",")[0] for message in app.success] == ["**second.txt**: uploaded"]
+    assert list(fake_api.state.stored_files.values()) == [CALL_B]
+    assert not app.exception
+
+
+def test_storage_refusing_the_presigned_put_is_reported(fake_api, app):
+    # Given storage rejects the PUT (e.g. an expired URL)
+    open_transcripts(app)
+    fake_api.fail_next("put", InjectedFailure(403, "Request has expired"))
+    # When a file is uploaded
+    app.file_uploader[0].set_value(("late.txt", CALL_A, "text/plain"))
+    app.run()
+    click(app, "Upload and summarize")
+    # Then the report says storage refused it
+    assert "**late.txt**: not uploaded. Not allowed: Storage refused the upload: HTTP 403 Forbidden." in page_text(app)
+
+
+def test_failed_jobs_show_their_reason(fake_api, app):
+    # Given a job the pipeline rejected
+    open_transcripts(app)
+    fake_api.state.jobs["j1"] = {
+        "job_id": "j1",
+        "owner": "alice",
+        "filename": "noise.bin",
+        "status": "failed",
+        "reason": "unknown transcript format",
+        "created_at": "2026-11-25T10:00:00+00:00",
+        "updated_at": "2026-11-25T10:00:01+00:00",
+    }
+    # When the table refreshes
+    app.run()
+    # Then the failure and its reason are in the table, and no summary is offered for it
+    table = app.table[0].value
+    assert list(table["Status"]) == ["Failed"]
+    assert list(table["Details"]) == ["unknown transcript format"]
+    assert "Summaries" not in page_text(app)
+
+
+def test_a_job_whose_file_never_arrived_is_not_followed_forever(fake_api, app):
+    # Given an old job still queued (its upload never happened) and nothing else
+    open_transcripts(app)
+    fake_api.state.jobs["j-old"] = {
+        "job_id": "j-old",
+        "owner": "alice",
+        "filename": "lost.txt",
+        "status": "queued",
+        "created_at": "2026-01-01T10:00:00Z",
+        "updated_at": "2026-01-01T10:00:00Z",
+    }
+    # When the page shows the jobs
+    app.run()
+    app.run()
+    # Then the job is listed as queued, the page says it is no longer followed, and polling has stopped
+    assert list(app.table[0].value["Status"]) == ["Queued"]
+    assert "1 job(s) still not finished after 15 minutes" in page_text(app)
+    assert app.session_state["jobs_polling"] is False

@@ -1,0 +1,1 @@
+"""Streamlit pages of the web UI; each module's `render()` draws one page."""
