@@ -1,0 +1,131 @@
+"""Transcript pipeline benchmark: transcripts per minute through the local pipeline (moto S3 -> SQS -> poller ->
+batch handler -> local endpoint's default extractive summarizer -> S3 + DynamoDB) with one and with two
+concurrent workers, and the peak Python memory of summarizing a 10,000-turn transcript.
+
+Run: `python -m bench.transcripts` (or `make bench`). Figures are ratios against the one-worker run of
+the same process, so they compare across machines.
+"""
+
+from __future__ import annotations
+
+import time
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+
+import boto3
+from chatbot.inference import InferenceClient
+from chatbot.jobs import pipeline
+from chatbot.jobs.keys import job_id_for_key
+from chatbot.jobs.store import JobStore
+from chatbot.summarization import summarize_turns
+from chatbot.transcripts import parse_transcript
+
+from local.aws import create_table_from_template, patched_environ, start_moto
+from local.endpoint.server import start_endpoint
+from local.s3_pipeline import create_pipeline_resources, start_poller
+from local.template import Template
+from provisioning.config import load_config
+
+FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "transcripts"
+TRANSCRIPTS_PER_RUN = 40
+TIMEOUT_S = 300
+LONG_CALL_TURNS = 10_000
+
+
+def long_call(turn_count: int = LONG_CALL_TURNS) -> bytes:
+    """A plain-text call of `turn_count` alternating turns (varied sentences, like a long support call)."""
+    topics = ("the router", "my invoice", "the delivery", "the refund", "my password", "the contract")
+    lines = []
+    for index in range(turn_count):
+        speaker = ("Agent", "Customer")[index % 2]
+        topic = topics[index % len(topics)]
+        lines.append(
+            f"{speaker}: About {topic}, point {index}: it stopped working again after the update on day {index % 30}."
+        )
+    return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def _samples() -> list[bytes]:
+    return [path.read_bytes() for path in sorted(FIXTURES.iterdir())]
+
+
+def run_pipeline(template: Template, session, environment: dict[str, str], workers: int, run: str) -> float:
+    """Upload TRANSCRIPTS_PER_RUN transcripts and wait for every job; returns transcripts per minute."""
+    samples = _samples()
+    table = environment["TABLE_NAME"]
+    jobs = JobStore(table)
+    bucket = template.physical_name("TranscriptsBucket")
+    s3 = session.client("s3")
+    keys = [f"incoming/bench/{run}/{index:03d}" for index in range(TRANSCRIPTS_PER_RUN)]
+    with start_poller(template, session, workers=workers, environment=environment, retry_delay_s=1):
+        started = time.perf_counter()
+        for index, key in enumerate(keys):
+            s3.put_object(Bucket=bucket, Key=key, Body=samples[index % len(samples)])
+        pending = {job_id_for_key(key) for key in keys}
+        deadline = time.monotonic() + TIMEOUT_S
+        while pending and time.monotonic() < deadline:
+            pending = {job for job in pending if (jobs.get(job) or {}).get("status") not in ("succeeded", "failed")}
+            time.sleep(0.05)
+        elapsed = time.perf_counter() - started
+    if pending:
+        raise RuntimeError(f"{len(pending)} of {len(keys)} transcripts unfinished after {TIMEOUT_S} s")
+    return len(keys) / elapsed * 60
+
+
+def peak_memory_of_long_summary(summarize: Callable[[list[str]], list[str]]) -> tuple[float, float, int, float]:
+    """(peak MiB, input MiB, chunk count, seconds) of parsing and map-reducing the 10,000-turn call."""
+    data = long_call()
+    tracemalloc.start()
+    started = time.perf_counter()
+    turns = parse_transcript(data).turns
+    result = summarize_turns(list(turns), summarize)
+    seconds = time.perf_counter() - started
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return peak / 2**20, len(data) / 2**20, result.chunk_count, seconds
+
+
+def first_lines(texts: list[str]) -> list[str]:
+    """In-process stand-in summarizer: isolates our parsing, chunking and map-reduce from any model."""
+    return [text.split("\n", 1)[0] for text in texts]
+
+
+def _print_memory(label: str, figures: tuple[float, float, int, float]) -> None:
+    peak_mib, input_mib, chunks, seconds = figures
+    print(f"  {label}: {chunks} chunks, {seconds:.2f} s, peak traced memory {peak_mib:.2f} MiB", end="")
+    print(f" ({peak_mib / input_mib:.1f}x the {input_mib:.2f} MiB input)")
+
+
+def main() -> None:
+    print("transcripts: local pipeline throughput (moto + local endpoint, extractive summarizer)")
+    pipeline.logger.setLevel("WARNING")  # one log line per transcript otherwise
+    config = load_config()
+    with start_moto(port=0) as moto, start_endpoint(config, port=0) as endpoint:
+        environment = {
+            **moto.environment(),
+            "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": endpoint.url,
+            "SAGEMAKER_ENDPOINT_NAME": config.endpoint.name,
+            "CHAT_COMPONENT_NAME": "chat",
+            "SUMMARIZER_COMPONENT_NAME": "summarizer",
+            "POWERTOOLS_LOG_LEVEL": "WARNING",
+        }
+        with patched_environ(environment):
+            template = Template()
+            session = boto3.session.Session()
+            environment["TABLE_NAME"] = create_table_from_template(template, session.client("dynamodb"))
+            create_pipeline_resources(template, session)
+            rates = {}
+            for workers in (1, 2):
+                rates[workers] = run_pipeline(template, session, environment, workers, f"workers-{workers}")
+                print(f"  {workers} worker(s): {rates[workers]:8.1f} transcripts/min ({TRANSCRIPTS_PER_RUN} files)")
+            print(f"  speed-up with 2 workers: {rates[2] / rates[1]:.2f}x")
+            print(f"transcripts: {LONG_CALL_TURNS:,}-turn transcript, parse + map-reduce")
+            _print_memory("stand-in summarizer (ours only)", peak_memory_of_long_summary(first_lines))
+            client = InferenceClient(config.endpoint.name, "chat", "summarizer", timeout_s=120, max_attempts=3)
+            # The endpoint runs in this process, so its allocations are traced too.
+            _print_memory("local endpoint, extractive", peak_memory_of_long_summary(client.summarize))
+
+
+if __name__ == "__main__":
+    main()

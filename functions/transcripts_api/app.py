@@ -1,0 +1,45 @@
+"""Transcripts REST API: HTTP onto chatbot.jobs.api (all logic lives in the layer)."""
+
+from http import HTTPStatus
+from typing import Annotated
+
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig
+from aws_lambda_powertools.event_handler.openapi.params import Query
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from chatbot.api_errors import caller_id, register_error_handlers
+from chatbot.jobs.api import Job, JobList, UploadRequest, UploadResponse, create_service
+from chatbot.settings import get_settings
+
+logger = Logger()
+tracer = Tracer()
+settings = get_settings()
+service = create_service(settings)
+
+cors = CORSConfig(allow_origin=settings.cors_allow_origin, allow_headers=["Authorization", "Content-Type"], max_age=600)
+app = APIGatewayRestResolver(enable_validation=True, cors=cors)
+register_error_handlers(app)
+
+Limit = Annotated[int, Query(ge=1, le=100, description="Page size.")]
+Cursor = Annotated[str | None, Query(max_length=2048, description="`next_cursor` of the previous page.")]
+
+
+@app.post("/v1/transcripts", status_code=HTTPStatus.CREATED, summary="Request an upload URL for a transcript")
+def request_upload(body: UploadRequest) -> UploadResponse:
+    return service.request_upload(caller_id(app), body.filename)
+
+
+@app.get("/v1/transcripts", summary="The caller's transcript jobs, newest first")
+def list_jobs(limit: Limit = 20, cursor: Cursor = None) -> JobList:
+    return service.list_jobs(caller_id(app), limit, cursor)
+
+
+@app.get("/v1/transcripts/<job_id>", summary="One transcript job, with its summary when it succeeded")
+def get_job(job_id: str) -> Job:
+    return service.get_job(caller_id(app), job_id)
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    return app.resolve(event, context)

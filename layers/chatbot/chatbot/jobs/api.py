@@ -1,0 +1,144 @@
+"""The transcripts API: request an upload (presigned PUT URL + job id), list the caller's jobs, read one job."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import boto3
+from botocore.config import Config
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from chatbot.api_errors import InvalidRequestError, NotFoundError
+from chatbot.jobs.keys import UPLOADS_PREFIX, job_id_for_key
+from chatbot.jobs.store import InvalidCursorError, JobStore
+
+# A file name becomes the last part of the object key: no path separators, no control characters.
+FILENAME_PATTERN = r"^[^/\\\x00-\x1f\x7f]+$"
+
+
+class UploadRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    filename: str = Field(
+        min_length=1,
+        max_length=200,
+        pattern=FILENAME_PATTERN,
+        description="Name of the transcript file (its extension does not matter: the format is detected).",
+    )
+
+    @field_validator("filename")
+    @classmethod
+    def _not_a_relative_path(cls, filename: str) -> str:
+        if filename in (".", ".."):
+            raise ValueError("a file name cannot be '.' or '..'")
+        return filename
+
+
+class Upload(BaseModel):
+    url: str = Field(description="Presigned S3 URL: PUT the file's bytes to it, with no extra headers.")
+    method: Literal["PUT"] = "PUT"
+    expires_at: str = Field(description="The URL stops working at this time (ISO 8601, UTC).")
+    max_bytes: int = Field(description="Larger files are rejected by the summary job.")
+
+
+class Job(BaseModel):
+    job_id: str
+    status: Literal["queued", "processing", "succeeded", "failed"]
+    filename: str | None = None
+    source_key: str | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+    finished_at: str | None = None
+    attempts: int | None = Field(None, description="How many times a worker took the job.")
+    format: str | None = Field(None, description="Detected transcript format.")
+    speakers: list[str] | None = None
+    turns: int | None = Field(None, description="Speaker turns after merging consecutive turns of one speaker.")
+    duration_s: float | None = None
+    chunk_count: int | None = Field(None, description="Chunks the transcript was split into for the summarizer.")
+    summary: str | None = Field(None, description="Only on GET of one job.")
+    summary_key: str | None = None
+    failure_code: str | None = Field(None, description="empty, unparseable, unknown_format, too_large, no_speech, ...")
+    reason: str | None = Field(None, description="Why the job failed, in a sentence.")
+    last_error: str | None = Field(None, description="The latest transient error (the job is retried).")
+
+
+class UploadResponse(BaseModel):
+    job: Job
+    upload: Upload
+
+
+class JobList(BaseModel):
+    items: list[Job]
+    next_cursor: str | None = Field(None, description="Pass as `cursor` for the next page; absent on the last page.")
+
+
+def _job(record: dict, *, with_summary: bool) -> Job:
+    fields = {name: record.get(name) for name in Job.model_fields}
+    if not with_summary:
+        fields["summary"] = None
+    return Job.model_validate(fields)
+
+
+class TranscriptsService:
+    def __init__(self, *, jobs: JobStore, s3: Any, bucket: str, url_expires_s: int, max_bytes: int, clock=time.time):
+        self._jobs = jobs
+        self._s3 = s3
+        self._bucket = bucket
+        self._url_expires_s = url_expires_s
+        self._max_bytes = max_bytes
+        self._clock = clock
+
+    def request_upload(self, owner: str, filename: str) -> UploadResponse:
+        """A queued job and the URL to PUT its file to; the job starts when the file lands."""
+        key = f"{UPLOADS_PREFIX}{uuid.uuid4().hex}/{filename}"
+        record = self._jobs.create_queued(
+            job_id_for_key(key), owner=owner, source_key=key, filename=filename, bucket=self._bucket
+        )
+        url = self._s3.generate_presigned_url(
+            "put_object", Params={"Bucket": self._bucket, "Key": key}, ExpiresIn=self._url_expires_s
+        )
+        expires_at = datetime.fromtimestamp(self._clock() + self._url_expires_s, UTC)
+        upload = Upload(
+            url=url,
+            expires_at=expires_at.isoformat(timespec="seconds").replace("+00:00", "Z"),
+            max_bytes=self._max_bytes,
+        )
+        return UploadResponse(job=_job(record, with_summary=False), upload=upload)
+
+    def list_jobs(self, owner: str, limit: int, cursor: str | None) -> JobList:
+        try:
+            records, next_cursor = self._jobs.list_for_owner(owner, limit=limit, cursor=cursor)
+        except InvalidCursorError as exc:
+            raise InvalidRequestError(str(exc)) from None
+        return JobList(items=[_job(record, with_summary=False) for record in records], next_cursor=next_cursor)
+
+    def get_job(self, owner: str, job_id: str) -> Job:
+        record = self._jobs.get(job_id) if _is_uuid(job_id) else None
+        if record is None or record.get("owner") != owner:
+            raise NotFoundError(f"No transcript job {job_id}.")
+        return _job(record, with_summary=True)
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+def create_service(settings: Any) -> TranscriptsService:
+    """The service as the API function runs it, from chatbot.settings.Settings."""
+    if not settings.transcripts_bucket:
+        raise ValueError("TRANSCRIPTS_BUCKET is not set for the transcripts API")
+    return TranscriptsService(
+        jobs=JobStore(settings.table_name, ttl_days=settings.job_ttl_days),
+        # SigV4 is required for presigned URLs in newer regions and for KMS-encrypted buckets.
+        s3=boto3.client("s3", config=Config(signature_version="s3v4")),
+        bucket=settings.transcripts_bucket,
+        url_expires_s=settings.upload_url_expires_s,
+        max_bytes=settings.transcript_max_bytes,
+    )

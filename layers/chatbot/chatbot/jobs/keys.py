@@ -1,0 +1,31 @@
+"""Where transcripts, summaries and failure records live in the bucket, and a job's id for a source key.
+
+The prefixes match the bucket notification filter in template.yaml (a unit test checks it).
+"""
+
+import uuid
+
+INCOMING_PREFIX = "incoming/"
+SUMMARIES_PREFIX = "summaries/"
+FAILED_PREFIX = "failed/"
+UPLOADS_PREFIX = f"{INCOMING_PREFIX}uploads/"
+
+_JOB_NAMESPACE = uuid.UUID("5b2f8a4e-3c1d-4f0a-9b7e-2d6c1e8f4a90")
+
+
+def is_incoming(key: str) -> bool:
+    """A transcript to summarize: under incoming/, and not a "folder" placeholder."""
+    return key.startswith(INCOMING_PREFIX) and not key.endswith("/") and len(key) > len(INCOMING_PREFIX)
+
+
+def job_id_for_key(key: str) -> str:
+    """One job per source key, whoever put it there (API upload, CLI or a plain copy into the bucket)."""
+    return str(uuid.uuid5(_JOB_NAMESPACE, key))
+
+
+def summary_key(source_key: str) -> str:
+    return f"{SUMMARIES_PREFIX}{source_key.removeprefix(INCOMING_PREFIX)}.json"
+
+
+def failure_key(source_key: str) -> str:
+    return f"{FAILED_PREFIX}{source_key.removeprefix(INCOMING_PREFIX)}.json"

@@ -1,0 +1,246 @@
+"""The batch job: one S3 notification in, a summary or a written failure record out, the job record updated.
+
+Permanent problems (the file can never be summarized as it is) end as `failed/<key>.json` plus a failed job
+and the message counts as handled. Transient ones (model throttled or unreachable, AWS throttling, another
+worker holding the job) raise, so only that message goes back to the queue and, in the end, to the DLQ.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger
+from botocore.exceptions import ClientError
+
+from chatbot.inference import InferenceClient, InputTooLongError, ModelInvocationError
+from chatbot.jobs.events import ObjectCreated, parse_notification
+from chatbot.jobs.keys import failure_key, is_incoming, job_id_for_key, summary_key
+from chatbot.jobs.store import Claim, ClaimOutcome, JobStore
+from chatbot.summarization import SummarizationError, summarize_turns
+from chatbot.transcripts import FailureCode, ParsedTranscript, TranscriptError, parse_transcript
+
+logger = Logger(child=True)
+
+_MISSING_SOURCE_CODES = {"NoSuchKey", "NoSuchVersion", "404"}
+_REPLACED_SOURCE_CODES = {"PreconditionFailed", "412"}
+
+
+class RetryLaterError(Exception):
+    """Another worker holds this job; the message should come back after its visibility timeout."""
+
+
+class Result(StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    DUPLICATE = "duplicate"
+    STALE = "stale"
+    IGNORED = "ignored"
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectResult:
+    key: str
+    result: Result
+    job_id: str | None = None
+    detail: str = ""
+
+
+class TranscriptJobProcessor:
+    """Summarizes the transcripts named by S3 notifications; AWS clients and the summarizer are injected."""
+
+    def __init__(
+        self,
+        *,
+        s3: Any,
+        jobs: JobStore,
+        summarize: Callable[[list[str]], list[str]],
+        summarizer_label: dict[str, str],
+        max_bytes: int,
+        max_input_tokens: int,
+        lease_s: int,
+        clock: Callable[[], float] = time.time,
+    ):
+        self._s3 = s3
+        self._jobs = jobs
+        self._summarize = summarize
+        self._summarizer_label = summarizer_label
+        self._max_bytes = max_bytes
+        self._max_input_tokens = max_input_tokens
+        self._lease_s = lease_s
+        self._clock = clock
+
+    def process_message(self, body: str) -> list[ObjectResult]:
+        """Handle every object in one SQS message body; raises when the message must be retried."""
+        return [self.process_object(created) for created in parse_notification(body)]
+
+    def process_object(self, source: ObjectCreated) -> ObjectResult:
+        if not is_incoming(source.key):
+            return ObjectResult(source.key, Result.IGNORED, detail="not a transcript under incoming/")
+        job_id = job_id_for_key(source.key)
+        claim = self._jobs.claim(job_id, source, lease_s=self._lease_s)
+        if claim.outcome == ClaimOutcome.IN_PROGRESS:
+            raise RetryLaterError(f"job {job_id} for {source.key} is being processed by another worker")
+        if claim.outcome != ClaimOutcome.CLAIMED:
+            logger.info("skipping notification", extra={"key": source.key, "outcome": claim.outcome.value})
+            return ObjectResult(source.key, Result(claim.outcome.value), job_id)
+        try:
+            return self._summarize_claimed(source, job_id, claim)
+        except Exception as exc:
+            # Hand the job back so the retried message can take it at once, then let the message fail.
+            self._jobs.release(job_id, claim.revision, f"{type(exc).__name__}: {exc}")
+            raise
+
+    def _summarize_claimed(self, source: ObjectCreated, job_id: str, claim: Claim) -> ObjectResult:
+        started = time.perf_counter()
+        timings: dict[str, float] = {}
+        parsed: ParsedTranscript | None = None
+        try:
+            data = self._download(source)
+            timings["download_ms"] = _elapsed_ms(started)
+            parsed = parse_transcript(data)
+            timings["parse_ms"] = _elapsed_ms(started) - timings["download_ms"]
+            summary = summarize_turns(parsed.turns, self._summarize, max_input_tokens=self._max_input_tokens)
+            timings["summarize_ms"] = _elapsed_ms(started) - timings["download_ms"] - timings["parse_ms"]
+        except _SourceReplacedError:
+            self._jobs.release(job_id, claim.revision, "the object was replaced before it was read")
+            return ObjectResult(source.key, Result.STALE, job_id, "a newer upload replaced this version")
+        except TranscriptError as exc:
+            return self._record_failure(source, job_id, claim, exc.code, exc.message, parsed)
+        except (InputTooLongError, ModelInvocationError, SummarizationError) as exc:
+            return self._record_failure(source, job_id, claim, FailureCode.SUMMARIZER_FAILED, str(exc), parsed)
+        timings["total_ms"] = _elapsed_ms(started)
+        document = {
+            "summary": summary.summary,
+            "job_id": job_id,
+            "source": _source_fields(source),
+            "format": parsed.format.value,
+            "speakers": parsed.speakers,
+            "turns": len(parsed.turns),
+            "duration_s": parsed.duration_s,
+            "chunk_count": summary.chunk_count,
+            "rounds": summary.rounds,
+            "summarizer": self._summarizer_label,
+            "timings_ms": {name: round(value, 1) for name, value in timings.items()},
+            "created_at": _iso(self._clock()),
+        }
+        output_key = summary_key(source.key)
+        self._put_json(source.bucket, output_key, document)
+        self._s3.delete_object(Bucket=source.bucket, Key=failure_key(source.key))
+        fields = {key: document[key] for key in ("summary", "format", "speakers", "turns", "duration_s")}
+        fields |= {"chunk_count": summary.chunk_count, "summary_key": output_key, "timings_ms": document["timings_ms"]}
+        if not self._jobs.succeed(job_id, claim.revision, fields):
+            logger.warning("job taken over before it finished", extra={"job_id": job_id, "key": source.key})
+        logger.info("transcript summarized", extra={"key": source.key, "job_id": job_id, **document["timings_ms"]})
+        return ObjectResult(source.key, Result.SUCCEEDED, job_id)
+
+    def _download(self, source: ObjectCreated) -> bytes:
+        """The object as notified; too large, missing or replaced objects never reach the parser."""
+        request: dict[str, Any] = {"Bucket": source.bucket, "Key": source.key}
+        if source.version_id:
+            request["VersionId"] = source.version_id
+        elif source.etag:
+            request["IfMatch"] = f'"{source.etag}"'
+        try:
+            response = self._s3.get_object(**request)
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in _MISSING_SOURCE_CODES:
+                raise TranscriptError(
+                    FailureCode.SOURCE_MISSING, "the object was deleted before it could be read"
+                ) from None
+            if code in _REPLACED_SOURCE_CODES:
+                raise _SourceReplacedError from None
+            raise
+        body = response["Body"]
+        try:
+            size = int(response.get("ContentLength", 0))
+            if size > self._max_bytes:
+                raise TranscriptError(FailureCode.TOO_LARGE, _too_large(size, self._max_bytes))
+            data = body.read(self._max_bytes + 1)
+            if len(data) > self._max_bytes:
+                raise TranscriptError(FailureCode.TOO_LARGE, _too_large(len(data), self._max_bytes))
+            return data
+        finally:
+            body.close()
+
+    def _record_failure(
+        self,
+        source: ObjectCreated,
+        job_id: str,
+        claim: Claim,
+        code: FailureCode,
+        message: str,
+        parsed: ParsedTranscript | None,
+    ) -> ObjectResult:
+        output_key = failure_key(source.key)
+        document = {
+            "error": {"code": code.value, "message": message},
+            "job_id": job_id,
+            "source": _source_fields(source),
+            "format": parsed.format.value if parsed else None,
+            "failed_at": _iso(self._clock()),
+        }
+        self._put_json(source.bucket, output_key, document)
+        self._s3.delete_object(Bucket=source.bucket, Key=summary_key(source.key))
+        fields = {"failure_code": code.value, "reason": message, "failed_key": output_key}
+        if parsed:
+            fields["format"] = parsed.format.value
+        self._jobs.fail(job_id, claim.revision, fields)
+        logger.warning("transcript failed", extra={"key": source.key, "job_id": job_id, "code": code.value})
+        return ObjectResult(source.key, Result.FAILED, job_id, message)
+
+    def _put_json(self, bucket: str, key: str, document: dict) -> None:
+        self._s3.put_object(
+            Bucket=bucket,
+            Key=key,
+            Body=json.dumps(document, ensure_ascii=False, indent=2).encode("utf-8"),
+            ContentType="application/json; charset=utf-8",
+        )
+
+
+class _SourceReplacedError(Exception):
+    """The object changed between the notification and the read; the newer upload has its own notification."""
+
+
+def _source_fields(source: ObjectCreated) -> dict[str, Any]:
+    return {
+        "bucket": source.bucket,
+        "key": source.key,
+        "version_id": source.version_id,
+        "etag": source.etag,
+        "size_bytes": source.size,
+    }
+
+
+def _too_large(size: int, limit: int) -> str:
+    return f"the file is {size:,} bytes; the limit is {limit:,} bytes"
+
+
+def _elapsed_ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000
+
+
+def _iso(now: float) -> str:
+    return datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def build_processor(settings: Any) -> TranscriptJobProcessor:
+    """The processor as the batch function runs it, from chatbot.settings.Settings (boto3 clients from env)."""
+    client = InferenceClient.from_settings(settings)
+    summary_tokens = settings.transcript_summary_max_tokens
+    return TranscriptJobProcessor(
+        s3=boto3.client("s3"),
+        jobs=JobStore(settings.table_name, ttl_days=settings.job_ttl_days),
+        summarize=lambda texts: client.summarize(texts, max_length=summary_tokens),
+        summarizer_label={"endpoint": settings.endpoint_name, "component": settings.summarizer_component_name},
+        max_bytes=settings.transcript_max_bytes,
+        max_input_tokens=settings.summarizer_max_input_tokens,
+        lease_s=settings.job_lease_s,
+    )

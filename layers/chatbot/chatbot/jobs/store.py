@@ -1,0 +1,275 @@
+"""Job records in the shared table: `pk=JOB#<id> sk=META`, listed per owner through gsi1 (`USER#<sub>#JOB`).
+
+Every write after the first is conditional on the record's `revision`, so two deliveries of one S3 event
+(or two versions of one key) can never both summarize, and a worker whose claim was taken over cannot
+overwrite the newer result.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+import boto3
+from boto3.dynamodb.conditions import Key
+from botocore.exceptions import ClientError
+
+from chatbot.jobs.events import ObjectCreated
+
+_MAX_CLAIM_ATTEMPTS = 3
+# S3 sequencers are hex strings of varying length; compare them left-padded to one width.
+_SEQUENCER_WIDTH = 64
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class ClaimOutcome(StrEnum):
+    CLAIMED = "claimed"  # this worker summarizes the object now
+    DUPLICATE = "duplicate"  # this version already has its result
+    STALE = "stale"  # a newer version of the key was handled already
+    IN_PROGRESS = "in_progress"  # another worker holds the job: try again later
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    outcome: ClaimOutcome
+    revision: int = 0
+
+
+class InvalidCursorError(ValueError):
+    """A pagination cursor that this store did not hand out for this owner."""
+
+
+def _now_iso(now: float, timespec: str = "milliseconds") -> str:
+    return datetime.fromtimestamp(now, UTC).isoformat(timespec=timespec).replace("+00:00", "Z")
+
+
+def _padded(sequencer: str | None) -> str:
+    return (sequencer or "").upper().rjust(_SEQUENCER_WIDTH, "0")
+
+
+def to_dynamodb(value: Any) -> Any:
+    """Python values as DynamoDB accepts them (floats as Decimals, no None inside maps)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, float):
+        return Decimal(str(round(value, 3)))
+    if isinstance(value, dict):
+        return {key: to_dynamodb(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list | tuple):
+        return [to_dynamodb(item) for item in value]
+    return value
+
+
+def from_dynamodb(value: Any) -> Any:
+    """DynamoDB values back as plain JSON-friendly Python (Decimals as int or float)."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {key: from_dynamodb(item) for key, item in value.items()}
+    if isinstance(value, list | set):
+        return [from_dynamodb(item) for item in value]
+    return value
+
+
+def decide_claim(job: dict | None, source: ObjectCreated, now: float) -> ClaimOutcome:
+    """Whether a worker holding a notification for `source` may summarize it, given the job record."""
+    if job is None or job.get("status") == JobStatus.QUEUED:
+        return ClaimOutcome.CLAIMED
+    same_source = job.get("source_identity") == source.identity
+    lease_alive = job.get("status") == JobStatus.PROCESSING and float(job.get("lease_until", 0)) > now
+    if same_source:
+        if lease_alive:
+            return ClaimOutcome.IN_PROGRESS
+        return ClaimOutcome.CLAIMED if job.get("status") == JobStatus.PROCESSING else ClaimOutcome.DUPLICATE
+    if job.get("sequencer") and source.sequencer and _padded(source.sequencer) < _padded(job["sequencer"]):
+        return ClaimOutcome.STALE
+    # A newer version waits for the one in progress, so results land in upload order.
+    return ClaimOutcome.IN_PROGRESS if lease_alive else ClaimOutcome.CLAIMED
+
+
+class JobStore:
+    def __init__(self, table_name: str, *, ttl_days: int = 90, table: Any = None, clock=time.time):
+        self._table = table or boto3.resource("dynamodb").Table(table_name)
+        self._ttl_s = ttl_days * 86_400
+        self._clock = clock
+
+    @staticmethod
+    def _key(job_id: str) -> dict[str, str]:
+        return {"pk": f"JOB#{job_id}", "sk": "META"}
+
+    @staticmethod
+    def _owner_partition(owner: str) -> str:
+        return f"USER#{owner}#JOB"
+
+    def get(self, job_id: str) -> dict | None:
+        item = self._table.get_item(Key=self._key(job_id), ConsistentRead=True).get("Item")
+        return _public(item) if item else None
+
+    def create_queued(self, job_id: str, *, owner: str, source_key: str, filename: str, bucket: str) -> dict:
+        """A job announced before its file arrives (upload API, CLI); replaces nothing that exists."""
+        now = self._clock()
+        item = {
+            **self._key(job_id),
+            "job_id": job_id,
+            "owner": owner,
+            "gsi1pk": self._owner_partition(owner),
+            # Microseconds keep jobs created in one burst in their creation order.
+            "gsi1sk": f"{_now_iso(now, 'microseconds')}#{job_id}",
+            "status": JobStatus.QUEUED.value,
+            "bucket": bucket,
+            "source_key": source_key,
+            "filename": filename,
+            "created_at": _now_iso(now),
+            "updated_at": _now_iso(now),
+            "expires_at": int(now) + self._ttl_s,
+            "revision": 0,
+        }
+        self._table.put_item(Item=item, ConditionExpression="attribute_not_exists(pk)")
+        return _public(item)
+
+    def list_for_owner(self, owner: str, *, limit: int, cursor: str | None = None) -> tuple[list[dict], str | None]:
+        """The owner's jobs, newest first, and a cursor for the next page (None on the last)."""
+        query: dict[str, Any] = {
+            "IndexName": "gsi1",
+            "KeyConditionExpression": Key("gsi1pk").eq(self._owner_partition(owner)),
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        if cursor:
+            query["ExclusiveStartKey"] = self._decode_cursor(cursor, owner)
+        page = self._table.query(**query)
+        last = page.get("LastEvaluatedKey")
+        next_cursor = base64.urlsafe_b64encode(json.dumps(last).encode()).decode() if last else None
+        return [_public(item) for item in page.get("Items", [])], next_cursor
+
+    def _decode_cursor(self, cursor: str, owner: str) -> dict:
+        try:
+            start = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        except (ValueError, binascii.Error):
+            raise InvalidCursorError("the cursor is not one this API handed out") from None
+        if not isinstance(start, dict) or start.get("gsi1pk") != self._owner_partition(owner):
+            raise InvalidCursorError("the cursor is not one this API handed out")
+        return start
+
+    def claim(self, job_id: str, source: ObjectCreated, *, lease_s: int) -> Claim:
+        """Take the job for `source` if nobody has summarized it or is summarizing it now."""
+        for _ in range(_MAX_CLAIM_ATTEMPTS):
+            item = self._table.get_item(Key=self._key(job_id), ConsistentRead=True).get("Item")
+            now = self._clock()
+            outcome = decide_claim(from_dynamodb(item) if item else None, source, now)
+            if outcome != ClaimOutcome.CLAIMED:
+                return Claim(outcome)
+            revision = int(item["revision"]) + 1 if item else 1
+            same_source = bool(item) and item.get("source_identity") == source.identity
+            assigned = {
+                "status": JobStatus.PROCESSING.value,
+                "job_id": job_id,
+                "bucket": source.bucket,
+                "source_key": source.key,
+                "source_identity": source.identity,
+                "source_etag": source.etag or "",
+                "source_version_id": source.version_id or "",
+                "sequencer": source.sequencer or "",
+                "lease_until": int(now) + lease_s,
+                "started_at": _now_iso(now),
+                "updated_at": _now_iso(now),
+                "expires_at": int(now) + self._ttl_s,
+                "revision": revision,
+                "attempts": int(item.get("attempts", 0)) + 1 if same_source else 1,
+            }
+            kept = {"created_at": _now_iso(now), "filename": source.key.rsplit("/", 1)[-1]}
+            cleared = ("failure_code", "reason", "summary", "summary_key", "failed_key", "finished_at", "last_error")
+            names = {f"#{name}": name for name in (*assigned, *kept, *cleared)}
+            values = {f":{name}": value for name, value in (assigned | kept).items()}
+            update = (
+                "SET "
+                + ", ".join(
+                    [f"#{name} = :{name}" for name in assigned] + [f"#{n} = if_not_exists(#{n}, :{n})" for n in kept]
+                )
+                + " REMOVE "
+                + ", ".join(f"#{name}" for name in cleared)
+            )
+            if item:
+                condition = "#revision = :previous"
+                values[":previous"] = int(item["revision"])
+            else:
+                condition = "attribute_not_exists(pk)"
+            try:
+                self._table.update_item(
+                    Key=self._key(job_id),
+                    UpdateExpression=update,
+                    ConditionExpression=condition,
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues=values,
+                )
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                    raise
+                continue  # someone else wrote in between: decide again on the fresh record
+            return Claim(ClaimOutcome.CLAIMED, revision)
+        return Claim(ClaimOutcome.IN_PROGRESS)
+
+    def succeed(self, job_id: str, revision: int, result: dict[str, Any]) -> bool:
+        return self._finish(job_id, revision, JobStatus.SUCCEEDED, result)
+
+    def fail(self, job_id: str, revision: int, result: dict[str, Any]) -> bool:
+        return self._finish(job_id, revision, JobStatus.FAILED, result)
+
+    def release(self, job_id: str, revision: int, error: str) -> bool:
+        """Hand a claimed job back (transient failure) so the retried message can claim it at once."""
+        return self._finish(job_id, revision, JobStatus.QUEUED, {"last_error": error[:1000]}, finished=False)
+
+    def _finish(
+        self, job_id: str, revision: int, status: JobStatus, fields: dict[str, Any], *, finished: bool = True
+    ) -> bool:
+        """Write the outcome if the claim is still ours; False when another worker took the job over."""
+        now = self._clock()
+        values = {**{k: v for k, v in fields.items() if v is not None}, "updated_at": _now_iso(now)}
+        if finished:
+            values["finished_at"] = _now_iso(now)
+        names = {f"#f{index}": name for index, name in enumerate(values)}
+        assignments = ", ".join(f"#f{index} = :f{index}" for index in range(len(values)))
+        attribute_values = {f":f{index}": to_dynamodb(value) for index, value in enumerate(values.values())}
+        try:
+            self._table.update_item(
+                Key=self._key(job_id),
+                UpdateExpression=f"SET {assignments}, #status = :status REMOVE #lease_until",
+                ConditionExpression="#revision = :revision AND #status = :processing",
+                ExpressionAttributeNames={
+                    **names,
+                    "#status": "status",
+                    "#revision": "revision",
+                    "#lease_until": "lease_until",
+                },
+                ExpressionAttributeValues={
+                    **attribute_values,
+                    ":status": status.value,
+                    ":revision": revision,
+                    ":processing": JobStatus.PROCESSING.value,
+                },
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            return False
+        return True
+
+
+_INTERNAL_FIELDS = {"pk", "sk", "gsi1pk", "gsi1sk", "revision", "lease_until", "source_identity"}
+
+
+def _public(item: dict) -> dict:
+    return {key: value for key, value in from_dynamodb(item).items() if key not in _INTERNAL_FIELDS}

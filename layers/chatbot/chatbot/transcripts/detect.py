@@ -1,0 +1,81 @@
+"""Format detection: bytes in, a ParsedTranscript or a TranscriptError (with a permanent reason) out."""
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from chatbot.transcripts.captions import is_subrip, is_webvtt, parse_subrip, parse_webvtt
+from chatbot.transcripts.contact_center import (
+    is_call_analytics,
+    is_contact_lens,
+    parse_call_analytics,
+    parse_contact_lens,
+)
+from chatbot.transcripts.decoding import decode_text
+from chatbot.transcripts.model import FailureCode, ParsedTranscript, TranscriptError
+from chatbot.transcripts.text_formats import is_json_turns, is_plain_text, parse_json_turns, parse_plain_text
+from chatbot.transcripts.transcribe import is_transcribe, parse_transcribe
+
+# Most specific first: Contact Lens and Call Analytics share "Transcript"; Contact Lens adds ParticipantId.
+_JSON_FORMATS: tuple[tuple[Callable[[Any], bool], Callable[[Any], ParsedTranscript]], ...] = (
+    (is_transcribe, parse_transcribe),
+    (is_contact_lens, parse_contact_lens),
+    (is_call_analytics, parse_call_analytics),
+    (is_json_turns, parse_json_turns),
+)
+_TEXT_FORMATS: tuple[tuple[Callable[[str], bool], Callable[[str], ParsedTranscript]], ...] = (
+    (is_webvtt, parse_webvtt),
+    (is_subrip, parse_subrip),
+    (is_plain_text, parse_plain_text),
+)
+KNOWN_FORMATS = (
+    "Amazon Transcribe JSON, Transcribe Call Analytics JSON, Contact Lens JSON, a JSON list of "
+    "{speaker, text}, WebVTT, SubRip, or 'Speaker: text' lines"
+)
+
+
+def parse_transcript(data: bytes) -> ParsedTranscript:
+    """Detect the format of a transcript file and parse it into merged speaker turns.
+
+    Raises TranscriptError (empty, unparseable, unknown format, no speech) for anything that is not a
+    transcript with words in it; it never raises anything else.
+    """
+    if not data.strip():
+        raise TranscriptError(FailureCode.EMPTY, "the file is empty")
+    text = decode_text(data)
+    if not text.strip():
+        raise TranscriptError(FailureCode.EMPTY, "the file holds only whitespace")
+    try:
+        parsed = _parse_text(text)
+    except TranscriptError:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError) as exc:
+        # Structures that look like a known format but break its rules (wrong types, missing fields).
+        raise TranscriptError(
+            FailureCode.UNPARSEABLE, f"the file looks like a transcript but is malformed: {exc!r}"
+        ) from None
+    if not parsed.turns:
+        raise TranscriptError(FailureCode.NO_SPEECH, f"no speech: the {parsed.format.value} transcript has no words")
+    return parsed
+
+
+def _parse_text(text: str) -> ParsedTranscript:
+    if text.lstrip()[:1] in ("{", "["):
+        try:
+            document = json.loads(text)
+        except RecursionError:
+            raise TranscriptError(FailureCode.UNPARSEABLE, "the JSON is nested too deeply") from None
+        except ValueError as exc:
+            if not is_plain_text(text):
+                raise TranscriptError(FailureCode.UNPARSEABLE, f"invalid JSON: {exc}") from None
+        else:
+            for matches, parse in _JSON_FORMATS:
+                if matches(document):
+                    return parse(document)
+            raise TranscriptError(
+                FailureCode.UNKNOWN_FORMAT, f"a JSON document of no known format; expected {KNOWN_FORMATS}"
+            )
+    for matches, parse in _TEXT_FORMATS:
+        if matches(text):
+            return parse(text)
+    raise TranscriptError(FailureCode.UNKNOWN_FORMAT, f"unknown transcript format; expected {KNOWN_FORMATS}")

@@ -1,0 +1,52 @@
+"""What a parsed transcript is, and the permanent reasons a file cannot become one."""
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from chatbot.summarization import Turn
+
+
+class TranscriptFormat(StrEnum):
+    TRANSCRIBE_SPEAKERS = "transcribe-speaker-labels"
+    TRANSCRIBE_CHANNELS = "transcribe-channel-labels"
+    TRANSCRIBE_AUDIO_SEGMENTS = "transcribe-audio-segments"
+    TRANSCRIBE_UNLABELLED = "transcribe"
+    TRANSCRIBE_CALL_ANALYTICS = "transcribe-call-analytics"
+    CONTACT_LENS = "contact-lens"
+    WEBVTT = "webvtt"
+    SUBRIP = "subrip"
+    PLAIN_TEXT = "plain-text"
+    JSON_TURNS = "json-turns"
+
+
+class FailureCode(StrEnum):
+    """Permanent reasons: retrying the same file gives the same answer."""
+
+    EMPTY = "empty"
+    UNPARSEABLE = "unparseable"
+    UNKNOWN_FORMAT = "unknown_format"
+    TOO_LARGE = "too_large"
+    NO_SPEECH = "no_speech"
+    SOURCE_MISSING = "source_missing"
+    SUMMARIZER_FAILED = "summarizer_failed"
+
+
+class TranscriptError(Exception):
+    """A file that can never be summarized as it is; `code` says why in one word, the message in a sentence."""
+
+    def __init__(self, code: FailureCode, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedTranscript:
+    format: TranscriptFormat
+    turns: tuple[Turn, ...]
+    duration_s: float | None = None
+
+    @property
+    def speakers(self) -> list[str]:
+        """Speaker names in order of first appearance."""
+        return list(dict.fromkeys(turn.speaker for turn in self.turns))

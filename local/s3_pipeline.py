@@ -1,0 +1,290 @@
+"""The S3 -> SQS -> batch-summarize pipeline on moto: resources built from template.yaml, and a poller that
+delivers queue messages to the batch function's own handler the way Lambda's SQS event source does.
+
+Like Lambda, the poller receives up to the event's BatchSize messages, calls the handler with an SQS
+event, deletes the messages it reports as done and leaves the failed ones on the queue, so SQS counts
+receives and moves a message to the DLQ after maxReceiveCount. Failed messages come back after a short
+local retry delay rather than the deployed hour-long visibility timeout. Each worker thread is one
+execution environment with its own copy of the handler module; MaximumConcurrency sets their number.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+from chatbot.jobs.pipeline import build_processor
+from chatbot.settings import load_settings
+
+from local.gateway import handler_location, load_module
+from local.template import LOCAL_REGION, Template
+
+logger = logging.getLogger(__name__)
+
+BUCKET_ID = "TranscriptsBucket"
+QUEUE_ID = "TranscriptsQueue"
+DEAD_LETTER_QUEUE_ID = "TranscriptsDeadLetterQueue"
+FUNCTION_ID = "BatchSummarizeFunction"
+DEFAULT_RETRY_DELAY_S = 2
+
+
+@dataclass(frozen=True)
+class PipelineResources:
+    bucket: str
+    queue_url: str
+    queue_arn: str
+    dead_letter_queue_url: str
+
+
+def _properties(template: Template, logical_id: str) -> dict[str, Any]:
+    return template.resolve(template.resources[logical_id].get("Properties") or {})
+
+
+def _queue_attributes(properties: Mapping[str, Any]) -> dict[str, str]:
+    names = ("VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds", "ReceiveMessageWaitTimeSeconds")
+    return {name: str(properties[name]) for name in names if name in properties}
+
+
+def create_pipeline_resources(template: Template, session: Any) -> PipelineResources:
+    """Create the template's bucket, queue, DLQ and S3 -> SQS notification (idempotent)."""
+    sqs, s3 = session.client("sqs"), session.client("s3")
+    dlq_url = sqs.create_queue(
+        QueueName=template.physical_name(DEAD_LETTER_QUEUE_ID),
+        Attributes=_queue_attributes(_properties(template, DEAD_LETTER_QUEUE_ID)),
+    )["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    queue_properties = _properties(template, QUEUE_ID)
+    attributes = _queue_attributes(queue_properties)
+    redrive = queue_properties.get("RedrivePolicy")
+    if redrive:
+        policy = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": int(redrive["maxReceiveCount"])}
+        attributes["RedrivePolicy"] = json.dumps(policy)
+    queue_url = sqs.create_queue(QueueName=template.physical_name(QUEUE_ID), Attributes=attributes)["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+
+    bucket = template.physical_name(BUCKET_ID)
+    bucket_properties = _properties(template, BUCKET_ID)
+    with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
+        s3.create_bucket(Bucket=bucket)
+    if (bucket_properties.get("VersioningConfiguration") or {}).get("Status") == "Enabled":
+        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    if "BucketEncryption" in bucket_properties:
+        # CloudFormation's ServerSideEncryptionByDefault is the API's ApplyServerSideEncryptionByDefault.
+        rules = [
+            {"ApplyServerSideEncryptionByDefault": rule["ServerSideEncryptionByDefault"]}
+            for rule in bucket_properties["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+        ]
+        s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration={"Rules": rules})
+    if "PublicAccessBlockConfiguration" in bucket_properties:
+        s3.put_public_access_block(
+            Bucket=bucket, PublicAccessBlockConfiguration=bucket_properties["PublicAccessBlockConfiguration"]
+        )
+    queue_configurations = []
+    for configuration in (bucket_properties.get("NotificationConfiguration") or {}).get("QueueConfigurations", []):
+        rules = (configuration.get("Filter") or {}).get("S3Key", {}).get("Rules", [])
+        queue_configurations.append(
+            {
+                "QueueArn": queue_arn,
+                "Events": [configuration["Event"]],
+                "Filter": {"Key": {"FilterRules": [{"Name": rule["Name"], "Value": rule["Value"]} for rule in rules]}},
+            }
+        )
+    s3.put_bucket_notification_configuration(
+        Bucket=bucket, NotificationConfiguration={"QueueConfigurations": queue_configurations}
+    )
+    return PipelineResources(bucket, queue_url, queue_arn, dlq_url)
+
+
+class _LambdaContext:
+    def __init__(self, function_name: str, timeout_s: float, memory_mb: int):
+        self.function_name = function_name
+        self.function_version = "$LATEST"
+        self.invoked_function_arn = f"arn:aws:lambda:{LOCAL_REGION}:123456789012:function:{function_name}"
+        self.memory_limit_in_mb = memory_mb
+        self.aws_request_id = str(uuid.uuid4())
+        self.log_group_name = f"/aws/lambda/{function_name}"
+        self.log_stream_name = "local"
+        self._deadline = time.monotonic() + timeout_s
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+def _sqs_record(message: dict, queue_arn: str) -> dict:
+    return {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"],
+        "attributes": message.get("Attributes", {}),
+        "messageAttributes": message.get("MessageAttributes", {}),
+        "md5OfBody": message.get("MD5OfBody", ""),
+        "eventSource": "aws:sqs",
+        "eventSourceARN": queue_arn,
+        "awsRegion": LOCAL_REGION,
+    }
+
+
+@dataclass
+class PollerStats:
+    batches: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    handler_errors: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, succeeded: int, failed: int, handler_error: bool) -> None:
+        with self._lock:
+            self.batches += 1
+            self.succeeded += succeeded
+            self.failed += failed
+            self.handler_errors += int(handler_error)
+
+
+@dataclass
+class PollerHandle:
+    workers: int
+    resources: PipelineResources
+    stats: PollerStats
+    _stop: threading.Event = field(repr=False)
+    _threads: list[threading.Thread] = field(repr=False)
+
+    def stop(self, timeout_s: float = 30) -> None:
+        self._stop.set()
+        deadline = time.monotonic() + timeout_s
+        for thread in self._threads:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+
+    def __enter__(self) -> PollerHandle:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def _function_settings(template: Template, environment: Mapping[str, str] | None) -> Any:
+    """The batch function's settings: process environment (Globals, local endpoints), then its own variables."""
+    properties = template.resources[FUNCTION_ID].get("Properties") or {}
+    own = template.resolve((properties.get("Environment") or {}).get("Variables") or {})
+    return load_settings({**os.environ, **{name: str(value) for name, value in own.items()}, **(environment or {})})
+
+
+def start_poller(
+    template: Template,
+    session: Any,
+    *,
+    workers: int | None = None,
+    environment: Mapping[str, str] | None = None,
+    idle_wait_s: float = 0.2,
+    retry_delay_s: int = DEFAULT_RETRY_DELAY_S,
+) -> PollerHandle:
+    """Deliver the transcripts queue to the batch-summarize handler until handle.stop().
+
+    `workers` defaults to the event source's MaximumConcurrency; `environment` is laid over the process
+    environment and the function's own variables from the template.
+    """
+    function = _properties(template, FUNCTION_ID)
+    event_source = next(iter((function.get("Events") or {}).values()))["Properties"]
+    batch_size = int(event_source.get("BatchSize", 10))
+    workers = workers or int((event_source.get("ScalingConfig") or {}).get("MaximumConcurrency", 2))
+    settings = _function_settings(template, environment)
+    sqs = session.client("sqs")
+    queue_url = sqs.get_queue_url(QueueName=template.physical_name(QUEUE_ID))["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    dlq_url = sqs.get_queue_url(QueueName=template.physical_name(DEAD_LETTER_QUEUE_ID))["QueueUrl"]
+    resources = PipelineResources(settings.transcripts_bucket, queue_url, queue_arn, dlq_url)
+    handler_file, handler_name = handler_location(template, FUNCTION_ID)
+    timeout_s = float(template.function_property(FUNCTION_ID, "Timeout") or 3)
+    memory_mb = int(template.function_property(FUNCTION_ID, "MemorySize") or 128)
+    stop = threading.Event()
+    stats = PollerStats()
+
+    def start_environment() -> tuple[Any, Any]:
+        # One Lambda execution environment: its own module copy and clients, created here so that they
+        # bind to the endpoints in force at start. The processor is built from this function's settings
+        # because the process-wide cached settings are shared by every local function.
+        module = load_module(handler_file, FUNCTION_ID)
+        processor = build_processor(settings)
+        module.transcript_jobs = lambda: processor
+        return getattr(module, handler_name), session.client("sqs")
+
+    def run_environment(handler: Any, client: Any) -> None:
+        while not stop.is_set():
+            try:
+                received = _poll_once(
+                    client, handler, resources, batch_size, retry_delay_s, timeout_s, memory_mb, stats
+                )
+                if not received:
+                    stop.wait(idle_wait_s)
+            except (BotoCoreError, ClientError) as exc:  # moto stopping, connection refused: pause, go on
+                if not stop.is_set():
+                    logger.warning("transcripts poller: %s", exc)
+                    stop.wait(1)
+
+    threads = [
+        threading.Thread(
+            target=run_environment, args=start_environment(), name=f"transcripts-poller-{index}", daemon=True
+        )
+        for index in range(workers)
+    ]
+    for thread in threads:
+        thread.start()
+    return PollerHandle(workers, resources, stats, stop, threads)
+
+
+def _poll_once(
+    sqs: Any,
+    handler: Any,
+    resources: PipelineResources,
+    batch_size: int,
+    retry_delay_s: int,
+    timeout_s: float,
+    memory_mb: int,
+    stats: PollerStats,
+) -> int:
+    """Receive one batch and hand it to the handler; returns the number of messages received."""
+    messages = sqs.receive_message(
+        QueueUrl=resources.queue_url,
+        MaxNumberOfMessages=min(batch_size, 10),
+        # Short polls: moto's long poll holds up the server's other requests while it waits.
+        WaitTimeSeconds=0,
+        AttributeNames=["All"],
+        MessageAttributeNames=["All"],
+    ).get("Messages", [])
+    if not messages:
+        return 0
+    event = {"Records": [_sqs_record(message, resources.queue_arn) for message in messages]}
+    handler_error = False
+    try:
+        response = handler(event, _LambdaContext(FUNCTION_ID, timeout_s, memory_mb)) or {}
+        failed = {failure["itemIdentifier"] for failure in response.get("batchItemFailures", [])}
+    except Exception:
+        # As in Lambda: a handler that raises fails the whole batch.
+        logger.exception("batch-summarize handler raised")
+        handler_error = True
+        failed = {message["MessageId"] for message in messages}
+    done = [message for message in messages if message["MessageId"] not in failed]
+    retry = [message for message in messages if message["MessageId"] in failed]
+    if done:
+        sqs.delete_message_batch(
+            QueueUrl=resources.queue_url,
+            Entries=[{"Id": str(index), "ReceiptHandle": m["ReceiptHandle"]} for index, m in enumerate(done)],
+        )
+    if retry:
+        sqs.change_message_visibility_batch(
+            QueueUrl=resources.queue_url,
+            Entries=[
+                {"Id": str(index), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": retry_delay_s}
+                for index, m in enumerate(retry)
+            ],
+        )
+    stats.add(len(done), len(retry), handler_error)
+    return len(messages)

@@ -1,0 +1,249 @@
+"""The batch job's logic against moto S3 + DynamoDB: summaries, failure records, idempotency, retries."""
+
+from pathlib import Path
+
+import boto3
+import pytest
+from chatbot.inference import ModelInvocationError, ModelUnavailableError
+from chatbot.jobs.events import ObjectCreated
+from chatbot.jobs.keys import failure_key, job_id_for_key, summary_key
+from chatbot.jobs.pipeline import Result, RetryLaterError
+from chatbot.jobs.store import ClaimOutcome
+from transcript_events import exists, notification_body, read_json
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "transcripts"
+PLAIN_CALL = (FIXTURES / "plain_text.txt").read_bytes()
+
+
+@pytest.mark.parametrize("name", sorted(path.name for path in FIXTURES.iterdir()))
+def test_every_sample_transcript_gets_a_summary_document_and_a_succeeded_job(name, processor, upload, bucket, jobs):
+    # Given a sample transcript uploaded under incoming/
+    source = upload(f"incoming/samples/{name}", (FIXTURES / name).read_bytes())
+
+    # When its notification is processed
+    results = processor.process_message(notification_body(source))
+
+    # Then summaries/<key>.json says what it came from and the job record agrees
+    assert [result.result for result in results] == [Result.SUCCEEDED]
+    document = read_json(bucket, f"summaries/samples/{name}.json")
+    assert document["summary"]
+    assert document["source"] == {
+        "bucket": bucket,
+        "key": source.key,
+        "version_id": source.version_id,
+        "etag": source.etag,
+        "size_bytes": source.size,
+    }
+    assert document["turns"] >= 1 and document["chunk_count"] == 1 and document["rounds"] == 1
+    assert document["speakers"] and document["format"]
+    assert document["summarizer"] == {"endpoint": "local-endpoint", "component": "summarizer"}
+    assert set(document["timings_ms"]) == {"download_ms", "parse_ms", "summarize_ms", "total_ms"}
+    job = jobs.get(job_id_for_key(source.key))
+    assert job["status"] == "succeeded"
+    assert job["summary"] == document["summary"]
+    assert job["summary_key"] == f"summaries/samples/{name}.json"
+    assert not exists(bucket, failure_key(source.key))
+
+
+def test_url_encoded_keys_with_spaces_and_non_ascii_are_decoded(processor, upload, bucket):
+    # Given a key S3 would send form-encoded ("+" for spaces, %XX for UTF-8)
+    source = upload("incoming/Équipe B/appel du 3 mars + suivi.txt", PLAIN_CALL)
+
+    # When
+    body = notification_body(source)
+    results = processor.process_message(body)
+
+    # Then the real key was read and the summary sits at the mirrored key
+    assert "%C3%89quipe+B" in body
+    assert results[0].result == Result.SUCCEEDED
+    assert exists(bucket, "summaries/Équipe B/appel du 3 mars + suivi.txt.json")
+
+
+def test_the_same_version_delivered_twice_is_summarized_once(processor, upload, summarizer):
+    # Given
+    source = upload("incoming/dup.txt", PLAIN_CALL)
+    processor.process_message(notification_body(source))
+    calls_after_first = len(summarizer.calls)
+
+    # When the same notification arrives again
+    results = processor.process_message(notification_body(source))
+
+    # Then
+    assert results[0].result == Result.DUPLICATE
+    assert len(summarizer.calls) == calls_after_first
+
+
+def test_a_reupload_with_new_content_gets_a_new_summary(processor, upload, bucket):
+    # Given a first version already summarized
+    first = upload("incoming/call.txt", PLAIN_CALL)
+    processor.process_message(notification_body(first))
+
+    # When a second version with different content arrives
+    second = upload("incoming/call.txt", b"Agent: Second call, about a late delivery.\nCustomer: It never came.\n")
+    results = processor.process_message(notification_body(second))
+
+    # Then the summary now describes the second version
+    assert results[0].result == Result.SUCCEEDED
+    document = read_json(bucket, "summaries/call.txt.json")
+    assert document["source"]["version_id"] == second.version_id
+    assert "late delivery" in document["summary"]
+
+
+def test_a_late_notification_for_an_older_version_is_ignored(processor, upload, bucket):
+    # Given two versions, the newer one processed first
+    older = upload("incoming/order.txt", PLAIN_CALL)
+    newer = upload("incoming/order.txt", b"Agent: Newer content.\n")
+    processor.process_message(notification_body(newer))
+
+    # When the older version's notification arrives late
+    results = processor.process_message(notification_body(older))
+
+    # Then it is stale and the summary still reflects the newer version
+    assert results[0].result == Result.STALE
+    assert read_json(bucket, "summaries/order.txt.json")["source"]["version_id"] == newer.version_id
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        (b"", "empty"),
+        (b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8, "unparseable"),
+        (b'{"not": "a transcript"}', "unknown_format"),
+        (b'{"results": {"transcripts": [{"transcript": ""}], "items": []}}', "no_speech"),
+        (b"Agent: " + b"a" * 300 * 1024, "too_large"),
+    ],
+    ids=["empty", "binary", "unknown-format", "no-speech", "too-large"],
+)
+def test_permanent_problems_write_a_failure_record_and_do_not_retry(data, code, processor, upload, bucket, jobs):
+    # Given
+    source = upload("incoming/bad/file.bin", data)
+
+    # When (no exception: the message counts as handled)
+    results = processor.process_message(notification_body(source))
+
+    # Then failed/<key>.json and the job record both say why
+    assert results[0].result == Result.FAILED
+    record = read_json(bucket, "failed/bad/file.bin.json")
+    assert record["error"]["code"] == code
+    assert record["source"]["key"] == source.key
+    job = jobs.get(job_id_for_key(source.key))
+    assert job["status"] == "failed"
+    assert job["failure_code"] == code
+    assert job["reason"] == record["error"]["message"]
+    assert not exists(bucket, summary_key(source.key))
+
+
+def test_a_summarizer_failure_that_retrying_cannot_fix_is_a_failure_record(processor, upload, summarizer, jobs):
+    # Given
+    summarizer.error = ModelInvocationError("summarizer: ModelError: CUDA error")
+    source = upload("incoming/model-bug.txt", PLAIN_CALL)
+
+    # When
+    results = processor.process_message(notification_body(source))
+
+    # Then
+    assert results[0].result == Result.FAILED
+    assert jobs.get(job_id_for_key(source.key))["failure_code"] == "summarizer_failed"
+
+
+def test_a_throttled_model_fails_only_the_message_and_the_retry_succeeds(processor, upload, summarizer, bucket, jobs):
+    # Given the model is throttling
+    summarizer.error = ModelUnavailableError("summarizer: ThrottlingException", retry_after_s=5)
+    source = upload("incoming/busy.txt", PLAIN_CALL)
+
+    # When the message is processed it raises (so SQS redelivers it) and the job is handed back
+    with pytest.raises(ModelUnavailableError):
+        processor.process_message(notification_body(source))
+    job = jobs.get(job_id_for_key(source.key))
+    assert job["status"] == "queued"
+    assert "ThrottlingException" in job["last_error"]
+    assert not exists(bucket, failure_key(source.key))
+
+    # When the model recovers and the message comes back
+    summarizer.error = None
+    results = processor.process_message(notification_body(source))
+
+    # Then
+    assert results[0].result == Result.SUCCEEDED
+    job = jobs.get(job_id_for_key(source.key))
+    assert job["status"] == "succeeded" and job["attempts"] == 2 and "last_error" not in job
+
+
+def test_a_job_held_by_another_worker_is_retried_later(processor, upload, jobs):
+    # Given another worker claimed this version a moment ago
+    source = upload("incoming/shared.txt", PLAIN_CALL)
+    assert jobs.claim(job_id_for_key(source.key), source, lease_s=900).outcome == ClaimOutcome.CLAIMED
+
+    # When / Then
+    with pytest.raises(RetryLaterError):
+        processor.process_message(notification_body(source))
+
+
+def test_a_dead_workers_expired_claim_is_taken_over(processor, upload, jobs):
+    # Given a claim whose lease ran out (the worker died)
+    source = upload("incoming/orphan.txt", PLAIN_CALL)
+    jobs.claim(job_id_for_key(source.key), source, lease_s=-1)
+
+    # When
+    results = processor.process_message(notification_body(source))
+
+    # Then
+    assert results[0].result == Result.SUCCEEDED
+
+
+def test_an_object_deleted_before_it_was_read_is_a_failure_record(processor, upload, bucket, jobs):
+    # Given
+    source = upload("incoming/gone.txt", PLAIN_CALL)
+    boto3.client("s3").delete_object(Bucket=bucket, Key=source.key, VersionId=source.version_id)
+
+    # When
+    results = processor.process_message(notification_body(source))
+
+    # Then
+    assert results[0].result == Result.FAILED
+    assert jobs.get(job_id_for_key(source.key))["failure_code"] == "source_missing"
+
+
+def test_without_versioning_an_object_replaced_before_it_was_read_is_left_to_the_newer_notification(
+    processor, upload, bucket, jobs
+):
+    # Given a notification carrying only an ETag, for content that has since been overwritten
+    first = upload("incoming/etag.txt", PLAIN_CALL)
+    upload("incoming/etag.txt", b"Agent: replaced.\n")
+    unversioned = ObjectCreated(bucket, first.key, first.size, first.etag, None, first.sequencer)
+
+    # When
+    results = processor.process_message(notification_body(unversioned))
+
+    # Then nothing is written for the old content and the job waits for the newer notification
+    assert results[0].result == Result.STALE
+    assert not exists(bucket, summary_key(first.key))
+    assert jobs.get(job_id_for_key(first.key))["status"] == "queued"
+
+
+def test_a_success_after_a_failure_removes_the_old_failure_record(processor, upload, bucket):
+    # Given a broken first upload
+    processor.process_message(notification_body(upload("incoming/fixed.txt", b"")))
+    assert exists(bucket, "failed/fixed.txt.json")
+
+    # When a good version replaces it
+    processor.process_message(notification_body(upload("incoming/fixed.txt", PLAIN_CALL)))
+
+    # Then only the summary remains
+    assert exists(bucket, "summaries/fixed.txt.json")
+    assert not exists(bucket, "failed/fixed.txt.json")
+
+
+def test_the_s3_test_event_and_objects_outside_incoming_are_ignored(processor, upload, summarizer):
+    # Given
+    test_event = '{"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": "b", "RequestId": "r"}'
+    elsewhere = upload("summaries/not-a-transcript.json", b"{}")
+
+    # When
+    ignored_test_event = processor.process_message(test_event)
+    ignored_key = processor.process_message(notification_body(elsewhere))
+
+    # Then
+    assert ignored_test_event == []
+    assert [result.result for result in ignored_key] == [Result.IGNORED]
+    assert summarizer.calls == []

@@ -1,0 +1,131 @@
+"""The transcripts REST function: upload requests with presigned URLs, the caller's jobs, one job with its summary."""
+
+import json
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from chatbot.jobs.keys import job_id_for_key
+from chatbot.settings import get_settings
+
+from local.events import cognito_claims, rest_proxy_event
+
+
+def call(api, lambda_context, method, path, *, user="alice", body=None, query=None):
+    resource = "/v1/transcripts/{job_id}" if path.count("/") == 3 else "/v1/transcripts"
+    event = rest_proxy_event(
+        method=method,
+        path=path,
+        resource=resource,
+        path_parameters={"job_id": path.rsplit("/", 1)[-1]} if "{job_id}" in resource else None,
+        query={name: [value] for name, value in (query or {}).items()},
+        headers={"Content-Type": ["application/json"]},
+        body=json.dumps(body).encode() if body is not None else None,
+        claims=cognito_claims(user) if user else None,
+    )
+    response = api.lambda_handler(event, lambda_context)
+    return response["statusCode"], json.loads(response["body"]) if response.get("body") else None
+
+
+def test_requesting_an_upload_returns_a_queued_job_and_a_presigned_put_url(api, lambda_context, bucket, jobs):
+    # Given / When
+    status, body = call(api, lambda_context, "POST", "/v1/transcripts", body={"filename": "  Appel n°3.vtt "})
+
+    # Then the job is queued for this caller and the URL signs a PUT to its incoming/ key
+    assert status == 201
+    job, upload = body["job"], body["upload"]
+    assert job["status"] == "queued" and job["filename"] == "Appel n°3.vtt"
+    assert job["source_key"].startswith("incoming/uploads/") and job["source_key"].endswith("/Appel n°3.vtt")
+    assert job["job_id"] == job_id_for_key(job["source_key"])
+    assert jobs.get(job["job_id"])["owner"] == "alice"
+    url = urlsplit(upload["url"])
+    assert bucket in upload["url"] and "X-Amz-Signature" in parse_qs(url.query)
+    assert upload["method"] == "PUT" and upload["max_bytes"] == get_settings().transcript_max_bytes
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ({"filename": "../etc/passwd"}, 422),
+        ({"filename": ".."}, 422),
+        ({"filename": ""}, 422),
+        ({"filename": "x" * 201}, 422),
+        ({"filename": "ok.txt", "extra": 1}, 422),
+        ({}, 422),
+    ],
+)
+def test_bad_upload_requests_get_a_clear_4xx(api, lambda_context, body, status):
+    # Given / When
+    code, answer = call(api, lambda_context, "POST", "/v1/transcripts", body=body)
+
+    # Then
+    assert code == status
+    assert answer["message"]
+
+
+def test_malformed_json_is_a_400(api, lambda_context):
+    # Given
+    event = rest_proxy_event(
+        method="POST", path="/v1/transcripts", resource="/v1/transcripts", body=b"{nope", claims=cognito_claims("a")
+    )
+
+    # When
+    response = api.lambda_handler(event, lambda_context)
+
+    # Then
+    assert response["statusCode"] == 400
+
+
+def test_listing_shows_only_the_callers_jobs_newest_first_in_pages(api, lambda_context):
+    # Given three uploads by alice and one by bob
+    for name in ("one.txt", "two.txt", "three.txt"):
+        call(api, lambda_context, "POST", "/v1/transcripts", body={"filename": name})
+    call(api, lambda_context, "POST", "/v1/transcripts", user="bob", body={"filename": "bob.txt"})
+
+    # When alice pages through two at a time
+    _, first = call(api, lambda_context, "GET", "/v1/transcripts", query={"limit": "2"})
+    _, second = call(
+        api, lambda_context, "GET", "/v1/transcripts", query={"limit": "2", "cursor": first["next_cursor"]}
+    )
+
+    # Then
+    names = [item["filename"] for item in first["items"] + second["items"]]
+    assert names == ["three.txt", "two.txt", "one.txt"]
+    assert second.get("next_cursor") is None
+
+
+def test_a_cursor_from_another_user_is_rejected(api, lambda_context):
+    # Given
+    for name in ("a.txt", "b.txt"):
+        call(api, lambda_context, "POST", "/v1/transcripts", user="bob", body={"filename": name})
+    _, bobs_page = call(api, lambda_context, "GET", "/v1/transcripts", user="bob", query={"limit": "1"})
+
+    # When / Then
+    status, body = call(api, lambda_context, "GET", "/v1/transcripts", query={"cursor": bobs_page["next_cursor"]})
+    assert status == 400 and "cursor" in body["message"]
+
+
+def test_one_job_includes_its_summary_and_is_hidden_from_other_users(api, lambda_context, jobs, upload, processor):
+    # Given an uploaded and summarized job
+    _, created = call(api, lambda_context, "POST", "/v1/transcripts", body={"filename": "call.txt"})
+    job_id, key = created["job"]["job_id"], created["job"]["source_key"]
+    source = upload(key, b"Agent: Your parcel left the depot today.\nCustomer: Great, thanks.\n")
+    processor.process_object(source)
+
+    # When
+    status, job = call(api, lambda_context, "GET", f"/v1/transcripts/{job_id}")
+    other_status, _ = call(api, lambda_context, "GET", f"/v1/transcripts/{job_id}", user="bob")
+    unknown_status, _ = call(api, lambda_context, "GET", "/v1/transcripts/not-a-uuid")
+
+    # Then
+    assert status == 200
+    assert job["status"] == "succeeded" and job["summary"] and job["format"] == "plain-text"
+    assert job["speakers"] == ["Agent", "Customer"] and job["turns"] == 2
+    assert other_status == 404 and unknown_status == 404
+
+
+def test_requests_without_a_caller_are_401(api, lambda_context):
+    # Given / When
+    status, body = call(api, lambda_context, "GET", "/v1/transcripts", user=None)
+
+    # Then
+    assert status == 401 and body["message"]

@@ -1,0 +1,94 @@
+"""template.yaml's transcript pipeline: the wiring the code relies on, and the reliability settings."""
+
+import pytest
+from chatbot.jobs.keys import FAILED_PREFIX, INCOMING_PREFIX, SUMMARIES_PREFIX
+
+
+@pytest.fixture
+def resources(template):
+    return template.raw["Resources"]
+
+
+def test_the_bucket_notifies_the_queue_for_new_objects_under_incoming(template, resources):
+    # Given
+    bucket = resources["TranscriptsBucket"]["Properties"]
+
+    # When
+    (notification,) = bucket["NotificationConfiguration"]["QueueConfigurations"]
+
+    # Then the filter prefix is the one the code summarizes
+    assert notification["Event"] == "s3:ObjectCreated:*"
+    assert notification["Queue"] == {"Fn::GetAtt": ["TranscriptsQueue", "Arn"]}
+    assert notification["Filter"]["S3Key"]["Rules"] == [{"Name": "prefix", "Value": INCOMING_PREFIX}]
+
+
+def test_the_queue_policy_names_the_bucket_by_a_literal_arn_to_avoid_a_dependency_cycle(template, resources):
+    # Given
+    (statement,) = resources["TranscriptsQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    source_arn = statement["Condition"]["ArnEquals"]["aws:SourceArn"]
+
+    # When / Then: no reference to the bucket resource, yet the same ARN once resolved
+    assert "TranscriptsBucket" not in str(source_arn)
+    assert template.resolve(source_arn) == f"arn:aws:s3:::{template.physical_name('TranscriptsBucket')}"
+    assert statement["Principal"] == {"Service": "s3.amazonaws.com"} and statement["Action"] == "sqs:SendMessage"
+    assert resources["TranscriptsBucket"]["DependsOn"] == "TranscriptsQueuePolicy"
+
+
+def test_the_bucket_is_encrypted_private_and_tls_only(resources):
+    # Given
+    bucket = resources["TranscriptsBucket"]["Properties"]
+    (deny,) = resources["TranscriptsBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+
+    # Then
+    assert bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
+    assert all(bucket["PublicAccessBlockConfiguration"].values()) and len(bucket["PublicAccessBlockConfiguration"]) == 4
+    assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_retries_end_in_the_dlq_and_the_visibility_timeout_covers_six_function_timeouts(template, resources):
+    # Given
+    queue = resources["TranscriptsQueue"]["Properties"]
+    dead_letter_queue = resources["TranscriptsDeadLetterQueue"]["Properties"]
+    function_timeout = template.function_property("BatchSummarizeFunction", "Timeout")
+
+    # Then
+    assert queue["VisibilityTimeout"] >= 6 * function_timeout
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["TranscriptsDeadLetterQueue", "Arn"]}
+    assert 2 <= queue["RedrivePolicy"]["maxReceiveCount"] <= 5
+    assert dead_letter_queue["MessageRetentionPeriod"] > queue["MessageRetentionPeriod"]
+
+
+def test_the_batch_function_reports_partial_failures_with_bounded_concurrency(template):
+    # Given
+    function = template.resolve(template.resources["BatchSummarizeFunction"]["Properties"])
+    event = function["Events"]["TranscriptNotifications"]["Properties"]
+
+    # Then
+    assert event["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert int(event["ScalingConfig"]["MaximumConcurrency"]) >= 2
+    assert function["Timeout"] > template.function_property("TranscriptsApiFunction", "Timeout")
+    environment = template.function_environment("BatchSummarizeFunction")
+    # A job lease outlives the function, so a running worker is never taken over.
+    assert int(environment["JOB_LEASE_S"]) > function["Timeout"]
+    assert float(environment["MODEL_TIMEOUT_S"]) < function["Timeout"]
+
+
+@pytest.mark.parametrize("function", ["BatchSummarizeFunction", "TranscriptsApiFunction"])
+def test_function_permissions_are_scoped_to_prefixes_and_named_actions(template, function):
+    # Given
+    (policy,) = template.resolve(template.resources[function]["Properties"]["Policies"])
+
+    # Then no wildcard actions, and S3 access only below the prefixes the function uses
+    for statement in policy["Statement"]:
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        assert all("*" not in action for action in actions)
+        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        for resource in resources:
+            if resource.startswith("arn:aws:s3:::"):
+                prefix = resource.split("/", 1)[1]
+                assert prefix.removesuffix("*") in (
+                    INCOMING_PREFIX,
+                    f"{INCOMING_PREFIX}uploads/",
+                    SUMMARIES_PREFIX,
+                    FAILED_PREFIX,
+                )
