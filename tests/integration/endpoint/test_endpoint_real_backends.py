@@ -1,0 +1,121 @@
+"""The endpoint with the real backends of `local.backends.create_backend`: the default configuration
+(stand-in chat, extractive summarizer) and the smoke Llama, whose output is noise but whose loading,
+batching and streaming are the real Hugging Face code paths."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+from endpoint_fakes import client
+
+from local.endpoint import start_endpoint
+from provisioning.config import load_config, parse_config
+
+pytestmark = pytest.mark.integration
+
+CALL = (
+    "Agent: Thanks for calling, how can I help?\n"
+    "Customer: My invoice for March charged me twice, 49 euros each time.\n"
+    "Agent: I see the duplicate charge. I have refunded 49 euros; it reaches your card in 3 days.\n"
+    "Customer: Great, thank you."
+)
+
+
+def test_default_configuration_serves_chat_and_summaries():
+    # Given the shipped endpoint.yaml with its default, weight-free backends
+    config = load_config(environ={})
+    with start_endpoint(config, port=0) as running:
+        runtime = client("sagemaker-runtime", running.url)
+        # When the chat component (seed form, streamed too) and the summarizer are invoked
+        chat = runtime.invoke_endpoint(
+            EndpointName=config.endpoint.name,
+            InferenceComponentName="chat",
+            Body=json.dumps({"chat": [{"role": "user", "content": "Hello?"}], "parameters": {"max_new_tokens": 30}}),
+        )
+        stream = runtime.invoke_endpoint_with_response_stream(
+            EndpointName=config.endpoint.name,
+            InferenceComponentName="chat",
+            Body=json.dumps({"chat": [{"role": "user", "content": "Hello?"}], "parameters": {"max_new_tokens": 30}}),
+        )
+        lines = [json.loads(line) for event in stream["Body"] for line in event["PayloadPart"]["Bytes"].splitlines()]
+        summary = runtime.invoke_endpoint(
+            EndpointName=config.endpoint.name,
+            InferenceComponentName="summarizer",
+            Body=json.dumps({"inputs": CALL}),
+        )
+    # Then the answers have the contracts' shapes, and the streamed pieces make up the full text
+    chat_answer = json.loads(chat["Body"].read())
+    assert chat_answer["role"] == "assistant" and chat_answer["content"]
+    assert "".join(line["token"]["text"] for line in lines) == lines[-1]["generated_text"]
+    [summary_answer] = json.loads(summary["Body"].read())
+    assert "refund" in summary_answer["summary_text"]
+
+
+def test_smoke_llama_batches_concurrent_requests_without_mixing_answers():
+    # Given one smoke-Llama copy batching up to 8 requests
+    config = parse_config(
+        {
+            "endpoint": {"name": "smoke"},
+            "components": {
+                "chat": {
+                    "container": {"kind": "lmi", "image_version": "0.33.0", "model_id": "smoke"},
+                    "local": {"backend": "smoke-llama", "max_batch_size": 8, "max_batch_wait_ms": 50},
+                }
+            },
+        },
+        environ={},
+    )
+    with start_endpoint(config, port=0) as running:
+        runtime = client("sagemaker-runtime", running.url)
+
+        def generate(index: int) -> str:
+            body = {"inputs": f"prompt number {index}", "parameters": {"max_new_tokens": 6 + index % 3}}
+            response = runtime.invoke_endpoint(
+                EndpointName="smoke", InferenceComponentName="chat", Body=json.dumps(body)
+            )
+            return json.loads(response["Body"].read())["generated_text"]
+
+        # When eight requests are sent at once, and then each again alone
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            together = list(pool.map(generate, range(8)))
+        alone = [generate(index) for index in range(8)]
+        counters = running.endpoint.status()["components"]["chat"]["counters"]
+    # Then each batched answer equals the same (greedy) request served alone, and batching happened
+    assert together == alone
+    assert counters["batches"] < 16
+    assert counters["errors"] == {}
+
+
+def test_module_entry_point_serves_until_terminated():
+    # Given `python -m local.endpoint` started on a free port with the shipped configuration, no overrides
+    process = subprocess.Popen(
+        [sys.executable, "-m", "local.endpoint", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={name: value for name, value in os.environ.items() if not name.startswith("CHATBOT_")},
+    )
+    try:
+        first_line = process.stdout.readline()
+        url = first_line.rsplit(" ", 1)[-1].strip()
+        # When it is pinged and then sent SIGTERM
+        ping = requests.get(f"{url}/ping", timeout=10)
+        process.send_signal(signal.SIGTERM)
+        exit_code = process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+        process.stdout.close()
+        process.stderr.close()
+    # Then it announced its URL, was healthy, and stopped cleanly
+    assert first_line.startswith("endpoint genai-chatbot serving at http://127.0.0.1:")
+    assert ping.status_code == 200
+    assert exit_code == 0
