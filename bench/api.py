@@ -1,0 +1,326 @@
+"""Conversations API benchmark (`python -m bench api`).
+
+1. DynamoDB read units per turn with 10 and with 1,000 stored messages (target: within 10%). Units are
+   computed from the sizes of the items each turn reads, the way DynamoDB bills them (4 KB per unit,
+   Query totals rounded up, strongly consistent = 1 unit), because moto's ConsumedCapacity is a constant.
+2. API overhead per turn, excluding model time, p50/p95 with 1 and 8 concurrent clients, over HTTP through
+   the local gateway and moto server, with a model that answers instantly; the baseline is a plain
+   GET of the conversation through the same stack in the same run.
+3. Cold import of the conversations handler in a fresh interpreter, against `import boto3` alone, and a
+   check that no torch / transformers / sagemaker SDK module is loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import boto3
+import requests
+from aws_lambda_powertools import Metrics
+from chatbot.conversations.service import ConversationService
+from chatbot.conversations.store import ConversationStore, conversation_pk, message_sk, serialize
+from chatbot.settings import load_settings
+from moto import mock_aws
+
+from local.aws import DUMMY_CREDENTIALS, create_table_from_template, patched_environ, start_moto
+from local.gateway import start_gateway
+from local.template import LOCAL_REGION, PROJECT_ROOT, Template
+
+MEASURED_TURNS = 5
+WARM_UP_TURNS_MAX = 20
+TURNS_PER_CLIENT = 20
+FORBIDDEN_MODULES = ("torch", "transformers", "sagemaker")
+
+
+class InstantModel:
+    """Stands in for the endpoint in-process: answers at once, so only our own work is measured."""
+
+    def chat(self, messages: list[dict], *, max_new_tokens: int, temperature: float | None = None, **_: Any) -> str:
+        return "Noted."
+
+    def summarize(self, texts: list[str], **_: Any) -> list[str]:
+        return [text[:200] for text in texts]
+
+
+def _settings(table: str):
+    return load_settings(
+        {
+            "TABLE_NAME": table,
+            "SAGEMAKER_ENDPOINT_NAME": "bench",
+            "CHAT_COMPONENT_NAME": "chat",
+            "SUMMARIZER_COMPONENT_NAME": "summarizer",
+        }
+    )
+
+
+def _discard_metrics() -> None:
+    """Outside Lambda nothing flushes Powertools' shared metric set; drop it per turn as log_metrics would."""
+    Metrics().clear_metrics()
+
+
+def _prefill(client: Any, table: str, conversation_id: str, messages: int) -> None:
+    """Write `messages` stored messages straight to the table (as `messages / 2` answered turns would leave
+    them, but nothing folded yet): the warm-up turns then fold them through the real code path."""
+    requests_ = []
+    for seq in range(1, messages + 1):
+        role = "user" if seq % 2 else "assistant"
+        item = {
+            "pk": conversation_pk(conversation_id),
+            "sk": message_sk(seq),
+            "type": "message",
+            "seq": seq,
+            "role": role,
+            "content": f"stored message {seq}: " + "some detail " * 12,
+            "created_at": "2026-11-25T12:00:00.000Z",
+            **({"status": "answered"} if role == "user" else {"reply_to": seq - 1}),
+        }
+        requests_.append({"PutRequest": {"Item": serialize(item)}})
+    for offset in range(0, len(requests_), 25):
+        client.batch_write_item(RequestItems={table: requests_[offset : offset + 25]})
+    client.update_item(
+        TableName=table,
+        Key=serialize({"pk": conversation_pk(conversation_id), "sk": "META"}),
+        UpdateExpression="SET turn_count = :turns, message_count = :messages",
+        ExpressionAttributeValues=serialize({":turns": messages // 2, ":messages": messages}),
+    )
+
+
+def read_units_per_turn() -> dict[int, float]:
+    """Mean read units of a turn once a conversation holds 10 and 1,000 messages (steady state: the
+    warm-up turns fold what is older than the window into the rolling summary first)."""
+    results = {}
+    with patched_environ({**DUMMY_CREDENTIALS, "AWS_DEFAULT_REGION": LOCAL_REGION}), mock_aws():
+        client = boto3.client("dynamodb", region_name=LOCAL_REGION)
+        table = create_table_from_template(Template(), client)
+        store = ConversationStore(table, client)
+        settings = _settings(table)
+        service = ConversationService(store, InstantModel(), settings)  # type: ignore[arg-type]
+        for stored_messages in (10, 1000):
+            conversation_id = service.create_conversation("bench-user", None, "Answer briefly.")["id"]
+            _prefill(client, table, conversation_id, stored_messages)
+            for turn in range(WARM_UP_TURNS_MAX):
+                conversation = store.get_conversation(conversation_id)
+                if 2 * conversation["turn_count"] - conversation["summarized_through"] <= settings.chat_window_messages:
+                    break
+                service.send_message("bench-user", conversation_id, f"warm-up question {turn}")
+                _discard_metrics()
+            before = store.read_units
+            for turn in range(MEASURED_TURNS):
+                service.send_message("bench-user", conversation_id, f"measured question {turn}")
+                _discard_metrics()
+            results[stored_messages] = (store.read_units - before) / MEASURED_TURNS
+    return results
+
+
+class _InstantEndpointHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no 40 ms delayed-ACK stall
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        component = self.headers.get("X-Amzn-SageMaker-Inference-Component")
+        answer: Any = {"choices": [{"message": {"role": "assistant", "content": "Noted."}}]}
+        if component == "summarizer":
+            answer = [{"summary_text": "A summary."}]
+        body = json.dumps(answer).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+def _percentiles(samples: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    return statistics.median(ordered), p95
+
+
+def _run_clients(clients: int, request: Callable[[int, int], None]) -> tuple[list[float], float]:
+    """Latencies (ms) of every request, and the wall time (s) of the whole run."""
+    latencies: list[float] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(clients)
+
+    def client(index: int) -> None:
+        barrier.wait(timeout=30)
+        for turn in range(TURNS_PER_CLIENT):
+            started = time.perf_counter()
+            request(index, turn)
+            elapsed = (time.perf_counter() - started) * 1000
+            with lock:
+                latencies.append(elapsed)
+
+    threads = [threading.Thread(target=client, args=(index,)) for index in range(clients)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    return latencies, time.perf_counter() - started
+
+
+class _BenchUsers:
+    """One HTTP session, user and conversation per concurrent client."""
+
+    def __init__(self, url: str, clients: int):
+        self.url = url
+        self.sessions = [requests.Session() for _ in range(clients)]
+        self.headers = [{"Authorization": f"Bearer local-bench{index}"} for index in range(clients)]
+        self.conversations = [
+            session.post(f"{url}/v1/conversations", json={}, headers=headers).json()["id"]
+            for session, headers in zip(self.sessions, self.headers, strict=True)
+        ]
+
+    def turn(self, index: int, number: int) -> None:
+        response = self.sessions[index].post(
+            f"{self.url}/v1/conversations/{self.conversations[index]}/messages",
+            json={"content": f"message {number} " + "words " * 20},
+            headers=self.headers[index],
+        )
+        if response.status_code != 201:
+            raise RuntimeError(f"turn failed: {response.status_code} {response.text}")
+
+    def read(self, index: int, _number: int) -> None:
+        response = self.sessions[index].get(
+            f"{self.url}/v1/conversations/{self.conversations[index]}", headers=self.headers[index]
+        )
+        if response.status_code != 200:
+            raise RuntimeError(f"read failed: {response.status_code} {response.text}")
+
+
+def _overhead_with(clients: int, model_url: str) -> dict[str, Any]:
+    """A fresh moto + gateway per run: moto copies the whole table in every transaction, so a table
+    left over from an earlier run would slow this one down for reasons of moto's, not ours."""
+    with start_moto(port=0) as moto:
+        client = boto3.client(
+            "dynamodb",
+            endpoint_url=moto.url,
+            region_name=LOCAL_REGION,
+            aws_access_key_id="t",
+            aws_secret_access_key="t",
+        )
+        create_table_from_template(Template(), client)
+        environment = {
+            **moto.environment(),
+            "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": model_url,
+            "SAGEMAKER_ENDPOINT_NAME": "bench",
+            "CHAT_COMPONENT_NAME": "chat",
+            "SUMMARIZER_COMPONENT_NAME": "summarizer",
+        }
+        with start_gateway(port=0, environment=environment) as gateway:
+            users = _BenchUsers(gateway.url, clients)
+            _run_clients(clients, users.read)  # warm every execution environment the run will use
+            turn_latencies, turn_seconds = _run_clients(clients, users.turn)
+            get_latencies, _ = _run_clients(clients, users.read)
+            return {
+                "turn": _percentiles(turn_latencies),
+                "get": _percentiles(get_latencies),
+                "turns_per_s": len(turn_latencies) / turn_seconds,
+            }
+
+
+def api_overhead() -> dict[int, dict[str, Any]]:
+    """p50/p95 ms of a turn (instant model) and of a plain GET, with 1 and 8 concurrent clients."""
+    model = ThreadingHTTPServer(("127.0.0.1", 0), _InstantEndpointHandler)
+    model.daemon_threads = True
+    threading.Thread(target=model.serve_forever, daemon=True).start()
+    try:
+        model_url = f"http://127.0.0.1:{model.server_address[1]}"
+        return {clients: _overhead_with(clients, model_url) for clients in (1, 8)}
+    finally:
+        model.shutdown()
+        model.server_close()
+
+
+_IMPORT_PROBE = textwrap.dedent(
+    """
+    import importlib.util, json, sys, time
+    started = time.perf_counter()
+    {statement}
+    elapsed = time.perf_counter() - started
+    loaded = sorted({{name.split(".")[0] for name in sys.modules}} & set({forbidden!r}))
+    print(json.dumps({{"seconds": elapsed, "forbidden": loaded}}))
+    """
+)
+
+
+def _import_seconds(statement: str) -> dict[str, Any]:
+    environment = {
+        **os.environ,
+        **DUMMY_CREDENTIALS,
+        "AWS_DEFAULT_REGION": LOCAL_REGION,
+        "TABLE_NAME": "bench",
+        "SAGEMAKER_ENDPOINT_NAME": "bench",
+        "CHAT_COMPONENT_NAME": "chat",
+        "SUMMARIZER_COMPONENT_NAME": "summarizer",
+        "POWERTOOLS_SERVICE_NAME": "bench",
+        "POWERTOOLS_METRICS_NAMESPACE": "Bench",
+    }
+    code = _IMPORT_PROBE.format(statement=statement, forbidden=FORBIDDEN_MODULES)
+    output = subprocess.run(
+        [sys.executable, "-c", code], env=environment, capture_output=True, text=True, check=True, timeout=120
+    )
+    return json.loads(output.stdout.strip().splitlines()[-1])
+
+
+def cold_import(repeats: int = 3) -> tuple[float, float, list[str]]:
+    handler = PROJECT_ROOT / "functions" / "conversations" / "app.py"
+    load = (
+        f"spec = importlib.util.spec_from_file_location('app', {str(handler)!r}); "
+        "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)"
+    )
+    handler_runs = [_import_seconds(load) for _ in range(repeats)]
+    baseline_runs = [_import_seconds("import boto3; boto3.client('dynamodb')") for _ in range(repeats)]
+    forbidden = sorted({name for run in handler_runs for name in run["forbidden"]})
+    return (
+        statistics.median(run["seconds"] for run in handler_runs),
+        statistics.median(run["seconds"] for run in baseline_runs),
+        forbidden,
+    )
+
+
+def main() -> None:
+    units = read_units_per_turn()
+    ratio = units[1000] / units[10]
+    print("DynamoDB read units per turn (computed from item sizes as DynamoDB bills; moto reports a constant)")
+    print(f"  10 stored messages     {units[10]:8.2f} RCU")
+    print(f"  1,000 stored messages  {units[1000]:8.2f} RCU   ratio {ratio:.2f} (target 0.90-1.10)")
+
+    overhead = api_overhead()
+    print(f"\nAPI overhead per turn, instant model, via local gateway + moto ({TURNS_PER_CLIENT} turns per client)")
+    print("  clients   turn p50   turn p95   GET p50 (baseline)   turn/GET p50   turns/s")
+    for clients, figures in overhead.items():
+        (turn_p50, turn_p95), (get_p50, _) = figures["turn"], figures["get"]
+        print(
+            f"  {clients:7d}  {turn_p50:7.1f}ms  {turn_p95:7.1f}ms  {get_p50:12.1f}ms        "
+            f"{turn_p50 / get_p50:8.2f}x   {figures['turns_per_s']:7.1f}"
+        )
+    print("  (gateway, handlers, moto and clients share one Python process: at 8 clients turns queue for it)")
+
+    handler_s, boto3_s, forbidden = cold_import()
+    print("\nCold import (fresh interpreter, median of 3)")
+    print(f"  conversations handler  {handler_s * 1000:7.0f} ms")
+    print(f"  boto3 + one client     {boto3_s * 1000:7.0f} ms   (baseline; handler is {handler_s / boto3_s:.2f}x)")
+    print(f"  torch / transformers / sagemaker loaded: {', '.join(forbidden) or 'none'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,27 @@
+"""Deletes the messages of conversations whose META item was removed (TTL expiry, or a delete that
+stopped half way), from the table's stream; a failed record is retried on its own."""
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from chatbot.conversations.retention import create_purger
+from chatbot.settings import get_settings
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
+purger = create_purger(get_settings())
+
+
+def purge(record: DynamoDBRecord) -> None:
+    keys = record.dynamodb.keys if record.dynamodb else {}
+    purger.purge(str(keys.get("pk", "")))
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    return process_partial_response(event=event, record_handler=purge, processor=processor, context=context)

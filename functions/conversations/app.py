@@ -1,0 +1,149 @@
+"""Conversations REST API: HTTP onto chatbot.conversations.service (all logic lives in the layer)."""
+
+from http import HTTPStatus
+from typing import Annotated, Literal
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig, Response
+from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Query
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from chatbot.api_errors import caller_id, register_error_handlers
+from chatbot.conversations.models import (
+    Conversation,
+    ConversationList,
+    CreateConversationRequest,
+    Exchange,
+    MessageList,
+    SendMessageRequest,
+    Summary,
+    SummaryRequest,
+)
+from chatbot.conversations.service import create_service, dynamodb_client
+from chatbot.settings import get_settings
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+settings = get_settings()
+dynamodb = dynamodb_client()
+service = create_service(settings, dynamodb)
+
+cors = CORSConfig(
+    allow_origin=settings.cors_allow_origin,
+    allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+    expose_headers=["Retry-After"],
+    max_age=600,
+)
+app = APIGatewayRestResolver(enable_validation=True, cors=cors)
+register_error_handlers(app)
+
+# Idempotency records share the table (pk = static prefix, sk = hash; expires_at is the table's TTL).
+idempotency_store = DynamoDBPersistenceLayer(
+    table_name=settings.table_name,
+    key_attr="pk",
+    sort_key_attr="sk",
+    static_pk_value="IDEMPOTENCY#conversations",
+    expiry_attr="expires_at",
+    boto3_client=dynamodb,
+)
+# Keyed by caller + conversation + Idempotency-Key; the same key with another text is refused (422).
+idempotency_config = IdempotencyConfig(
+    event_key_jmespath="join('#', [owner, conversation_id, idempotency_key])",
+    payload_validation_jmespath="content",
+    expires_after_seconds=settings.idempotency_ttl_s,
+)
+
+ConversationId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9-]+$")]
+Limit = Annotated[int, Query(ge=1, le=100, description="Page size.")]
+Cursor = Annotated[str | None, Query(max_length=2048, description="`next_cursor` of the previous page.")]
+IdempotencyKey = Annotated[
+    str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255, description="Retry-safe sending.")
+]
+
+
+@app.post("/v1/conversations", status_code=HTTPStatus.CREATED, summary="Start a conversation")
+def create_conversation(body: CreateConversationRequest) -> Conversation:
+    return service.create_conversation(caller_id(app), body.title, body.system_prompt)
+
+
+@app.get("/v1/conversations", summary="The caller's conversations, most recently active first")
+def list_conversations(limit: Limit = 20, cursor: Cursor = None) -> ConversationList:
+    return service.list_conversations(caller_id(app), limit, cursor)
+
+
+@app.get("/v1/conversations/<conversation_id>", summary="One conversation's metadata")
+def get_conversation(conversation_id: ConversationId) -> Conversation:
+    return service.get_conversation(caller_id(app), conversation_id)
+
+
+@app.delete("/v1/conversations/<conversation_id>", status_code=HTTPStatus.NO_CONTENT, summary="Delete everything")
+def delete_conversation(conversation_id: ConversationId) -> Response[None]:
+    service.delete_conversation(caller_id(app), conversation_id)
+    return Response(status_code=HTTPStatus.NO_CONTENT)
+
+
+@app.get("/v1/conversations/<conversation_id>/messages", summary="Messages, oldest first unless order=desc")
+def list_messages(
+    conversation_id: ConversationId, limit: Limit = 50, cursor: Cursor = None, order: Literal["asc", "desc"] = "asc"
+) -> MessageList:
+    return service.list_messages(caller_id(app), conversation_id, limit, cursor, newest_first=order == "desc")
+
+
+@app.post(
+    "/v1/conversations/<conversation_id>/messages",
+    status_code=HTTPStatus.CREATED,
+    summary="Send a message, get the answer",
+)
+def send_message(
+    conversation_id: ConversationId, body: SendMessageRequest, idempotency_key: IdempotencyKey = None
+) -> Exchange:
+    request = {"owner": caller_id(app), "conversation_id": conversation_id, "content": body.content}
+    if idempotency_key is None:
+        return send(request)
+    return send_once(request={**request, "idempotency_key": idempotency_key})
+
+
+def send(request: dict) -> dict:
+    remaining_ms = app.lambda_context.get_remaining_time_in_millis
+    return service.send_message(request["owner"], request["conversation_id"], request["content"], remaining_ms)
+
+
+@idempotent_function(data_keyword_argument="request", persistence_store=idempotency_store, config=idempotency_config)
+def send_once(request: dict) -> dict:
+    return send(request)
+
+
+@app.post(
+    "/v1/conversations/<conversation_id>/messages/retry",
+    status_code=HTTPStatus.CREATED,
+    summary="Answer the newest message if the model failed on it",
+)
+def retry_message(conversation_id: ConversationId) -> Exchange:
+    return service.retry_last_message(caller_id(app), conversation_id, app.lambda_context.get_remaining_time_in_millis)
+
+
+@app.delete(
+    "/v1/conversations/<conversation_id>/messages", status_code=HTTPStatus.NO_CONTENT, summary="Clear the conversation"
+)
+def clear_conversation(conversation_id: ConversationId) -> Response[None]:
+    service.clear_conversation(caller_id(app), conversation_id)
+    return Response(status_code=HTTPStatus.NO_CONTENT)
+
+
+@app.post("/v1/conversations/<conversation_id>/summary", summary="Summarize the whole conversation (cached)")
+def summarize_conversation(conversation_id: ConversationId, body: SummaryRequest | None = None) -> Summary:
+    labels = body or SummaryRequest()
+    return service.summarize_conversation(caller_id(app), conversation_id, labels.user_label, labels.assistant_label)
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    idempotency_config.register_lambda_context(context)
+    return app.resolve(event, context)

@@ -1,0 +1,176 @@
+"""HTTP errors of the REST API: domain exceptions with their status, and the Powertools handlers that
+turn every failure into a JSON body `{"message": ..., "errors"?: [...]}` (API Gateway's own shape).
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from http import HTTPStatus
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError as RouteNotFoundError
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    IdempotencyAlreadyInProgressError,
+    IdempotencyValidationError,
+)
+
+from chatbot.inference import InferenceError, ModelUnavailableError
+from chatbot.summarization import SummarizationError
+
+logger = Logger(child=True)
+metrics = Metrics()
+
+
+class ApiError(Exception):
+    """An error the caller can act on; `status` is the HTTP status it is answered with."""
+
+    status: HTTPStatus = HTTPStatus.BAD_REQUEST
+
+    def __init__(
+        self, message: str, *, errors: list[dict[str, Any]] | None = None, headers: dict[str, str] | None = None
+    ):
+        super().__init__(message)
+        self.message = message
+        self.errors = errors
+        self.headers = headers or {}
+
+
+class InvalidRequestError(ApiError):
+    status = HTTPStatus.BAD_REQUEST
+
+
+class AuthenticationError(ApiError):
+    status = HTTPStatus.UNAUTHORIZED
+
+
+class NotFoundError(ApiError):
+    """Unknown resource, or one that belongs to someone else (never say which)."""
+
+    status = HTTPStatus.NOT_FOUND
+
+
+class ConflictError(ApiError):
+    status = HTTPStatus.CONFLICT
+
+
+class PayloadTooLargeError(ApiError):
+    status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+
+
+class UnprocessableError(ApiError):
+    status = HTTPStatus.UNPROCESSABLE_ENTITY
+
+
+def error_response(
+    status: int, message: str, errors: list[dict[str, Any]] | None = None, headers: dict[str, str] | None = None
+) -> Response:
+    body: dict[str, Any] = {"message": message}
+    if errors:
+        body["errors"] = errors
+    return Response(status_code=int(status), content_type=content_types.APPLICATION_JSON, body=body, headers=headers)
+
+
+def caller_id(app: Any) -> str:
+    """The Cognito `sub` of the caller, as the authorizer put it in requestContext.authorizer.claims."""
+    authorizer = app.current_event.request_context.authorizer
+    claims = (authorizer.claims if authorizer else None) or {}
+    subject = claims.get("sub")
+    if not isinstance(subject, str) or not subject:
+        raise AuthenticationError("Unauthorized")
+    return subject
+
+
+def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    errors = []
+    for error in exc.errors():
+        location = [str(part) for part in error.get("loc", ())]
+        errors.append({"field": ".".join(location), "message": error.get("msg", ""), "type": error.get("type", "")})
+    return errors
+
+
+def _path_pattern(openapi_path: str) -> re.Pattern[str]:
+    return re.compile("^" + re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(openapi_path)) + "/?$")
+
+
+@lru_cache(maxsize=8)
+def _route_table(app: Any) -> tuple[tuple[re.Pattern[str], frozenset[str]], ...]:
+    """(path pattern, methods) for every route of the resolver, from its own OpenAPI description."""
+    paths = app.get_openapi_schema().paths or {}
+    return tuple(
+        (_path_pattern(path), frozenset(method.upper() for method, op in item.model_dump().items() if op))
+        for path, item in paths.items()
+    )
+
+
+def allowed_methods(app: Any, path: str) -> list[str]:
+    """Methods the resolver serves at `path` (empty when the path is unknown)."""
+    return sorted(method for pattern, methods in _route_table(app) if pattern.match(path) for method in methods)
+
+
+def register_error_handlers(app: Any) -> None:
+    """Answer every failure with a JSON body and the right status (4xx the caller can fix, 5xx ours)."""
+
+    @app.exception_handler(ApiError)
+    def _api_error(exc: ApiError) -> Response:
+        metrics.add_metric(name="ClientErrors", unit=MetricUnit.Count, value=1)
+        return error_response(exc.status, exc.message, exc.errors, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    def _invalid_request(exc: RequestValidationError) -> Response:
+        metrics.add_metric(name="ClientErrors", unit=MetricUnit.Count, value=1)
+        errors = _validation_errors(exc)
+        if any(error["type"] == "json_invalid" for error in errors):
+            return error_response(HTTPStatus.BAD_REQUEST, "The request body is not valid JSON.")
+        return error_response(HTTPStatus.UNPROCESSABLE_ENTITY, "The request does not match the schema.", errors)
+
+    @app.not_found
+    def _no_route(_: RouteNotFoundError) -> Response:
+        methods = allowed_methods(app, app.current_event.path)
+        if methods:
+            return error_response(
+                HTTPStatus.METHOD_NOT_ALLOWED,
+                f"Method {app.current_event.http_method} is not allowed here; use {', '.join(methods)}.",
+                headers={"Allow": ", ".join(methods)},
+            )
+        return error_response(HTTPStatus.NOT_FOUND, "Not found.")
+
+    @app.exception_handler(IdempotencyValidationError)
+    def _idempotency_reused(_: IdempotencyValidationError) -> Response:
+        return error_response(
+            HTTPStatus.UNPROCESSABLE_ENTITY, "This Idempotency-Key was already used with a different request body."
+        )
+
+    @app.exception_handler(IdempotencyAlreadyInProgressError)
+    def _idempotency_in_progress(_: IdempotencyAlreadyInProgressError) -> Response:
+        return error_response(
+            HTTPStatus.CONFLICT,
+            "A request with this Idempotency-Key is still being processed; retry shortly.",
+            headers={"Retry-After": "2"},
+        )
+
+    @app.exception_handler(ModelUnavailableError)
+    def _model_unavailable(exc: ModelUnavailableError) -> Response:
+        metrics.add_metric(name="ModelUnavailable", unit=MetricUnit.Count, value=1)
+        logger.warning("model unavailable", extra={"error": str(exc), "retry_after_s": exc.retry_after_s})
+        return error_response(
+            HTTPStatus.SERVICE_UNAVAILABLE,
+            "The model is busy or scaling up; your message is saved. Retry after the time in Retry-After.",
+            headers={"Retry-After": str(exc.retry_after_s)},
+        )
+
+    @app.exception_handler([InferenceError, SummarizationError])
+    def _model_failed(exc: Exception) -> Response:
+        metrics.add_metric(name="ModelErrors", unit=MetricUnit.Count, value=1)
+        logger.error("model call failed", extra={"error": str(exc)})
+        return error_response(HTTPStatus.BAD_GATEWAY, "The model failed to answer; your message is saved. Retry later.")
+
+    @app.exception_handler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        metrics.add_metric(name="ServerErrors", unit=MetricUnit.Count, value=1)
+        logger.exception("unhandled error")
+        return error_response(HTTPStatus.INTERNAL_SERVER_ERROR, "Internal server error.")

@@ -1,0 +1,105 @@
+"""What the chat model sees each turn: system prompt + rolling summary + the newest messages in budget.
+
+Pure functions over message dicts (`seq`, `role`, `content`, `status`), so the rules are testable
+without DynamoDB. Token counts are chatbot.tokens estimates (over-estimates), plus a per-message
+allowance for the chat template's role markup.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from chatbot.tokens import estimate_tokens
+
+MESSAGE_OVERHEAD_TOKENS = 8  # Llama-2's [INST] ... [/INST] and BOS/EOS around each message
+# Room kept for the rolling summary, which is rewritten when messages are folded into it.
+SUMMARY_RESERVE_TOKENS = 384
+# When messages must be folded, fold down to this share of the budget so the summarizer
+# is called once every few turns rather than on every turn.
+FOLD_TARGET_SHARE = 0.75
+SUMMARY_HEADING = "Summary of the earlier conversation:"
+
+
+@dataclass(frozen=True)
+class ContextPlan:
+    window: list[dict[str, Any]]  # messages sent verbatim, oldest first
+    fold: list[dict[str, Any]]  # older unsummarized messages to fold into the rolling summary, oldest first
+
+    @property
+    def summarized_through(self) -> int | None:
+        """The seq the rolling summary covers after folding (None when nothing is folded)."""
+        return self.fold[-1]["seq"] if self.fold else None
+
+
+def system_content(system_prompt: str | None, rolling_summary: str | None) -> str | None:
+    parts = [
+        part for part in (system_prompt, f"{SUMMARY_HEADING} {rolling_summary}" if rolling_summary else None) if part
+    ]
+    return "\n\n".join(parts) or None
+
+
+def message_tokens(content: str) -> int:
+    return estimate_tokens(content) + MESSAGE_OVERHEAD_TOKENS
+
+
+def fixed_tokens(system_prompt: str | None, rolling_summary: str | None) -> int:
+    """Tokens of everything but the messages, with room for the summary to grow."""
+    system = estimate_tokens(system_prompt or "") + MESSAGE_OVERHEAD_TOKENS
+    return system + max(estimate_tokens(rolling_summary or ""), SUMMARY_RESERVE_TOKENS)
+
+
+def _in_window(message: dict[str, Any]) -> bool:
+    # Unanswered questions of other turns are left out so user and assistant keep alternating.
+    return message["role"] == "assistant" or message.get("status") == "answered"
+
+
+def _newest_fitting(eligible: Sequence[dict[str, Any]], budget: int, max_messages: int) -> list[dict[str, Any]]:
+    window: list[dict[str, Any]] = []
+    used = 0
+    for message in reversed(eligible):
+        cost = message_tokens(message["content"])
+        if used + cost > budget or len(window) >= max_messages:
+            break
+        window.append(message)
+        used += cost
+    window.reverse()
+    while window and window[0]["role"] != "user":  # a chat must open with a user message
+        window.pop(0)
+    return window
+
+
+def plan_context(
+    history: Sequence[dict[str, Any]],
+    *,
+    budget_tokens: int,
+    max_messages: int,
+) -> ContextPlan:
+    """Choose the window among `history` (unsummarized messages before this turn, oldest first) within
+    `budget_tokens` for messages; whatever is older than the window is folded."""
+    eligible = [message for message in history if _in_window(message)]
+    window = _newest_fitting(eligible, budget_tokens, max_messages)
+    first_kept = window[0]["seq"] if window else None
+    overflow = [message for message in history if first_kept is None or message["seq"] < first_kept]
+    if not overflow:
+        return ContextPlan(window=window, fold=[])
+    window = _newest_fitting(
+        eligible, int(budget_tokens * FOLD_TARGET_SHARE), max(1, int(max_messages * FOLD_TARGET_SHARE))
+    )
+    first_kept = window[0]["seq"] if window else None
+    fold = [message for message in history if first_kept is None or message["seq"] < first_kept]
+    return ContextPlan(window=window, fold=fold)
+
+
+def chat_messages(
+    system_prompt: str | None, rolling_summary: str | None, window: Sequence[dict[str, Any]], question: str
+) -> list[dict[str, str]]:
+    """The chat payload's messages: system (prompt + summary), the window, then the question."""
+    messages = []
+    system = system_content(system_prompt, rolling_summary)
+    if system:
+        messages.append({"role": "system", "content": system})
+    messages.extend({"role": message["role"], "content": message["content"]} for message in window)
+    messages.append({"role": "user", "content": question})
+    return messages

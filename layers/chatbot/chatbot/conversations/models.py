@@ -1,0 +1,79 @@
+"""Request and response bodies of the conversations API (they also make its OpenAPI document)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class CreateConversationRequest(_Request):
+    title: str | None = Field(None, min_length=1, max_length=200, description="Shown in conversation lists.")
+    system_prompt: str | None = Field(
+        None, min_length=1, max_length=4000, description="Instructions sent to the chat model before every turn."
+    )
+
+
+class SendMessageRequest(BaseModel):
+    # Not stripped: the text is stored as sent. Size is checked by the service (413, not 422).
+    model_config = ConfigDict(extra="forbid")
+
+    content: str = Field(min_length=1, description="The user's message.", pattern=r"\S")
+
+
+class SummaryRequest(_Request):
+    user_label: str = Field("User", min_length=1, max_length=40, description="Speaker name for the user's turns.")
+    assistant_label: str = Field("AI", min_length=1, max_length=40, description="Speaker name for the answers.")
+
+
+class Conversation(BaseModel):
+    id: str
+    title: str | None = None
+    system_prompt: str | None = None
+    created_at: str
+    last_active_at: str
+    message_count: int
+    expires_at: str = Field(description="When the conversation is deleted if it stays idle (ISO 8601, UTC).")
+
+
+class ConversationList(BaseModel):
+    items: list[Conversation]
+    next_cursor: str | None = Field(None, description="Pass as `cursor` for the next page; absent on the last page.")
+
+
+class Message(BaseModel):
+    seq: int = Field(description="Position in the conversation; answers take the number after their question.")
+    role: Literal["user", "assistant"]
+    content: str
+    created_at: str
+    status: Literal["answered", "pending", "unanswered"] | None = Field(
+        None, description="User messages only: `unanswered` means the model failed; send it again to retry."
+    )
+    reply_to: int | None = Field(None, description="Assistant messages only: the seq of the question.")
+
+
+class MessageList(BaseModel):
+    items: list[Message]
+    next_cursor: str | None = None
+
+
+class Exchange(BaseModel):
+    conversation_id: str
+    user_message: Message
+    assistant_message: Message
+
+
+class Summary(BaseModel):
+    conversation_id: str
+    summary: str
+    message_count: int
+    chunk_count: int = Field(description="Chunks the conversation was split into for the summarizer.")
+    rounds: int = Field(description="Map-reduce rounds it took to reach one summary.")
+    user_label: str
+    assistant_label: str
+    cached: bool = Field(description="True when served from the cache (the conversation has not changed).")
+    created_at: str

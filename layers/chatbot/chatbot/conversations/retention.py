@@ -1,0 +1,39 @@
+"""Retention: once a conversation's META item is gone (DynamoDB TTL after the idle days, or a delete),
+its messages go too. TTL removes only the item that carries `expires_at`, so messages need no TTL of
+their own and an active conversation never loses its history."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+
+from chatbot.conversations.store import ConversationStore
+from chatbot.settings import Settings
+
+logger = Logger(child=True)
+metrics = Metrics()
+CONVERSATION_PREFIX = "CONV#"
+
+
+class MessagePurger:
+    def __init__(self, store: ConversationStore):
+        self._store = store
+
+    def purge(self, partition_key: str) -> int:
+        """Delete every message under `CONV#<id>` unless the conversation still exists; returns the count."""
+        if not partition_key.startswith(CONVERSATION_PREFIX):
+            raise ValueError(f"not a conversation key: {partition_key!r}")
+        conversation_id = partition_key.removeprefix(CONVERSATION_PREFIX)
+        if self._store.get_conversation(conversation_id) is not None:
+            return 0  # recreated or never removed: nothing to clean
+        deleted = self._store.delete_messages(conversation_id)
+        metrics.add_metric(name="ExpiredMessagesDeleted", unit=MetricUnit.Count, value=deleted)
+        logger.info("conversation messages purged", extra={"conversation_id": conversation_id, "deleted": deleted})
+        return deleted
+
+
+def create_purger(settings: Settings, client: Any = None) -> MessagePurger:
+    return MessagePurger(ConversationStore(settings.table_name, client or boto3.client("dynamodb")))

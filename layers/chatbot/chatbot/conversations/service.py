@@ -1,0 +1,467 @@
+"""The conversations use cases: create, list, read, send a turn, retry, clear, delete, summarize.
+
+Plain functions of (caller, ids, values) returning JSON-ready dicts; the Lambda handler only maps HTTP
+onto them. Ownership is checked on every call: someone else's conversation is "not found".
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from botocore.config import Config
+
+from chatbot.api_errors import ConflictError, NotFoundError, PayloadTooLargeError
+from chatbot.conversations.cursor import decode_cursor, encode_cursor
+from chatbot.conversations.memory import chat_messages, fixed_tokens, message_tokens, plan_context
+from chatbot.conversations.store import (
+    MESSAGE_PREFIX,
+    META,
+    ConditionFailedError,
+    ConversationStore,
+    conversation_pk,
+    owner_index_pk,
+)
+from chatbot.inference import InferenceClient, InferenceError
+from chatbot.settings import Settings
+from chatbot.summarization import SummarizationError, Turn, summarize_turns
+
+logger = Logger(child=True)
+metrics = Metrics()
+tracer = Tracer()
+
+TURN_ATTEMPTS = 12  # optimistic-locking attempts before a sender gets 409 (>= senders expected at once)
+GAP_READ_LIMIT = 200  # unsummarized messages read beyond the window in one turn (only after failed folds)
+DEFAULT_LABELS = ("User", "AI")
+_CONVERSATION_CURSOR = frozenset({"pk", "sk", "gsi1pk", "gsi1sk"})
+_MESSAGE_CURSOR = frozenset({"pk", "sk"})
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class ConversationService:
+    def __init__(
+        self,
+        store: ConversationStore,
+        inference: InferenceClient,
+        settings: Settings,
+        *,
+        fold_inference: Callable[[], InferenceClient] | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ):
+        self._store = store
+        self._inference = inference
+        self._settings = settings
+        self._fold_inference_factory = fold_inference or (lambda: inference)
+        self._fold_client: InferenceClient | None = None
+        self._clock = clock
+        # Newest unsummarized messages read per turn: the window plus the turns that may arrive meanwhile.
+        self._turn_read_limit = settings.chat_window_messages + 8
+
+    # -- conversations ------------------------------------------------------------------------------
+
+    def create_conversation(self, owner: str, title: str | None, system_prompt: str | None) -> dict[str, Any]:
+        now = self._clock()
+        conversation_id = str(uuid.uuid4())
+        item = {
+            "pk": conversation_pk(conversation_id),
+            "sk": META,
+            "type": "conversation",
+            "conversation_id": conversation_id,
+            "owner": owner,
+            "title": title,
+            "system_prompt": system_prompt,
+            "created_at": _iso(now),
+            "last_active_at": _iso(now),
+            "gsi1pk": owner_index_pk(owner),
+            "gsi1sk": _iso(now),
+            "turn_count": 0,
+            "message_count": 0,
+            "version": 0,
+            "generation": 0,
+            "summarized_through": 0,
+            "expires_at": self._expires_at(now),
+        }
+        self._store.create_conversation(item)
+        logger.info("conversation created", extra={"conversation_id": conversation_id})
+        return self._conversation_view(item)
+
+    def list_conversations(self, owner: str, limit: int, cursor: str | None) -> dict[str, Any]:
+        start_key = decode_cursor(
+            cursor,
+            attributes=_CONVERSATION_CURSOR,
+            belongs=lambda key: key["gsi1pk"] == owner_index_pk(owner) and key["sk"] == META,
+        )
+        page = self._store.list_conversations(owner, limit, start_key)
+        return {
+            "items": [self._conversation_view(item) for item in page.items],
+            "next_cursor": encode_cursor(page.last_key),
+        }
+
+    def get_conversation(self, owner: str, conversation_id: str) -> dict[str, Any]:
+        return self._conversation_view(self._owned(owner, conversation_id))
+
+    def delete_conversation(self, owner: str, conversation_id: str) -> None:
+        self._owned(owner, conversation_id)
+        try:
+            self._store.delete_conversation(conversation_id, owner)
+        except ConditionFailedError:
+            raise self._not_found() from None
+        logger.info("conversation deleted", extra={"conversation_id": conversation_id})
+
+    def clear_conversation(self, owner: str, conversation_id: str) -> None:
+        """Delete the messages and summaries; the conversation itself stays."""
+        for attempt in range(TURN_ATTEMPTS):
+            conversation = self._owned(owner, conversation_id)
+            now = self._clock()
+            try:
+                self._store.reset_conversation(conversation, _iso(now), self._expires_at(now))
+                break
+            except ConditionFailedError:
+                self._backoff(attempt)
+        else:
+            raise ConflictError("The conversation kept changing while it was being cleared; retry.")
+        deleted = self._store.delete_messages(conversation_id)
+        logger.info("conversation cleared", extra={"conversation_id": conversation_id, "deleted_messages": deleted})
+
+    # -- messages -----------------------------------------------------------------------------------
+
+    def list_messages(
+        self, owner: str, conversation_id: str, limit: int, cursor: str | None, newest_first: bool
+    ) -> dict[str, Any]:
+        self._owned(owner, conversation_id)
+        start_key = decode_cursor(
+            cursor,
+            attributes=_MESSAGE_CURSOR,
+            belongs=lambda key: key["pk"] == conversation_pk(conversation_id) and key["sk"].startswith(MESSAGE_PREFIX),
+        )
+        page = self._store.message_page(conversation_id, limit=limit, start_key=start_key, newest_first=newest_first)
+        return {
+            "items": [self._message_view(item) for item in page.items],
+            "next_cursor": encode_cursor(page.last_key),
+        }
+
+    @tracer.capture_method(capture_response=False)
+    def send_message(
+        self, owner: str, conversation_id: str, content: str, remaining_ms: Callable[[], int] | None = None
+    ) -> dict[str, Any]:
+        """Store the user's message, ask the chat model, store its answer. Sending again the text of the
+        newest unanswered message answers that message instead of storing it twice."""
+        if len(content) > self._settings.max_message_chars:
+            raise PayloadTooLargeError(
+                f"The message has {len(content)} characters; the limit is {self._settings.max_message_chars}."
+            )
+        reads_before = self._store.read_units
+        conversation = self._owned(owner, conversation_id)
+        page = self._store.newest_messages(
+            conversation_id, after_seq=conversation["summarized_through"], limit=self._turn_read_limit
+        )
+        history = sorted(page.items, key=lambda message: message["seq"])
+        question = self._unanswered_question(history, content)
+        if question is None:
+            self._check_fits(conversation, content)
+            conversation, question = self._start_turn(conversation, content)
+        return self._answer(conversation, question, history, page.last_key is not None, reads_before, remaining_ms)
+
+    def retry_last_message(
+        self, owner: str, conversation_id: str, remaining_ms: Callable[[], int] | None = None
+    ) -> dict[str, Any]:
+        """Answer the newest user message if it is unanswered (the model failed on it)."""
+        reads_before = self._store.read_units
+        conversation = self._owned(owner, conversation_id)
+        page = self._store.newest_messages(
+            conversation_id, after_seq=conversation["summarized_through"], limit=self._turn_read_limit
+        )
+        history = sorted(page.items, key=lambda message: message["seq"])
+        users = [message for message in history if message["role"] == "user"]
+        if not users or self._status(users[-1]) != "unanswered":
+            raise ConflictError("There is no unanswered message to retry in this conversation.")
+        return self._answer(conversation, users[-1], history, page.last_key is not None, reads_before, remaining_ms)
+
+    def summarize_conversation(
+        self, owner: str, conversation_id: str, user_label: str = "User", assistant_label: str = "AI"
+    ) -> dict[str, Any]:
+        conversation = self._owned(owner, conversation_id)
+        cached = conversation.get("cached_summary")
+        if (
+            cached
+            and cached.get("version") == conversation["version"]
+            and (cached.get("user_label"), cached.get("assistant_label")) == (user_label, assistant_label)
+        ):
+            return self._summary_view(conversation_id, cached, cached=True)
+        labels = {"user": user_label, "assistant": assistant_label}
+        turns = [
+            Turn(labels[message["role"]], message["content"]) for message in self._store.all_messages(conversation_id)
+        ]
+        if not turns:
+            raise ConflictError("The conversation has no messages to summarize.")
+        started = time.perf_counter()
+        result = summarize_turns(
+            turns, self._inference.summarize, max_input_tokens=self._settings.summarizer_max_input_tokens
+        )
+        metrics.add_metric(name="SummaryLatency", unit=MetricUnit.Milliseconds, value=_ms_since(started))
+        record = {
+            "summary": result.summary,
+            "version": conversation["version"],
+            "message_count": len(turns),
+            "chunk_count": result.chunk_count,
+            "rounds": result.rounds,
+            "user_label": user_label,
+            "assistant_label": assistant_label,
+            "created_at": _iso(self._clock()),
+        }
+        # Cached only if no message arrived meanwhile; the answer is returned either way.
+        self._store.save_cached_summary(conversation_id, record, expected_version=conversation["version"])
+        logger.info(
+            "conversation summarized",
+            extra={"conversation_id": conversation_id, "chunks": result.chunk_count, "rounds": result.rounds},
+        )
+        return self._summary_view(conversation_id, record, cached=False)
+
+    # -- a turn -------------------------------------------------------------------------------------
+
+    def _check_fits(self, conversation: dict[str, Any], content: str) -> None:
+        fixed = fixed_tokens(conversation.get("system_prompt"), conversation.get("rolling_summary"))
+        budget = self._settings.chat_prompt_budget_tokens - fixed
+        needed = message_tokens(content)
+        if needed > budget:
+            raise PayloadTooLargeError(
+                f"The message is too long for the chat model's context (about {needed} tokens; at most {budget})."
+            )
+
+    def _start_turn(self, conversation: dict[str, Any], content: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Store the user's message under the next turn number; concurrent senders retry on the next one."""
+        conversation_id = conversation["conversation_id"]
+        for attempt in range(TURN_ATTEMPTS):
+            now = self._clock()
+            turn = conversation["turn_count"] + 1
+            question = {
+                "type": "message",
+                "seq": 2 * turn - 1,
+                "role": "user",
+                "content": content,
+                "status": "pending",
+                "created_at": _iso(now),
+            }
+            try:
+                self._store.start_turn(conversation, question, _iso(now), self._expires_at(now))
+                return conversation, question
+            except ConditionFailedError:
+                metrics.add_metric(name="TurnConflicts", unit=MetricUnit.Count, value=1)
+                self._backoff(attempt)
+                conversation = self._owned(conversation["owner"], conversation_id)
+        raise ConflictError(
+            "Too many messages are being sent to this conversation at the same time; retry.",
+            headers={"Retry-After": "1"},
+        )
+
+    def _answer(
+        self,
+        conversation: dict[str, Any],
+        question: dict[str, Any],
+        history: list[dict[str, Any]],
+        history_truncated: bool,
+        reads_before: float,
+        remaining_ms: Callable[[], int] | None,
+    ) -> dict[str, Any]:
+        conversation_id = conversation["conversation_id"]
+        earlier = [message for message in history if message["seq"] < question["seq"]]
+        system_prompt, summary = conversation.get("system_prompt"), conversation.get("rolling_summary")
+        budget = (
+            self._settings.chat_prompt_budget_tokens
+            - fixed_tokens(system_prompt, summary)
+            - message_tokens(question["content"])
+        )
+        plan = plan_context(earlier, budget_tokens=budget, max_messages=self._settings.chat_window_messages)
+        messages = chat_messages(system_prompt, summary, plan.window, question["content"])
+        started = time.perf_counter()
+        try:
+            answer_text = self._inference.chat(
+                messages, max_new_tokens=self._settings.chat_max_new_tokens, temperature=self._settings.chat_temperature
+            )
+        except InferenceError:
+            self._store.set_message_status(conversation_id, question["seq"], "unanswered")
+            logger.warning("turn left unanswered", extra={"conversation_id": conversation_id, "seq": question["seq"]})
+            raise
+        finally:
+            metrics.add_metric(name="ModelLatency", unit=MetricUnit.Milliseconds, value=_ms_since(started))
+        answer = self._store_answer(conversation, question, answer_text)
+        metrics.add_metric(name="Turns", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name="TurnReadUnits", unit=MetricUnit.Count, value=self._store.read_units - reads_before)
+        logger.info(
+            "turn answered",
+            extra={
+                "conversation_id": conversation_id,
+                "seq": question["seq"],
+                "window_messages": len(plan.window),
+                "prompt_messages": len(messages),
+            },
+        )
+        if plan.fold and self._time_for_fold(remaining_ms):
+            self._fold(conversation, plan.fold, history_truncated)
+        return {
+            "conversation_id": conversation_id,
+            "user_message": self._message_view({**question, "status": "answered"}),
+            "assistant_message": self._message_view(answer),
+        }
+
+    def _store_answer(self, conversation: dict[str, Any], question: dict[str, Any], text: str) -> dict[str, Any]:
+        conversation_id = conversation["conversation_id"]
+        now = self._clock()
+        answer = {
+            "type": "message",
+            "seq": question["seq"] + 1,
+            "role": "assistant",
+            "content": text,
+            "reply_to": question["seq"],
+            "created_at": _iso(now),
+        }
+        try:
+            self._store.finish_turn(
+                conversation_id, conversation["generation"], question["seq"], answer, _iso(now), self._expires_at(now)
+            )
+        except ConditionFailedError as exc:
+            slot_taken = bool(exc.reasons) and exc.reasons[0] == "ConditionalCheckFailed"
+            existing = self._store.get_message(conversation_id, answer["seq"]) if slot_taken else None
+            if existing is not None:  # a concurrent retry answered the same message first: one answer only
+                return existing
+            raise ConflictError(
+                "The conversation was cleared or deleted while the answer was being written; the answer was dropped."
+            ) from None
+        return answer
+
+    def _time_for_fold(self, remaining_ms: Callable[[], int] | None) -> bool:
+        return remaining_ms is None or remaining_ms() > (self._settings.fold_timeout_s + 1) * 1000
+
+    def _fold(self, conversation: dict[str, Any], fold: list[dict[str, Any]], history_truncated: bool) -> None:
+        """Fold messages that left the window into the rolling summary (best effort: a failure leaves them
+        unsummarized, and the next turn folds them)."""
+        conversation_id = conversation["conversation_id"]
+        summarized_through = conversation["summarized_through"]
+        if history_truncated:  # older unsummarized messages exist beyond what this turn read
+            gap = self._store.messages_between(
+                conversation_id, summarized_through + 1, fold[0]["seq"] - 1, GAP_READ_LIMIT
+            )
+            fold = gap.items if gap.last_key else gap.items + fold
+        if not fold:
+            return
+        labels = dict(zip(("user", "assistant"), DEFAULT_LABELS, strict=True))
+        turns = [Turn(labels[message["role"]], message["content"]) for message in fold]
+        if conversation.get("rolling_summary"):
+            turns.insert(0, Turn("Earlier", conversation["rolling_summary"]))
+        if self._fold_client is None:
+            self._fold_client = self._fold_inference_factory()
+        try:
+            result = summarize_turns(
+                turns, self._fold_client.summarize, max_input_tokens=self._settings.summarizer_max_input_tokens
+            )
+        except (InferenceError, SummarizationError, ValueError) as exc:
+            metrics.add_metric(name="FoldFailures", unit=MetricUnit.Count, value=1)
+            logger.warning("rolling summary not updated", extra={"conversation_id": conversation_id, "error": str(exc)})
+            return
+        stored = self._store.save_rolling_summary(conversation_id, result.summary, fold[-1]["seq"], summarized_through)
+        logger.info(
+            "rolling summary updated" if stored else "rolling summary already moved on",
+            extra={"conversation_id": conversation_id, "summarized_through": fold[-1]["seq"]},
+        )
+
+    def _unanswered_question(self, history: list[dict[str, Any]], content: str) -> dict[str, Any] | None:
+        """The newest user message, if it failed and has exactly this text (a retry, not a new turn)."""
+        users = [message for message in history if message["role"] == "user"]
+        if users and users[-1]["content"] == content and self._status(users[-1]) == "unanswered":
+            return users[-1]
+        return None
+
+    # -- helpers ------------------------------------------------------------------------------------
+
+    def _owned(self, owner: str, conversation_id: str) -> dict[str, Any]:
+        conversation = self._store.get_conversation(conversation_id)
+        if conversation is None or conversation.get("owner") != owner:
+            raise self._not_found()
+        return conversation
+
+    @staticmethod
+    def _not_found() -> NotFoundError:
+        return NotFoundError("Conversation not found.")
+
+    def _expires_at(self, now: datetime) -> int:
+        return int((now + timedelta(days=self._settings.conversation_ttl_days)).timestamp())
+
+    def _status(self, message: dict[str, Any]) -> str | None:
+        """User message status; a `pending` one older than any model call can take has failed silently."""
+        status = message.get("status")
+        if status == "pending":
+            age = self._clock() - datetime.fromisoformat(message["created_at"].replace("Z", "+00:00"))
+            if age.total_seconds() > self._settings.model_timeout_s + self._settings.fold_timeout_s + 5:
+                return "unanswered"
+        return status
+
+    @staticmethod
+    def _backoff(attempt: int) -> None:
+        time.sleep(random.uniform(0, 0.02 * (attempt + 1)))
+
+    def _conversation_view(self, item: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "id": item["conversation_id"],
+            "title": item.get("title"),
+            "system_prompt": item.get("system_prompt"),
+            "created_at": item["created_at"],
+            "last_active_at": item["last_active_at"],
+            "message_count": item.get("message_count", 0),
+            "expires_at": _iso(datetime.fromtimestamp(item["expires_at"], UTC)),
+        }
+
+    def _message_view(self, item: dict[str, Any]) -> dict[str, Any]:
+        view = {
+            "seq": item["seq"],
+            "role": item["role"],
+            "content": item["content"],
+            "created_at": item["created_at"],
+        }
+        if item["role"] == "user":
+            view["status"] = self._status(item)
+        else:
+            view["reply_to"] = item.get("reply_to")
+        return view
+
+    @staticmethod
+    def _summary_view(conversation_id: str, record: dict[str, Any], *, cached: bool) -> dict[str, Any]:
+        fields = ("summary", "message_count", "chunk_count", "rounds", "user_label", "assistant_label", "created_at")
+        return {"conversation_id": conversation_id, **{name: record[name] for name in fields}, "cached": cached}
+
+
+def _ms_since(started: float) -> float:
+    return (time.perf_counter() - started) * 1000
+
+
+def dynamodb_client() -> Any:
+    """A DynamoDB client with adaptive retries and timeouts short enough for the API's time budget."""
+    return boto3.client(
+        "dynamodb",
+        config=Config(retries={"mode": "adaptive", "total_max_attempts": 3}, connect_timeout=2, read_timeout=5),
+    )
+
+
+def create_service(settings: Settings, dynamodb: Any = None) -> ConversationService:
+    """The service wired to DynamoDB and the endpoint as configured (boto3 finds local endpoints by env)."""
+    return ConversationService(
+        ConversationStore(settings.table_name, dynamodb or dynamodb_client()),
+        InferenceClient.from_settings(settings),
+        settings,
+        fold_inference=lambda: InferenceClient(
+            settings.endpoint_name,
+            settings.chat_component_name,
+            settings.summarizer_component_name,
+            timeout_s=settings.fold_timeout_s,
+            max_attempts=1,
+        ),
+    )

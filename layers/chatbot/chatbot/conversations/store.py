@@ -1,0 +1,447 @@
+"""DynamoDB access for conversations: one META item per conversation and one item per message.
+
+    conversation  pk=CONV#<id>  sk=META               gsi1pk=USER#<sub>#CONV  gsi1sk=<last active, ISO>
+    message       pk=CONV#<id>  sk=MSG#<seq, 10 digits>
+
+Turn t owns two sequence numbers: the user's message is 2t-1 and the answer 2t, so messages sort in
+conversation order even when turns overlap, and a late answer lands in its own slot. New turns are
+allocated by a transaction conditioned on the turn counter the writer read (optimistic locking).
+
+Read units are counted as DynamoDB bills them (4 KB units of the item sizes read; half for eventually
+consistent reads), because moto's ConsumedCapacity is a constant, not a measure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+META = "META"
+MESSAGE_PREFIX = "MSG#"
+_SEQ_DIGITS = 10
+_BATCH_WRITE_SIZE = 25
+_READ_UNIT_BYTES = 4096
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+class ConditionFailedError(Exception):
+    """A conditional write lost: the item changed (or appeared/vanished) since it was read."""
+
+    def __init__(self, reasons: list[str] | None = None):
+        super().__init__(", ".join(reasons or ["ConditionalCheckFailed"]))
+        self.reasons = reasons or []
+
+
+def conversation_pk(conversation_id: str) -> str:
+    return f"CONV#{conversation_id}"
+
+
+def owner_index_pk(owner: str) -> str:
+    return f"USER#{owner}#CONV"
+
+
+def message_sk(seq: int) -> str:
+    return f"{MESSAGE_PREFIX}{seq:0{_SEQ_DIGITS}d}"
+
+
+def serialize(item: dict[str, Any]) -> dict[str, Any]:
+    return {key: _serializer.serialize(value) for key, value in item.items() if value is not None}
+
+
+def deserialize(item: dict[str, Any]) -> dict[str, Any]:
+    return {key: _plain(_deserializer.deserialize(value)) for key, value in item.items()}
+
+
+def _plain(value: Any) -> Any:
+    """DynamoDB numbers come back as Decimal; ours are all integers."""
+    if isinstance(value, Decimal):
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return value
+
+
+def item_size(item: dict[str, Any]) -> int:
+    """Approximate billed size of a (wire-format) item: attribute names plus values."""
+    size = 0
+    for name, value in item.items():
+        size += len(name.encode("utf-8"))
+        ((kind, content),) = value.items()
+        if kind == "S":
+            size += len(content.encode("utf-8"))
+        elif kind == "N":
+            size += 1 + math.ceil(len(content.lstrip("-").replace(".", "")) / 2)
+        elif kind == "M":
+            size += 3 + item_size(content)
+        elif kind == "L":
+            size += 3 + sum(item_size({"": entry}) for entry in content)
+        else:
+            size += len(str(content))
+    return size
+
+
+def read_units(items: list[dict[str, Any]], *, consistent: bool, per_item: bool) -> float:
+    """Read units DynamoDB bills: GetItem rounds each item up to 4 KB, Query rounds the total."""
+    sizes = [item_size(item) for item in items] or [0]
+    units = sum(math.ceil(max(size, 1) / _READ_UNIT_BYTES) for size in sizes) if per_item else 0
+    if not per_item:
+        units = max(1, math.ceil(sum(sizes) / _READ_UNIT_BYTES))
+    return units if consistent else units / 2
+
+
+@dataclass
+class Page:
+    items: list[dict[str, Any]]
+    last_key: dict[str, Any] | None  # plain (deserialized) LastEvaluatedKey, None on the last page
+
+
+class ConversationStore:
+    """Reads and writes conversation and message items; knows keys and conditions, not business rules."""
+
+    def __init__(self, table_name: str, client: Any):
+        self.table_name = table_name
+        self._client = client
+        self.read_units = 0.0  # running total, for metrics and the benchmark
+
+    # -- conversations ------------------------------------------------------------------------------
+
+    def get_conversation(self, conversation_id: str) -> dict[str, Any] | None:
+        response = self._client.get_item(
+            TableName=self.table_name,
+            Key=serialize({"pk": conversation_pk(conversation_id), "sk": META}),
+            ConsistentRead=True,
+        )
+        item = response.get("Item")
+        self.read_units += read_units([item] if item else [], consistent=True, per_item=True)
+        return deserialize(item) if item else None
+
+    def create_conversation(self, item: dict[str, Any]) -> None:
+        self._client.put_item(
+            TableName=self.table_name,
+            Item=serialize(item),
+            ConditionExpression="attribute_not_exists(pk)",
+        )
+
+    def list_conversations(self, owner: str, limit: int, start_key: dict[str, Any] | None) -> Page:
+        """The owner's conversations, most recently active first."""
+        request: dict[str, Any] = {
+            "TableName": self.table_name,
+            "IndexName": "gsi1",
+            "KeyConditionExpression": "gsi1pk = :owner",
+            "ExpressionAttributeValues": serialize({":owner": owner_index_pk(owner)}),
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        if start_key:
+            request["ExclusiveStartKey"] = serialize(start_key)
+        return self._query(request, consistent=False)
+
+    def touch(self, conversation_id: str, now_iso: str, expires_at: int, changes: dict[str, Any]) -> None:
+        """Record activity (last active, TTL) plus `changes`, only if the conversation still exists."""
+        values = {"last_active_at": now_iso, "gsi1sk": now_iso, "expires_at": expires_at, **changes}
+        names = {f"#{key}": key for key in values}
+        self._client.update_item(
+            TableName=self.table_name,
+            Key=serialize({"pk": conversation_pk(conversation_id), "sk": META}),
+            UpdateExpression="SET " + ", ".join(f"#{key} = :{key}" for key in values),
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=serialize({f":{key}": value for key, value in values.items()}),
+        )
+
+    def save_rolling_summary(self, conversation_id: str, summary: str, through_seq: int, expected_through: int) -> bool:
+        """Store the rolling summary unless another turn already moved it on; True when stored."""
+        try:
+            self._client.update_item(
+                TableName=self.table_name,
+                Key=serialize({"pk": conversation_pk(conversation_id), "sk": META}),
+                UpdateExpression="SET rolling_summary = :summary, summarized_through = :through",
+                ConditionExpression="attribute_exists(pk) AND summarized_through = :expected",
+                ExpressionAttributeValues=serialize(
+                    {":summary": summary, ":through": through_seq, ":expected": expected_through}
+                ),
+            )
+        except self._client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def save_cached_summary(self, conversation_id: str, cached: dict[str, Any], expected_version: int) -> bool:
+        """Cache a whole-conversation summary if the conversation has not changed since it was read."""
+        try:
+            self._client.update_item(
+                TableName=self.table_name,
+                Key=serialize({"pk": conversation_pk(conversation_id), "sk": META}),
+                UpdateExpression="SET cached_summary = :cached",
+                ConditionExpression="attribute_exists(pk) AND version = :version",
+                ExpressionAttributeValues=serialize({":cached": cached, ":version": expected_version}),
+            )
+        except self._client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def reset_conversation(self, conversation: dict[str, Any], now_iso: str, expires_at: int) -> None:
+        """Forget messages and summaries (messages are deleted next); turn numbers keep counting up,
+        and the generation changes so answers still in flight cannot land in the cleared conversation."""
+        conversation_id, owner = conversation["conversation_id"], conversation["owner"]
+        try:
+            self._client.update_item(
+                TableName=self.table_name,
+                Key=serialize({"pk": conversation_pk(conversation_id), "sk": META}),
+                UpdateExpression=(
+                    "SET message_count = :zero, summarized_through = :through, "
+                    "generation = generation + :one, version = version + :one, "
+                    "last_active_at = :now, gsi1sk = :now, expires_at = :expires "
+                    "REMOVE rolling_summary, cached_summary"
+                ),
+                ConditionExpression="attribute_exists(pk) AND #owner = :owner AND turn_count = :turns",
+                ExpressionAttributeNames={"#owner": "owner"},
+                ExpressionAttributeValues=serialize(
+                    {
+                        ":zero": 0,
+                        ":one": 1,
+                        ":through": 2 * conversation["turn_count"],
+                        ":turns": conversation["turn_count"],
+                        ":now": now_iso,
+                        ":expires": expires_at,
+                        ":owner": owner,
+                    }
+                ),
+            )
+        except self._client.exceptions.ConditionalCheckFailedException as exc:
+            raise ConditionFailedError() from exc
+
+    def delete_conversation(self, conversation_id: str, owner: str) -> None:
+        """Delete the META item (the conversation is gone from here on), then its messages."""
+        try:
+            self._client.delete_item(
+                TableName=self.table_name,
+                Key=serialize({"pk": conversation_pk(conversation_id), "sk": META}),
+                ConditionExpression="attribute_exists(pk) AND #owner = :owner",
+                ExpressionAttributeNames={"#owner": "owner"},
+                ExpressionAttributeValues=serialize({":owner": owner}),
+            )
+        except self._client.exceptions.ConditionalCheckFailedException as exc:
+            raise ConditionFailedError() from exc
+        self.delete_messages(conversation_id)
+
+    # -- messages -----------------------------------------------------------------------------------
+
+    def message_page(
+        self, conversation_id: str, *, limit: int, start_key: dict[str, Any] | None, newest_first: bool
+    ) -> Page:
+        request = self._message_query(conversation_id, limit=limit, newest_first=newest_first)
+        if start_key:
+            request["ExclusiveStartKey"] = serialize(start_key)
+        return self._query(request, consistent=False)
+
+    def newest_messages(self, conversation_id: str, *, after_seq: int, limit: int) -> Page:
+        """Up to `limit` messages with seq > after_seq, newest first (bounded work per turn)."""
+        request = self._message_query(conversation_id, limit=limit, newest_first=True, after_seq=after_seq)
+        return self._query(request, consistent=True)
+
+    def messages_between(self, conversation_id: str, first_seq: int, last_seq: int, limit: int) -> Page:
+        request = self._message_query(conversation_id, limit=limit, newest_first=False, after_seq=first_seq - 1)
+        request["KeyConditionExpression"] = "pk = :pk AND sk BETWEEN :low AND :high"
+        request["ExpressionAttributeValues"] = serialize(
+            {":pk": conversation_pk(conversation_id), ":low": message_sk(first_seq), ":high": message_sk(last_seq)}
+        )
+        return self._query(request, consistent=True)
+
+    def all_messages(self, conversation_id: str, page_size: int = 500) -> Iterator[dict[str, Any]]:
+        """Every message, oldest first (one Query page at a time)."""
+        start_key = None
+        while True:
+            request = self._message_query(conversation_id, limit=page_size, newest_first=False)
+            if start_key:
+                request["ExclusiveStartKey"] = serialize(start_key)
+            page = self._query(request, consistent=True)
+            yield from page.items
+            if not page.last_key:
+                return
+            start_key = page.last_key
+
+    def get_message(self, conversation_id: str, seq: int) -> dict[str, Any] | None:
+        response = self._client.get_item(
+            TableName=self.table_name,
+            Key=serialize({"pk": conversation_pk(conversation_id), "sk": message_sk(seq)}),
+            ConsistentRead=True,
+        )
+        item = response.get("Item")
+        self.read_units += read_units([item] if item else [], consistent=True, per_item=True)
+        return deserialize(item) if item else None
+
+    def start_turn(self, conversation: dict[str, Any], message: dict[str, Any], now_iso: str, expires_at: int) -> None:
+        """Store the user's message as turn `turn_count + 1`, if no one else took that turn first."""
+        conversation_id = conversation["conversation_id"]
+        expected_turns = conversation["turn_count"]
+        self._transact(
+            [
+                {
+                    "Update": {
+                        "TableName": self.table_name,
+                        "Key": serialize({"pk": conversation_pk(conversation_id), "sk": META}),
+                        "UpdateExpression": (
+                            "SET turn_count = :next, message_count = message_count + :one, version = version + :one, "
+                            "last_active_at = :now, gsi1sk = :now, expires_at = :expires"
+                        ),
+                        "ConditionExpression": (
+                            "attribute_exists(pk) AND turn_count = :expected AND generation = :generation"
+                        ),
+                        "ExpressionAttributeValues": serialize(
+                            {
+                                ":next": expected_turns + 1,
+                                ":expected": expected_turns,
+                                ":generation": conversation["generation"],
+                                ":one": 1,
+                                ":now": now_iso,
+                                ":expires": expires_at,
+                            }
+                        ),
+                    }
+                },
+                {
+                    "Put": {
+                        "TableName": self.table_name,
+                        "Item": serialize(
+                            {"pk": conversation_pk(conversation_id), "sk": message_sk(message["seq"]), **message}
+                        ),
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                },
+            ]
+        )
+
+    def finish_turn(
+        self,
+        conversation_id: str,
+        generation: int,
+        user_seq: int,
+        answer: dict[str, Any],
+        now_iso: str,
+        expires_at: int,
+    ) -> None:
+        """Store the answer in its slot and mark the question answered, unless the conversation was
+        cleared or deleted meanwhile or the slot is already taken (a concurrent retry answered it)."""
+        key = {"pk": conversation_pk(conversation_id)}
+        self._transact(
+            [
+                {
+                    "Put": {
+                        "TableName": self.table_name,
+                        "Item": serialize({**key, "sk": message_sk(answer["seq"]), **answer}),
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                },
+                {
+                    "Update": {
+                        "TableName": self.table_name,
+                        "Key": serialize({**key, "sk": message_sk(user_seq)}),
+                        "UpdateExpression": "SET #status = :answered",
+                        "ConditionExpression": "attribute_exists(pk)",
+                        "ExpressionAttributeNames": {"#status": "status"},
+                        "ExpressionAttributeValues": serialize({":answered": "answered"}),
+                    }
+                },
+                {
+                    "Update": {
+                        "TableName": self.table_name,
+                        "Key": serialize({**key, "sk": META}),
+                        "UpdateExpression": (
+                            "SET message_count = message_count + :one, version = version + :one, "
+                            "last_active_at = :now, gsi1sk = :now, expires_at = :expires"
+                        ),
+                        "ConditionExpression": "attribute_exists(pk) AND generation = :generation",
+                        "ExpressionAttributeValues": serialize(
+                            {":one": 1, ":now": now_iso, ":expires": expires_at, ":generation": generation}
+                        ),
+                    }
+                },
+            ]
+        )
+
+    def set_message_status(self, conversation_id: str, seq: int, status: str) -> None:
+        # A failed condition means a concurrent retry already answered it, or it was cleared: nothing to mark.
+        with contextlib.suppress(self._client.exceptions.ConditionalCheckFailedException):
+            self._client.update_item(
+                TableName=self.table_name,
+                Key=serialize({"pk": conversation_pk(conversation_id), "sk": message_sk(seq)}),
+                UpdateExpression="SET #status = :status",
+                ConditionExpression="attribute_exists(pk) AND #status <> :answered",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=serialize({":status": status, ":answered": "answered"}),
+            )
+
+    def delete_messages(self, conversation_id: str) -> int:
+        """Delete every message item of the conversation (keys only, 25 per BatchWriteItem)."""
+        deleted = 0
+        start_key = None
+        while True:
+            request = self._message_query(conversation_id, limit=500, newest_first=False)
+            request["ProjectionExpression"] = "pk, sk"
+            if start_key:
+                request["ExclusiveStartKey"] = serialize(start_key)
+            page = self._query(request, consistent=True)
+            keys = [{"pk": item["pk"], "sk": item["sk"]} for item in page.items]
+            for offset in range(0, len(keys), _BATCH_WRITE_SIZE):
+                self._batch_delete(keys[offset : offset + _BATCH_WRITE_SIZE])
+            deleted += len(keys)
+            if not page.last_key:
+                return deleted
+            start_key = page.last_key
+
+    # -- plumbing -----------------------------------------------------------------------------------
+
+    def _message_query(
+        self, conversation_id: str, *, limit: int, newest_first: bool, after_seq: int = 0
+    ) -> dict[str, Any]:
+        return {
+            "TableName": self.table_name,
+            "KeyConditionExpression": "pk = :pk AND sk BETWEEN :low AND :high",
+            "ExpressionAttributeValues": serialize(
+                {
+                    ":pk": conversation_pk(conversation_id),
+                    ":low": message_sk(after_seq + 1),
+                    ":high": message_sk(10**_SEQ_DIGITS - 1),
+                }
+            ),
+            "ScanIndexForward": not newest_first,
+            "Limit": limit,
+        }
+
+    def _query(self, request: dict[str, Any], *, consistent: bool) -> Page:
+        if consistent:
+            request["ConsistentRead"] = True
+        response = self._client.query(**request)
+        items = response.get("Items", [])
+        self.read_units += read_units(items, consistent=consistent, per_item=False)
+        last_key = response.get("LastEvaluatedKey")
+        return Page([deserialize(item) for item in items], deserialize(last_key) if last_key else None)
+
+    def _transact(self, operations: list[dict[str, Any]]) -> None:
+        try:
+            self._client.transact_write_items(TransactItems=operations)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "TransactionCanceledException":
+                raise
+            reasons = [reason.get("Code", "None") for reason in exc.response.get("CancellationReasons", [])]
+            raise ConditionFailedError(reasons) from exc
+
+    def _batch_delete(self, keys: list[dict[str, Any]]) -> None:
+        requests = [{"DeleteRequest": {"Key": serialize(key)}} for key in keys]
+        for _attempt in range(8):  # unprocessed items come back under throttling; bounded retries
+            response = self._client.batch_write_item(RequestItems={self.table_name: requests})
+            requests = response.get("UnprocessedItems", {}).get(self.table_name, [])
+            if not requests:
+                return
+        raise RuntimeError(f"{len(requests)} message deletions still unprocessed after retries")

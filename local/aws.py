@@ -1,0 +1,124 @@
+"""Local AWS services: moto in server mode on loopback, and the template's DynamoDB table created in it."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+from werkzeug.serving import BaseWSGIServer, make_server
+
+from local.template import LOCAL_REGION, Template
+
+# boto3 reads these itself, so Lambda code talks to moto without any local-only branch.
+_SERVICES_ON_MOTO = ("DYNAMODB", "S3", "SQS", "SSM")
+DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing"}
+
+
+class _OneRequestAtATime:
+    """WSGI wrapper: moto's backends are not safe under concurrent writes (a transaction deep-copies a
+    table that another request is changing, and fails); serialized, moto behaves like one consistent service."""
+
+    def __init__(self, app: Any):
+        self._app = app
+        self._lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        with self._lock:
+            return list(self._app(environ, start_response))
+
+
+@dataclass
+class MotoHandle:
+    url: str
+    _server: BaseWSGIServer = field(repr=False)
+    _thread: threading.Thread = field(repr=False)
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=10)
+
+    def environment(self) -> dict[str, str]:
+        """boto3 environment variables that point DynamoDB, S3, SQS and SSM at this server."""
+        env = {f"AWS_ENDPOINT_URL_{service}": self.url for service in _SERVICES_ON_MOTO}
+        return {**env, **DUMMY_CREDENTIALS, "AWS_DEFAULT_REGION": LOCAL_REGION, "AWS_REGION": LOCAL_REGION}
+
+    def __enter__(self) -> MotoHandle:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def start_moto(host: str = "127.0.0.1", port: int = 5000) -> MotoHandle:
+    """moto server (all services, as `moto_server`) in a background thread; port 0 picks a free port."""
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one access-log line per request otherwise
+    app = _OneRequestAtATime(DomainDispatcherApplication(create_backend_app))
+    server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, name="moto-server", daemon=True)
+    thread.start()
+    bound_host, bound_port = server.server_address[:2]
+    return MotoHandle(url=f"http://{bound_host}:{bound_port}", _server=server, _thread=thread)
+
+
+@contextmanager
+def patched_environ(values: Mapping[str, str]) -> Iterator[None]:
+    """Set environment variables for the duration of the block, then restore the previous ones."""
+    previous = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def table_definition(template: Template, logical_id: str = "ChatbotTable") -> dict[str, Any]:
+    """CreateTable arguments from the table's own properties in the template."""
+    properties = template.resolve(template.resources[logical_id]["Properties"])
+    request: dict[str, Any] = {
+        "TableName": properties.get("TableName", logical_id),
+        "AttributeDefinitions": properties["AttributeDefinitions"],
+        "KeySchema": properties["KeySchema"],
+        "BillingMode": properties.get("BillingMode", "PROVISIONED"),
+    }
+    if request["BillingMode"] == "PROVISIONED":
+        request["ProvisionedThroughput"] = properties["ProvisionedThroughput"]
+    if properties.get("GlobalSecondaryIndexes"):
+        request["GlobalSecondaryIndexes"] = properties["GlobalSecondaryIndexes"]
+    if properties.get("StreamSpecification"):
+        request["StreamSpecification"] = {"StreamEnabled": True, **properties["StreamSpecification"]}
+    if (properties.get("SSESpecification") or {}).get("SSEEnabled"):
+        request["SSESpecification"] = {"Enabled": True}
+    return request
+
+
+def create_table_from_template(template: Template, dynamodb_client: Any, logical_id: str = "ChatbotTable") -> str:
+    """Create the template's table (keys, indexes, TTL, point-in-time recovery) unless it exists; returns its name."""
+    request = table_definition(template, logical_id)
+    name = request["TableName"]
+    try:
+        dynamodb_client.create_table(**request)
+    except dynamodb_client.exceptions.ResourceInUseException:
+        return name
+    dynamodb_client.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 0.2, "MaxAttempts": 50})
+    properties = template.resolve(template.resources[logical_id]["Properties"])
+    ttl = properties.get("TimeToLiveSpecification") or {}
+    if ttl.get("Enabled"):
+        dynamodb_client.update_time_to_live(
+            TableName=name, TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True}
+        )
+    if (properties.get("PointInTimeRecoverySpecification") or {}).get("PointInTimeRecoveryEnabled"):
+        dynamodb_client.update_continuous_backups(
+            TableName=name, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True}
+        )
+    return name

@@ -1,0 +1,98 @@
+"""The local stack for API tests: moto server, the local endpoint (standin chat, extractive summarizer,
+with a switch to make the chat fail on demand) and the local gateway, all on loopback free ports."""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+import boto3
+import pytest
+
+from local.aws import create_table_from_template, start_moto
+from local.backends import create_backend
+from local.backends.base import Backend
+from local.endpoint.server import start_endpoint
+from local.gateway import start_gateway
+from local.template import Template
+from provisioning.config import load_config
+
+FAIL_MARKER = "[model-fails-once]"
+
+
+class FailsOnceOnMarker(Backend):
+    """Wraps a real chat backend; the first request containing FAIL_MARKER fails like a broken model."""
+
+    def __init__(self, inner: Backend):
+        self.inner = inner
+        self.label = inner.label
+        self.content_type = inner.content_type
+        self._failed: set[str] = set()
+        self._lock = threading.Lock()
+
+    def prepare(self, payload: Any) -> Any:
+        text = json.dumps(payload)
+        with self._lock:
+            fail = FAIL_MARKER in text and text not in self._failed
+            if fail:
+                self._failed.add(text)
+        return fail, self.inner.prepare(payload)
+
+    def run_batch(self, prepared: list[Any], sinks: list) -> list[Any]:
+        passing = [index for index, (fail, _) in enumerate(prepared) if not fail]
+        results: list[Any] = [RuntimeError("injected model failure")] * len(prepared)
+        if passing:
+            answers = self.inner.run_batch([prepared[i][1] for i in passing], [sinks[i] for i in passing])
+            for index, answer in zip(passing, answers, strict=True):
+                results[index] = answer
+        return results
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def backend_factory(component_name, component):
+    backend = create_backend(component_name, component)
+    return FailsOnceOnMarker(backend) if component_name == "chat" else backend
+
+
+@pytest.fixture(scope="module")
+def local_stack():
+    """Gateway URL, endpoint URL and endpoint name for one test module; everything is stopped (and the
+    process environment the gateway set is restored) when the module is done."""
+    template = Template()
+    moto = start_moto(port=0)
+    config = load_config()
+    endpoint = start_endpoint(config, port=0, backend_factory=backend_factory)
+    try:
+        dynamodb = boto3.client(
+            "dynamodb", endpoint_url=moto.url, region_name="us-east-1", aws_access_key_id="t", aws_secret_access_key="t"
+        )
+        create_table_from_template(template, dynamodb)
+        environment = {
+            **moto.environment(),
+            "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": endpoint.url,
+            "SAGEMAKER_ENDPOINT_NAME": config.endpoint.name,
+            "CHAT_COMPONENT_NAME": "chat",
+            "SUMMARIZER_COMPONENT_NAME": "summarizer",
+        }
+        gateway = start_gateway(port=0, environment=environment)
+        try:
+            yield {"url": gateway.url, "endpoint_url": endpoint.url, "endpoint_name": config.endpoint.name}
+        finally:
+            gateway.stop()
+    finally:
+        endpoint.stop()
+        moto.stop()
+
+
+@pytest.fixture
+def api(local_stack):
+    return local_stack["url"]
+
+
+@pytest.fixture(autouse=True)
+def aws_env():
+    """Overrides the unit-test guard: here the running gateway owns the AWS variables of this process
+    (it points boto3 at moto and the local endpoint, as Lambda's environment would)."""

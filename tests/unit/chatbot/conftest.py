@@ -1,0 +1,81 @@
+"""A conversation service on the template's table in moto, with a scripted stand-in for the endpoint."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import boto3
+import pytest
+from chatbot.conversations.service import ConversationService
+from chatbot.conversations.store import ConversationStore
+from chatbot.inference import InferenceError
+from chatbot.settings import load_settings
+
+
+class ScriptedInference:
+    """Records every call; answers deterministically; fails when told to."""
+
+    def __init__(self) -> None:
+        self.chat_calls: list[list[dict]] = []
+        self.summarize_calls: list[list[str]] = []
+        self.failures: list[InferenceError] = []
+
+    def chat(self, messages, *, max_new_tokens, temperature=None, **parameters):
+        self.chat_calls.append(messages)
+        if self.failures:
+            raise self.failures.pop(0)
+        return f"answer to: {messages[-1]['content']}"
+
+    def summarize(self, texts, **parameters):
+        self.summarize_calls.append(list(texts))
+        return [f"summary of {len(text)} characters" for text in texts]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta) -> None:
+        self.now += timedelta(**delta)
+
+
+def make_settings(table: str, **overrides: str):
+    environ = {
+        "TABLE_NAME": table,
+        "SAGEMAKER_ENDPOINT_NAME": "genai-chatbot",
+        "CHAT_COMPONENT_NAME": "chat",
+        "SUMMARIZER_COMPONENT_NAME": "summarizer",
+        **overrides,
+    }
+    return load_settings(environ)
+
+
+@pytest.fixture
+def inference() -> ScriptedInference:
+    return ScriptedInference()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def store(moto_table) -> ConversationStore:
+    return ConversationStore(moto_table, boto3.client("dynamodb", region_name="us-east-1"))
+
+
+@pytest.fixture
+def make_service(store, inference, clock):
+    def build(**overrides: str) -> ConversationService:
+        return ConversationService(store, inference, make_settings(store.table_name, **overrides), clock=clock)
+
+    return build
+
+
+@pytest.fixture
+def service(make_service) -> ConversationService:
+    return make_service()
