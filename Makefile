@@ -5,6 +5,7 @@ SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
 SAM_VENV := .venv-sam
+CHECKOV_VENV := .venv-checkov
 PY := $(VENV)/bin/python
 SAM := $(SAM_VENV)/bin/sam
 # Lambda runs python3.12; `sam build` needs one on PATH (pyenv has it on these machines).
@@ -13,7 +14,7 @@ REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 ENV ?= dev
 
-.PHONY: help venv up test lint format unit integration bench lock sam-build clean
+.PHONY: help venv browser up test lint format unit integration bench lock sam-build checkov deploy loadtest clean openapi events
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -31,6 +32,12 @@ $(SAM_VENV)/.installed: requirements/sam.txt
 	$(SAM_VENV)/bin/pip install --quiet -r requirements/sam.txt
 	touch $@
 
+# checkov pins an older boto3 and many scanners' dependencies: a venv of its own too.
+$(CHECKOV_VENV)/.installed: requirements/checkov.txt
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet -r requirements/checkov.txt
+	touch $@
+
 venv: $(VENV)/.installed $(SAM_VENV)/.installed ## Create the virtualenvs and install pinned dependencies
 
 up: $(VENV)/.installed ## Start the whole local stack in the foreground and print its URLs
@@ -42,6 +49,19 @@ lint: venv ## Ruff, cfn-lint and sam validate --lint
 	$(VENV)/bin/cfn-lint template.yaml
 	$(SAM) validate --lint --region $(REGION) --template-file template.yaml
 
+checkov: $(CHECKOV_VENV)/.installed ## Security scan of template.yaml (.checkov.yaml; each skip justified in the template)
+	$(CHECKOV_VENV)/bin/checkov --config-file .checkov.yaml
+
+# Built artifacts go to .aws-sam/ (cached per function/layer source hash, so a rebuild is quick).
+sam-build: $(SAM_VENV)/.installed ## sam build with python3.12 (Lambda's runtime) from pyenv on PATH
+	@test -x "$(PY312_BIN)/python3.12" || { echo "sam-build: no python3.12 in $(PY312_BIN) (pyenv install 3.12.1)" >&2; exit 1; }
+	PATH="$(PY312_BIN):$$PATH" $(SAM) build --config-env $(ENV)
+
+deploy: venv ## Deploy to AWS (`make deploy ENV=dev|prod`): endpoint stack first, then sam build and sam deploy
+	$(PY) -m provisioning deploy --stage $(ENV) --region $(REGION)
+	$(MAKE) sam-build ENV=$(ENV)
+	$(SAM) deploy --config-env $(ENV) --region $(REGION)
+
 format: $(VENV)/.installed ## Apply ruff fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
@@ -52,11 +72,25 @@ unit: $(VENV)/.installed ## Unit tests only
 integration: $(VENV)/.installed ## Integration tests (start local servers on loopback)
 	$(PY) -m pytest tests/integration
 
-test: venv lint ## Lint, then every test
+# The UI's real-browser test drives Debian's Chromium through Playwright (no browser download).
+browser: ## Install Debian's Chromium for the UI browser test (only when missing)
+	@test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium)
+
+test: venv browser lint checkov sam-build ## Lint, security scan, sam build, then every test
 	$(PY) -m pytest
 
 bench: $(VENV)/.installed ## Benchmarks: print figures against same-run baselines
 	$(PY) -m bench
+
+openapi: $(VENV)/.installed ## Regenerate openapi.json from the API handlers (a unit test checks it is current)
+	$(PY) -m local.openapi
+
+events: $(VENV)/.installed ## Regenerate the sample Lambda events in events/conversations/
+	$(PY) -m local.events
+
+LOADTEST_ARGS ?=
+loadtest: $(VENV)/.installed ## Locust (headless, bounded) against the local stack on loopback, then reconcile
+	$(PY) -m bench.loadtest $(LOADTEST_ARGS)
 
 lock: ## Re-pin every transitive dependency from a fresh resolve of requirements/dev.txt
 	rm -rf /tmp/lock-venv && $(PYTHON) -m venv /tmp/lock-venv
@@ -65,4 +99,4 @@ lock: ## Re-pin every transitive dependency from a fresh resolve of requirements
 	  /tmp/lock-venv/bin/pip freeze | sed 's/^torch==\(.*\)+cpu/torch==\1/' ) > requirements/constraints.txt
 
 clean: ## Remove virtualenvs and build output
-	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) .aws-sam .pytest_cache .ruff_cache

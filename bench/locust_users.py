@@ -1,0 +1,92 @@
+"""Locust users for `python -m bench.loadtest` (run by it with `locust -f`, never imported by other code).
+
+ChatUser: starts a conversation, sends messages (each with its own Idempotency-Key), now and then asks for a
+summary. TranscriptUser: requests an upload URL and PUTs a short call transcript to it. Every request that
+reaches the API is written to the ledger named by $LOADTEST_LEDGER for reconciliation afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+from locust import HttpUser, between, task
+from locust.exception import RescheduleTask
+
+from bench.reconcile import Ledger, SentMessage, UploadedTranscript, auth_headers
+
+LEDGER = Ledger(Path(os.environ["LOADTEST_LEDGER"]))
+
+CALL_LINES = (
+    "Agent: Thank you for calling, how can I help you today?",
+    "Customer: My router keeps dropping the connection every evening.",
+    "Agent: I am sorry to hear that. Can you read me the serial number on the back?",
+    "Customer: It is {serial}.",
+    "Agent: Thanks. I can see a firmware update is pending, I will push it now.",
+    "Customer: Great, will I need to restart it?",
+    "Agent: Yes, it restarts by itself in about five minutes. Anything else?",
+    "Customer: No, that is all, thank you.",
+)
+
+
+class ChatUser(HttpUser):
+    weight = 4
+    wait_time = between(0.05, 0.3)
+
+    def on_start(self) -> None:
+        self.user = f"load-chat-{uuid.uuid4().hex[:12]}"
+        self.headers = auth_headers(self.user)
+        response = self.client.post("/v1/conversations", json={"title": "load test"}, headers=self.headers)
+        if response.status_code != 201:
+            raise RescheduleTask(f"could not start a conversation: HTTP {response.status_code}")
+        self.conversation_id = response.json()["id"]
+        self.sent = 0
+
+    @task(8)
+    def send_message(self) -> None:
+        content = f"{self.user} message {self.sent}: what are your opening hours on public holidays?"
+        self.sent += 1
+        headers = {**self.headers, "Idempotency-Key": uuid.uuid4().hex}
+        with self.client.post(
+            f"/v1/conversations/{self.conversation_id}/messages",
+            json={"content": content},
+            headers=headers,
+            name="/v1/conversations/[id]/messages",
+            catch_response=True,
+        ) as response:
+            LEDGER.message(SentMessage(self.user, self.conversation_id, content, response.status_code or 0))
+            if response.status_code != 201:
+                response.failure(f"HTTP {response.status_code}")
+
+    @task(1)
+    def summarize(self) -> None:
+        if self.sent:
+            self.client.post(
+                f"/v1/conversations/{self.conversation_id}/summary",
+                json={},
+                headers=self.headers,
+                name="/v1/conversations/[id]/summary",
+            )
+
+
+class TranscriptUser(HttpUser):
+    weight = 1
+    wait_time = between(0.2, 0.6)
+
+    def on_start(self) -> None:
+        self.user = f"load-calls-{uuid.uuid4().hex[:12]}"
+        self.headers = auth_headers(self.user)
+
+    @task
+    def upload_transcript(self) -> None:
+        response = self.client.post("/v1/transcripts", json={"filename": "call.txt"}, headers=self.headers)
+        if response.status_code != 201:
+            return
+        body = response.json()
+        transcript = "\n".join(CALL_LINES).format(serial=uuid.uuid4().hex[:10].upper())
+        # The presigned URL points at the local S3 (moto on loopback): PUT with no extra headers.
+        put = self.client.put(body["upload"]["url"], data=transcript.encode(), name="S3 PUT (presigned)")
+        if put.status_code == 200:
+            job = body["job"]
+            LEDGER.transcript(UploadedTranscript(self.user, job["job_id"], job["source_key"]))

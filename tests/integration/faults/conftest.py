@@ -1,0 +1,204 @@
+"""Fault injection around the whole local stack (moto, local endpoint, gateway, transcripts poller).
+
+- `Faults.chat` / `Faults.summarizer`: "ok", "error" (the model raises: SageMaker ModelError) or "slow" (the
+  model outlives the component's invocation timeout, set to 1 s here); a wrapping backend_factory applies them.
+- `stack.endpoint.restart()`: the endpoint server stops and comes back on the same port (in-flight and new
+  requests meanwhile see a refused connection).
+- `stack.throttle`: DynamoDB calls answered with ProvisionedThroughputExceededException at the wire, before
+  they leave botocore (a `before-send` hook on the default boto3 session, which the handlers' clients inherit).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+import pytest
+from botocore.awsrequest import AWSResponse
+
+import local.endpoint.server as endpoint_server
+from local.backends import Backend, create_backend
+from local.endpoint.server import RunningEndpoint
+from local.stack import LocalStack, Ports
+from provisioning.config import Component, EndpointConfig, load_config
+
+pytestmark = pytest.mark.integration
+
+SLOW_MODEL_S = 1.6
+COMPONENT_TIMEOUT_S = 1.0
+
+
+@dataclass
+class Faults:
+    chat: str = "ok"
+    summarizer: str = "ok"
+
+    def mode(self, component_name: str) -> str:
+        return getattr(self, component_name, "ok")
+
+    def reset(self) -> None:
+        self.chat = self.summarizer = "ok"
+
+
+class FaultyBackend(Backend):
+    """The real backend, unless the component's fault mode says to fail or to be slow."""
+
+    def __init__(self, inner: Backend, component_name: str, faults: Faults):
+        self._inner = inner
+        self._component_name = component_name
+        self._faults = faults
+        self.label = f"{inner.label} (fault-injectable)"
+        self.content_type = inner.content_type
+
+    def prepare(self, payload: Any) -> Any:
+        return self._inner.prepare(payload)
+
+    def run_batch(self, prepared: list[Any], sinks: list[Any]) -> list[Any]:
+        mode = self._faults.mode(self._component_name)
+        if mode == "error":
+            return [RuntimeError("injected model failure") for _ in prepared]
+        if mode == "slow":
+            time.sleep(SLOW_MODEL_S)
+        return self._inner.run_batch(prepared, sinks)
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class RestartableEndpoint:
+    """What LocalStack holds as its endpoint: `.url`, `.stop()`, plus `.restart()` on the same port."""
+
+    def __init__(self, start: Any, config: EndpointConfig, host: str, port: int):
+        self._start = start
+        self._config = config
+        self._current: RunningEndpoint = start(config, host, port)
+        self.url = self._current.url
+        self.restarts = 0
+
+    def restart(self, on_down: Callable[[], None] = lambda: None, back_when: threading.Event | None = None) -> None:
+        """Stop, call on_down, stay down until back_when is set (bounded) or half a second, then start again."""
+        host, port = self._current.host, self._current.port
+        self._current.stop()
+        on_down()
+        if back_when is None:
+            time.sleep(0.5)
+        else:
+            back_when.wait(timeout=60)
+        self._current = self._start(self._config, host, port)
+        self.restarts += 1
+
+    def stop(self) -> None:
+        self._current.stop()
+
+    def __enter__(self) -> RestartableEndpoint:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+@dataclass
+class DynamoDBThrottle:
+    """Answers DynamoDB calls with ProvisionedThroughputExceededException while switched on.
+
+    `every_first_attempt`: only a request's first attempt is throttled (botocore's retry then gets through);
+    `always`: every attempt, so the caller sees the error once its retries are spent.
+    """
+
+    mode: str = "off"
+    injected: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __call__(self, request: Any, **_: Any) -> AWSResponse | None:
+        if self.mode == "off":
+            return None
+        first_attempt = "attempt=1" in request.headers.get("amz-sdk-request", b"attempt=1").decode()
+        if self.mode == "every_first_attempt" and not first_attempt:
+            return None
+        with self._lock:
+            self.injected += 1
+        body = (
+            b'{"__type":"com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",'
+            b'"message":"The level of configured provisioned throughput for the table was exceeded."}'
+        )
+        return AWSResponse(request.url, 400, {"Content-Type": "application/x-amz-json-1.0"}, _RawBody(body))
+
+
+class _RawBody:
+    def __init__(self, body: bytes):
+        self._body = body
+
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        yield self._body
+
+    def read(self, *_: Any) -> bytes:
+        body, self._body = self._body, b""
+        return body
+
+
+@dataclass
+class FaultyStack:
+    api: str
+    stack: LocalStack
+    faults: Faults
+    endpoint: RestartableEndpoint
+    throttle: DynamoDBThrottle
+
+
+def _config_with_short_timeouts() -> EndpointConfig:
+    config = load_config()
+    components: dict[str, Component] = {
+        name: component.model_copy(
+            update={"local": component.local.model_copy(update={"timeout_s": COMPONENT_TIMEOUT_S})}
+        )
+        for name, component in config.components.items()
+    }
+    return config.model_copy(update={"components": components})
+
+
+@pytest.fixture(scope="package")
+def faulty_stack() -> Iterator[FaultyStack]:
+    faults = Faults()
+    throttle = DynamoDBThrottle()
+    real_start = endpoint_server.start_endpoint
+    endpoints: list[RestartableEndpoint] = []
+
+    def faulty_backend(component_name: str, component: Component) -> Backend:
+        return FaultyBackend(create_backend(component_name, component), component_name, faults)
+
+    def start_restartable(config: EndpointConfig, host: str, port: int) -> RestartableEndpoint:
+        def start(config: EndpointConfig, host: str, port: int) -> RunningEndpoint:
+            return real_start(config, host, port, backend_factory=faulty_backend)
+
+        endpoints.append(RestartableEndpoint(start, config, host, port))
+        return endpoints[-1]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(endpoint_server, "start_endpoint", start_restartable)
+        stack = LocalStack(config=_config_with_short_timeouts(), ports=Ports.ephemeral(), with_ui=False)
+        with stack:
+            # A fresh default session (it reads the stack's endpoint variables) carrying the hook, before the
+            # gateway loads the API handlers on their first request, so every client they create inherits it.
+            boto3.setup_default_session()
+            boto3.DEFAULT_SESSION.events.register("before-send.dynamodb", throttle)
+            try:
+                yield FaultyStack(stack.urls["api"], stack, faults, endpoints[0], throttle)
+            finally:
+                boto3.DEFAULT_SESSION.events.unregister("before-send.dynamodb", throttle)
+
+
+@pytest.fixture
+def stack(faulty_stack: FaultyStack, monkeypatch: pytest.MonkeyPatch) -> Iterator[FaultyStack]:
+    """The shared faulty stack, with every fault switched off before and after each test."""
+    # The autouse aws_env fixture clears endpoint overrides for every test; the stack's clients need them back.
+    for name, value in faulty_stack.stack.lambda_environment().items():
+        monkeypatch.setenv(name, value)
+    faulty_stack.faults.reset()
+    faulty_stack.throttle.mode = "off"
+    yield faulty_stack
+    faulty_stack.faults.reset()
+    faulty_stack.throttle.mode = "off"

@@ -1,0 +1,66 @@
+"""Small HTTP helpers for the fault tests: the local gateway's bearer tokens, conversations, resends."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+from bench.reconcile import SentMessage, auth_headers
+
+RETRYABLE = {502, 503}
+
+
+@dataclass
+class Caller:
+    api: str
+    user: str
+
+    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        headers = {**auth_headers(self.user), **kwargs.pop("headers", {})}
+        return requests.request(method, f"{self.api}{path}", headers=headers, timeout=60, **kwargs)
+
+    def start_conversation(self) -> str:
+        response = self.request("POST", "/v1/conversations", json={"title": "faults"})
+        assert response.status_code == 201, response.text
+        return response.json()["id"]
+
+    def send(self, conversation_id: str, content: str, key: str) -> int:
+        response = self.request(
+            "POST",
+            f"/v1/conversations/{conversation_id}/messages",
+            json={"content": content},
+            headers={"Idempotency-Key": key},
+        )
+        return response.status_code
+
+    def messages(self, conversation_id: str) -> list[dict]:
+        response = self.request("GET", f"/v1/conversations/{conversation_id}/messages", params={"limit": 100})
+        assert response.status_code == 200, response.text
+        return response.json()["items"]
+
+
+def new_caller(api: str, prefix: str) -> Caller:
+    return Caller(api, f"{prefix}-{uuid.uuid4().hex[:8]}")
+
+
+def send_until_answered(caller: Caller, conversation_id: str, content: str, attempts: int = 10) -> list[int]:
+    """A well-behaved client: resend with the same Idempotency-Key while the API answers 502/503 (bounded)."""
+    key = uuid.uuid4().hex
+    statuses: list[int] = []
+    for _attempt in range(attempts):
+        try:
+            status = caller.send(conversation_id, content, key)
+        except requests.ConnectionError:
+            status = 0
+        statuses.append(status)
+        if status not in RETRYABLE | {0, 409}:
+            break
+    return statuses
+
+
+def as_sent(caller: Caller, conversation_id: str, content: str, statuses: list[int]) -> SentMessage:
+    """The ledger entry for a message: its final status decides what reconciliation expects."""
+    return SentMessage(caller.user, conversation_id, content, statuses[-1])
