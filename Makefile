@@ -77,7 +77,7 @@ browser: ## Install Debian's Chromium for the UI browser test (only when missing
 	@test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium)
 
 test: venv browser lint checkov sam-build ## Lint, security scan, sam build, then every test
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2
 
 bench: $(VENV)/.installed ## Benchmarks: print figures against same-run baselines
 	$(PY) -m bench

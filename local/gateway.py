@@ -17,7 +17,6 @@ import os
 import re
 import socket
 import threading
-import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from chatbot.settings import get_settings
 
 from local.events import cognito_claims, rest_proxy_event
+from local.lambda_context import LocalLambdaContext
 from local.template import DEFAULT_TEMPLATE_PATH, Template
 
 logger = logging.getLogger(__name__)
@@ -152,21 +152,6 @@ class _Environment:
         self.handler = handler
 
 
-class _LocalLambdaContext:
-    def __init__(self, function_name: str, timeout_s: float, memory_mb: int):
-        self.function_name = function_name
-        self.function_version = "$LATEST"
-        self.invoked_function_arn = f"arn:aws:lambda:us-east-1:123456789012:function:{function_name}"
-        self.memory_limit_in_mb = memory_mb
-        self.aws_request_id = str(uuid.uuid4())
-        self.log_group_name = f"/aws/lambda/{function_name}"
-        self.log_stream_name = "local"
-        self._deadline = time.monotonic() + timeout_s
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
-
-
 class _FunctionPool:
     """Lambda-like scaling for one function: reuse an idle environment or start a new one."""
 
@@ -206,7 +191,7 @@ class _FunctionPool:
     def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
         environment = self.acquire()
         try:
-            context = _LocalLambdaContext(self.logical_id, self.timeout_s, self.memory_mb)
+            context = LocalLambdaContext(self.logical_id, self.timeout_s, self.memory_mb)
             return environment.handler(event, context)
         finally:
             self.release(environment)

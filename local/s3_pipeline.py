@@ -16,7 +16,6 @@ import logging
 import os
 import threading
 import time
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +25,7 @@ from chatbot.jobs.pipeline import build_processor
 from chatbot.settings import load_settings
 
 from local.gateway import handler_location, load_module
+from local.lambda_context import LocalLambdaContext
 from local.template import LOCAL_REGION, Template
 
 logger = logging.getLogger(__name__)
@@ -102,21 +102,6 @@ def create_pipeline_resources(template: Template, session: Any) -> PipelineResou
         Bucket=bucket, NotificationConfiguration={"QueueConfigurations": queue_configurations}
     )
     return PipelineResources(bucket, queue_url, queue_arn, dlq_url)
-
-
-class _LambdaContext:
-    def __init__(self, function_name: str, timeout_s: float, memory_mb: int):
-        self.function_name = function_name
-        self.function_version = "$LATEST"
-        self.invoked_function_arn = f"arn:aws:lambda:{LOCAL_REGION}:123456789012:function:{function_name}"
-        self.memory_limit_in_mb = memory_mb
-        self.aws_request_id = str(uuid.uuid4())
-        self.log_group_name = f"/aws/lambda/{function_name}"
-        self.log_stream_name = "local"
-        self._deadline = time.monotonic() + timeout_s
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
 def _sqs_record(message: dict, queue_arn: str) -> dict:
@@ -264,7 +249,7 @@ def _poll_once(
     event = {"Records": [_sqs_record(message, resources.queue_arn) for message in messages]}
     handler_error = False
     try:
-        response = handler(event, _LambdaContext(FUNCTION_ID, timeout_s, memory_mb)) or {}
+        response = handler(event, LocalLambdaContext(FUNCTION_ID, timeout_s, memory_mb)) or {}
         failed = {failure["itemIdentifier"] for failure in response.get("batchItemFailures", [])}
     except Exception:
         # As in Lambda: a handler that raises fails the whole batch.

@@ -89,6 +89,12 @@ class UploadTicket:
 
 
 @dataclass(frozen=True)
+class TranscriptTurn:
+    speaker: str
+    text: str
+
+
+@dataclass(frozen=True)
 class TranscriptJob:
     id: str
     status: str
@@ -103,6 +109,9 @@ class TranscriptJob:
     speakers: list[str] = field(default_factory=list)
     turn_count: int | None = None
     chunk_count: int | None = None
+    # For one succeeded job read with get_job: its first turns as the pipeline parsed them (None if not sent).
+    transcript: list[TranscriptTurn] | None = None
+    turns_truncated: bool = False
 
     @property
     def finished(self) -> bool:
@@ -348,4 +357,16 @@ def _job(item: Mapping[str, Any]) -> TranscriptJob:
         speakers=list(item.get("speakers") or []),
         turn_count=item.get("turns"),
         chunk_count=item.get("chunk_count"),
+        transcript=_transcript(item.get("transcript")),
+        turns_truncated=bool(item.get("turns_truncated")),
     )
+
+
+def _transcript(turns: Any) -> list[TranscriptTurn] | None:
+    if not isinstance(turns, list):
+        return None
+    return [
+        TranscriptTurn(speaker=str(turn["speaker"]), text=str(turn["text"]))
+        for turn in turns
+        if isinstance(turn, Mapping) and "speaker" in turn and "text" in turn
+    ]

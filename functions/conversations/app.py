@@ -22,6 +22,7 @@ from chatbot.conversations.models import (
     SendMessageRequest,
     Summary,
     SummaryRequest,
+    UpdateConversationRequest,
 )
 from chatbot.conversations.service import create_service, dynamodb_client
 from chatbot.settings import get_settings
@@ -79,6 +80,12 @@ def list_conversations(limit: Limit = 20, cursor: Cursor = None) -> Conversation
 @app.get("/v1/conversations/<conversation_id>", summary="One conversation's metadata")
 def get_conversation(conversation_id: ConversationId) -> Conversation:
     return service.get_conversation(caller_id(app), conversation_id)
+
+
+@app.patch("/v1/conversations/<conversation_id>", summary="Rename a conversation (and optionally change its prompt)")
+def update_conversation(conversation_id: ConversationId, body: UpdateConversationRequest) -> Conversation:
+    # Only the fields sent change; an explicit `"system_prompt": null` removes the prompt.
+    return service.update_conversation(caller_id(app), conversation_id, body.model_dump(exclude_unset=True))
 
 
 @app.delete("/v1/conversations/<conversation_id>", status_code=HTTPStatus.NO_CONTENT, summary="Delete everything")

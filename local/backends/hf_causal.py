@@ -8,14 +8,16 @@ its own settings (max_new_tokens, greedy or sampling with its temperature / top_
 sequences) and leaves the batch as soon as it is done: prompts are LEFT-padded, position ids follow the
 attention mask, the key/value cache (DynamicCache) grows one token per step, and finished rows are dropped
 from it. Streamed rows get each new piece of text as soon as it decodes to whole characters; text that might
-be the start of a stop sequence is held back until it is known not to be one.
+be the start of a stop sequence is held back until it is known not to be one. Text is decoded incrementally
+(`IncrementalDecoder`), so the tokenizer work per step stays the same however long an answer grows.
 """
 
 from __future__ import annotations
 
 import inspect
 import threading
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +71,41 @@ class PreparedChat:
     max_new_tokens: int
 
 
+class IncrementalDecoder:
+    """The text of a growing list of generated tokens, decoding only a short window of them per token.
+
+    Each new token is decoded together with the window of tokens settled just before it (so tokenizers that
+    drop a leading space at the start of a decode, like SentencePiece's, still give it its space); the text
+    the new token adds is what follows the window's own text. A token that ends inside a multi-byte
+    character leaves the text provisional (ending in U+FFFD) and the window open until the character is
+    whole. The decoding work per token does not depend on how long the answer already is.
+    """
+
+    def __init__(self, decode: Callable[[Sequence[int]], str]):
+        self._decode = decode
+        self.token_ids: list[int] = []
+        self.text = ""  # the text of every token so far (provisional at the end while a character is cut)
+        self._settled = ""  # text of token_ids[:read], ending on a whole character
+        self._window_start = 0
+        self._read = 0
+
+    def add(self, token: int) -> str:
+        """Take one token; return the whole text so far."""
+        self.token_ids.append(token)
+        window_text = self._decode(self.token_ids[self._window_start : self._read])
+        new_text = self._decode(self.token_ids[self._window_start :])
+        if new_text.startswith(window_text):
+            self.text = self._settled + new_text[len(window_text) :]
+        elif self._settled.endswith(window_text):  # the new token changed how the window reads (space clean-up)
+            self.text = self._settled[: len(self._settled) - len(window_text)] + new_text
+        else:
+            self.text = self._decode(self.token_ids)
+        if not self.text.endswith(_INCOMPLETE_CHARACTER):
+            self._settled = self.text
+            self._window_start, self._read = self._read, len(self.token_ids)
+        return self.text
+
+
 @dataclass
 class _Row:
     """One request's state during generation."""
@@ -76,7 +113,7 @@ class _Row:
     prepared: PreparedChat
     stream: ChatStream | None
     generator: torch.Generator | None
-    token_ids: list[int] = field(default_factory=list)
+    decoder: IncrementalDecoder
     text: str = ""
     emitted: int = 0
     finish_reason: FinishReason | None = None
@@ -85,6 +122,10 @@ class _Row:
     @property
     def parameters(self) -> GenerationParameters:
         return self.prepared.request.parameters
+
+    @property
+    def token_ids(self) -> list[int]:
+        return self.decoder.token_ids
 
     @property
     def done(self) -> bool:
@@ -165,6 +206,7 @@ class HuggingFaceCausalBackend(Backend):
                 prepared=item,
                 stream=ChatStream(item.request, sink, model=self.component_name) if sink is not None else None,
                 generator=_generator(item.request.parameters),
+                decoder=IncrementalDecoder(self._decode),
             )
             for item, sink in zip(prepared, sinks, strict=True)
         ]
@@ -243,14 +285,18 @@ class HuggingFaceCausalBackend(Backend):
         probabilities = logits.softmax(-1)
         return int(torch.multinomial(probabilities, 1, generator=row.generator))
 
+    def _decode(self, token_ids: Sequence[int]) -> str:
+        if not token_ids:
+            return ""
+        with self._tokenizer_lock:
+            return self.tokenizer.decode(token_ids, skip_special_tokens=True)
+
     def _advance(self, row: _Row, token: int) -> None:
         """Take one generated token: update the row's text, stream what is settled, decide if it is done."""
         if token in self.eos_token_ids:
             self._finish(row, "stop")
             return
-        row.token_ids.append(token)
-        with self._tokenizer_lock:
-            text = self.tokenizer.decode(row.token_ids, skip_special_tokens=True)
+        text = row.decoder.add(token)
         stop = row.parameters.stop
         longest_stop = max((len(sequence) for sequence in stop), default=0)
         cut = find_stop(text, stop, max(row.emitted - longest_stop, 0))

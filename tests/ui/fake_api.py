@@ -42,6 +42,8 @@ class FakeState:
     requests: list[RecordedRequest] = field(default_factory=list)
     # Jobs stay "processing" until the test finishes them, to exercise the live status table.
     finish_jobs_on_upload: bool = True
+    # GET of one succeeded job carries its turns, as the real API does; off = an API (or summary) without them.
+    send_turns: bool = True
     base_url: str = ""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -113,9 +115,15 @@ def _with_status(message: tuple[str, ...]) -> tuple[str, str, str | None]:
 def _finish_job(state: FakeState, job_id: str) -> None:
     job = state.jobs[job_id]
     lines = state.stored_files[job_id].decode("utf-8").splitlines()
-    speakers = sorted({line.split(":", 1)[0].strip() for line in lines if ":" in line})
-    turn_count = sum(1 for line in lines if ":" in line)
+    turns = [
+        {"speaker": speaker.strip(), "text": text.strip()}
+        for speaker, text in (line.split(":", 1) for line in lines if ":" in line)
+    ]
+    speakers = sorted({turn["speaker"] for turn in turns})
+    turn_count = len(turns)
     job.update(
+        transcript=turns,
+        turns_truncated=False,
         status="succeeded",
         updated_at=_now(),
         finished_at=_now(),
@@ -336,11 +344,12 @@ def _answer_transcripts(state: FakeState, route: str, user: str, job_id: str | N
         owned = sorted(
             (j for j in state.jobs.values() if j["owner"] == user), key=lambda j: j["created_at"], reverse=True
         )
-        return 200, {"items": [_public(j, drop=("summary",)) for j in owned], "next_cursor": None}
+        listed = [_public(j, drop=("summary", "transcript", "turns_truncated")) for j in owned]
+        return 200, {"items": listed, "next_cursor": None}
     job = state.jobs.get(job_id)
     if job is None or job["owner"] != user:
         return 404, {"message": "Job not found"}
-    return 200, _public(job)
+    return 200, _public(job, drop=() if state.send_turns else ("transcript", "turns_truncated"))
 
 
 def _public(item: dict[str, Any], drop: tuple[str, ...] = ()) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from fake_api import FakeApi, InjectedFailure
 from moto import mock_aws
 
 from ui import UIStartError, start_ui
-from ui.api_client import NO_RESPONSE, ApiError, ChatbotApiClient, parse_retry_after
+from ui.api_client import NO_RESPONSE, ApiError, ChatbotApiClient, TranscriptTurn, parse_retry_after
 from ui.auth import SignInError, refresh, sign_in
 from ui.settings import AuthMode, UISettings, UISettingsError
 from ui.views.common import describe_error
@@ -136,6 +136,9 @@ def test_transcript_upload_goes_to_the_presigned_url_and_the_job_is_readable(api
         2,
         True,
     )
+    # And with its turns, which the listing leaves out
+    assert job.transcript == [TranscriptTurn("Agent", "hi"), TranscriptTurn("Customer", "bye")]
+    assert (job.turns_truncated, listed[0].transcript) == (False, None)
 
 
 def test_storage_error_message_is_read_from_the_s3_xml_body(api):

@@ -100,6 +100,23 @@ def test_clear_and_delete_act_on_the_server(stack, app):
     assert app.title[0].value == "first conversation"
 
 
+def test_rename_is_stored_by_the_api_and_shown_everywhere(stack, app):
+    # Given a conversation started from the chat
+    sign_in(app, "stack-rename")
+    send(app, "The heating in flat 3B has been off since Monday.")
+    # When it is renamed from the header
+    rename_box = next(box for box in app.text_input if box.label == "New title")
+    rename_box.input("Heating outage 3B")
+    click(app, "Save title")
+    # Then the API stored the new title, and the header and sidebar show it
+    assert not app.exception
+    assert [c.title for c in api_for(stack, "stack-rename").list_conversations().items] == ["Heating outage 3B"]
+    assert app.title[0].value == "Heating outage 3B"
+    assert "Heating outage 3B" in [button.label for button in app.sidebar.button]
+    # And the messages are still there
+    assert [role for role, _ in bubbles(app)] == ["user", "assistant"]
+
+
 def test_another_users_conversations_are_not_listed(stack, app):
     # Given frank has a conversation
     api_for(stack, "stack-frank").create_conversation(title="Frank's secret plans")
@@ -141,6 +158,29 @@ def test_uploaded_transcripts_are_summarized_and_shown_beside_their_turns(stack,
         assert summary
         turns = next(turns for summary_text, turns in summaries_and_turns.items() if summary in summary_text)
         assert turns.splitlines()[1].startswith(first_turn)
+        # And the turns shown are the ones the pipeline parsed, as the API returns them
+        api_turns = [f"**{turn.speaker}:** {turn.text}" for turn in jobs[filename].transcript]
+        assert turns.splitlines()[1:] == api_turns
+        assert len(api_turns) == jobs[filename].turn_count and not jobs[filename].turns_truncated
+
+
+def test_a_transcript_uploaded_by_another_client_shows_its_turns_in_any_session(stack, app):
+    # Given a transcript summarized from an upload made outside this browser session (another client)
+    api = api_for(stack, "stack-elsewhere")
+    ticket = api.request_upload("meter.txt")
+    api.upload_file(ticket, CALL)
+    deadline = time.monotonic() + JOB_WAIT_S
+    while not api.get_job(ticket.job_id).finished and time.monotonic() < deadline:
+        time.sleep(0.2)
+    # When the user opens the transcripts page in a new session
+    sign_in(app, "stack-elsewhere")
+    app.switch_page("screens/transcripts.py")
+    app.run()
+    # Then the turns come from the API and sit beside the summary
+    assert app.table[0].value["Status"].tolist() == ["Succeeded"]
+    turns = page_text(app.columns[1]).splitlines()[1:]
+    assert turns[0] == "**Agent:** Good afternoon, Fabrikam Energy, Tomas speaking."
+    assert len(turns) == 5
 
 
 def _words(text: str) -> str:

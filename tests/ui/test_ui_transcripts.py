@@ -138,3 +138,69 @@ def test_a_job_whose_file_never_arrived_is_not_followed_forever(fake_api, app):
     assert list(app.table[0].value["Status"]) == ["Queued"]
     assert "1 job(s) still not finished after 15 minutes" in page_text(app)
     assert app.session_state["jobs_polling"] is False
+
+
+def _succeeded_job(job_id: str, turns: list[dict], *, total: int | None = None, truncated: bool = False) -> dict:
+    """A job finished before this browser session (uploaded elsewhere, e.g. by the CLI or a plain S3 copy)."""
+    return {
+        "job_id": job_id,
+        "owner": "alice",
+        "filename": f"{job_id}.json",
+        "status": "succeeded",
+        "created_at": "2026-11-25T10:00:00+00:00",
+        "updated_at": "2026-11-25T10:00:05+00:00",
+        "summary": "Customer asked about a refund.",
+        "turns": total or len(turns),
+        "transcript": turns,
+        "turns_truncated": truncated,
+    }
+
+
+def test_turns_of_a_job_uploaded_elsewhere_come_from_the_api(fake_api, app):
+    # Given a job this session never uploaded
+    turns = [{"speaker": "Agent", "text": "Hello, Contoso."}, {"speaker": "Customer", "text": "Refund, please."}]
+    fake_api.state.jobs["elsewhere"] = _succeeded_job("elsewhere", turns)
+    # When the transcripts page opens
+    open_transcripts(app)
+    # Then its turns are shown beside its summary
+    assert page_text(app.columns[1]).splitlines()[1:] == ["**Agent:** Hello, Contoso.", "**Customer:** Refund, please."]
+    assert "not available" not in page_text(app)
+
+
+def test_a_cut_transcript_says_only_the_first_turns_are_shown(fake_api, app):
+    # Given a long job whose API answer carries only its first turns
+    turns = [{"speaker": "Agent", "text": f"Line {n}."} for n in range(3)]
+    fake_api.state.jobs["long"] = _succeeded_job("long", turns, total=1200, truncated=True)
+    # When the page opens
+    open_transcripts(app)
+    # Then the first turns are shown, and the page says so
+    shown = page_text(app.columns[1])
+    assert shown.splitlines()[1:4] == ["**Agent:** Line 0.", "**Agent:** Line 1.", "**Agent:** Line 2."]
+    assert "The first 3 of 1200 turns; the summary covers them all." in shown
+
+
+def test_without_turns_from_the_api_a_file_uploaded_here_is_parsed_locally(fake_api, app):
+    # Given an API that sends no turns
+    fake_api.state.send_turns = False
+    open_transcripts(app)
+    # When a file is uploaded in this session and summarized
+    app.file_uploader[0].set_value(("call-b.txt", CALL_B, "text/plain"))
+    app.run()
+    click(app, "Upload and summarize")
+    # Then its turns are parsed from the uploaded bytes
+    assert page_text(app.columns[1]).splitlines()[1:] == [
+        "**Agent:** Hello.",
+        "**Customer:** I want to cancel my plan.",
+        "**Agent:** Sorry to hear that.",
+    ]
+
+
+def test_without_turns_from_the_api_or_the_file_the_page_says_so(fake_api, app):
+    # Given a job uploaded elsewhere and an API that sends no turns
+    fake_api.state.send_turns = False
+    fake_api.state.jobs["old"] = _succeeded_job("old", [{"speaker": "Agent", "text": "Hi."}])
+    # When the page opens
+    open_transcripts(app)
+    # Then the summary is shown and the missing turns are explained
+    assert "Customer asked about a refund." in page_text(app.columns[0])
+    assert page_text(app.columns[1]).splitlines()[1:] == ["The turns of this transcript are not available."]

@@ -15,14 +15,15 @@ ACCEPTED_TYPES = ["json", "vtt", "srt", "txt"]
 # Words, not colours or emoji alone: readable by screen readers and on machines without an emoji font.
 STATUS_LABELS = {"queued": "Queued", "processing": "Processing", "succeeded": "Succeeded", "failed": "Failed"}
 SHOWN_SUMMARIES = 20  # newest finished jobs whose summaries are shown in full
-KEPT_UPLOADS = SHOWN_SUMMARIES  # uploaded files kept in the session to show their turns (bounded memory)
+# Files uploaded in this session, kept to parse their turns locally if the API sends none (bounded memory).
+KEPT_UPLOADS = SHOWN_SUMMARIES
 # Unfinished jobs older than this are not waited for (e.g. a job whose file never arrived): no endless polling.
 FOLLOW_JOBS_FOR = timedelta(minutes=15)
 
 
 @dataclass(frozen=True)
 class UploadedTranscript:
-    """What this browser session uploaded, kept so its turns can be shown beside the summary."""
+    """What this browser session uploaded: the fallback source of its turns when the API has none."""
 
     filename: str
     content: bytes
@@ -180,17 +181,29 @@ def _render_summary_beside_turns(job: TranscriptJob) -> None:
             st.caption(_job_facts(job))
         with turns_column:
             st.markdown("**Transcript**")
-            uploaded: UploadedTranscript | None = st.session_state.get("uploaded_transcripts", {}).get(job.id)
-            if uploaded is None:
-                st.caption("The turns are shown for files uploaded in this session.")
-                return
-            try:
-                turns = parse_transcript(uploaded.content).turns
-            except TranscriptError as error:
-                st.caption(f"The turns cannot be shown: {error}")
-                return
-            for turn in turns:
-                st.markdown(f"**{turn.speaker}:** {turn.text}")
+            turns, note = _turns(job)
+            for speaker, text in turns:
+                st.markdown(f"**{speaker}:** {text}")
+            if note:
+                st.caption(note)
+
+
+def _turns(job: TranscriptJob) -> tuple[list[tuple[str, str]], str | None]:
+    """The job's turns as the API sent them (any job, any session); for a file uploaded in this session, parsed
+    here when the API sent none (e.g. a summary written before turns were stored). Plus a note on what is shown."""
+    if job.transcript:
+        turns = [(turn.speaker, turn.text) for turn in job.transcript]
+        if not job.turns_truncated:
+            return turns, None
+        return turns, f"The first {len(turns)} of {job.turn_count or 'more'} turns; the summary covers them all."
+    uploaded: UploadedTranscript | None = st.session_state.get("uploaded_transcripts", {}).get(job.id)
+    if uploaded is None:
+        return [], "The turns of this transcript are not available."
+    try:
+        parsed = parse_transcript(uploaded.content)
+    except TranscriptError as error:
+        return [], f"The turns cannot be shown: {error}"
+    return [(turn.speaker, turn.text) for turn in parsed.turns], None
 
 
 def _job_facts(job: TranscriptJob) -> str:

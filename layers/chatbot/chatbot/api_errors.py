@@ -18,12 +18,19 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyAlreadyInProgressError,
     IdempotencyValidationError,
 )
+from botocore.exceptions import ClientError
 
 from chatbot.inference import InferenceError, ModelUnavailableError
 from chatbot.summarization import SummarizationError
 
 logger = Logger(child=True)
 metrics = Metrics()
+
+# DynamoDB (and other AWS) answers that mean "too busy right now", once botocore's own retries are spent.
+_THROTTLING_CODES = frozenset(
+    {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded", "Throttling"}
+)
+_THROTTLED_RETRY_AFTER_S = 2
 
 
 class ApiError(Exception):
@@ -168,6 +175,18 @@ def register_error_handlers(app: Any) -> None:
         metrics.add_metric(name="ModelErrors", unit=MetricUnit.Count, value=1)
         logger.error("model call failed", extra={"error": str(exc)})
         return error_response(HTTPStatus.BAD_GATEWAY, "The model failed to answer; your message is saved. Retry later.")
+
+    @app.exception_handler(ClientError)
+    def _aws_error(exc: ClientError) -> Response:
+        if exc.response.get("Error", {}).get("Code") in _THROTTLING_CODES:
+            metrics.add_metric(name="StorageThrottled", unit=MetricUnit.Count, value=1)
+            logger.warning("storage throttled", extra={"error": str(exc)})
+            return error_response(
+                HTTPStatus.SERVICE_UNAVAILABLE,
+                "The service is busy; retry after the time in Retry-After (with the same Idempotency-Key, if any).",
+                headers={"Retry-After": str(_THROTTLED_RETRY_AFTER_S)},
+            )
+        return _unexpected(exc)
 
     @app.exception_handler(Exception)
     def _unexpected(exc: Exception) -> Response:

@@ -60,6 +60,12 @@ def test_full_conversation_flow(api):
     assert summary.json()["summary"] and summary.json()["cached"] is False
     again = requests.post(f"{base}/summary", json={"user_label": "Customer"}, headers=_auth(user), timeout=TIMEOUT)
     assert again.json()["cached"] is True
+    # When renamed, the new title is returned and listed; the messages stay
+    renamed = requests.patch(base, json={"title": "Router reboots"}, headers=_auth(user), timeout=TIMEOUT)
+    assert renamed.status_code == 200, renamed.text
+    assert (renamed.json()["title"], renamed.json()["message_count"]) == ("Router reboots", 4)
+    listing = requests.get(f"{api}/v1/conversations", headers=_auth(user), timeout=TIMEOUT).json()
+    assert [item["title"] for item in listing["items"]] == ["Router reboots"]
     # When cleared, the messages go and the conversation stays
     assert requests.delete(f"{base}/messages", headers=_auth(user), timeout=TIMEOUT).status_code == 204
     assert _messages(api, user, conversation_id) == []
@@ -71,11 +77,12 @@ def test_full_conversation_flow(api):
 
 def test_other_users_get_404_on_every_route(api):
     owner, intruder = _new_user(), _new_user()
-    conversation_id = _create(api, owner)
+    conversation_id = _create(api, owner, title="Mine")
     base = f"{api}/v1/conversations/{conversation_id}"
     attempts = [
         ("GET", base, None),
         ("DELETE", base, None),
+        ("PATCH", base, {"title": "taken over"}),
         ("GET", f"{base}/messages", None),
         ("POST", f"{base}/messages", {"content": "hi"}),
         ("DELETE", f"{base}/messages", None),
@@ -86,7 +93,8 @@ def test_other_users_get_404_on_every_route(api):
         response = requests.request(method, url, json=body, headers=_auth(intruder), timeout=TIMEOUT)
         assert response.status_code == 404, (method, url, response.text)
         assert response.json()["message"]
-    assert requests.get(base, headers=_auth(owner), timeout=TIMEOUT).status_code == 200
+    mine = requests.get(base, headers=_auth(owner), timeout=TIMEOUT)
+    assert (mine.status_code, mine.json()["title"]) == (200, "Mine")
     assert _messages(api, owner, conversation_id) == []
 
 
@@ -100,6 +108,8 @@ def test_error_statuses_have_json_bodies(api):
         (requests.post(f"{base}/messages", json={"content": "x" * 9000}, headers=_auth(user), timeout=TIMEOUT), 413),
         (requests.get(f"{api}/v1/conversations/{uuid.uuid4()}", headers=_auth(user), timeout=TIMEOUT), 404),
         (requests.put(base, headers=_auth(user), timeout=TIMEOUT), 405),
+        (requests.patch(base, json={"title": ""}, headers=_auth(user), timeout=TIMEOUT), 422),
+        (requests.patch(base, data="{oops", headers=_auth(user), timeout=TIMEOUT), 400),
         (requests.get(f"{api}/v1/conversations", timeout=TIMEOUT), 401),
         (requests.get(f"{api}/v1/conversations?cursor=bm9wZQ", headers=_auth(user), timeout=TIMEOUT), 400),
     ]

@@ -30,3 +30,22 @@ def test_throttling_on_every_first_attempt_is_absorbed_by_retries_and_loses_noth
     report = Report()
     reconcile_messages(stack.api, sent, report)
     assert report.ok, report.lines()
+
+
+def test_throttling_that_outlasts_the_retries_is_a_503_with_retry_after(stack):
+    # Given a conversation, then DynamoDB throttling every attempt of every call
+    caller = new_caller(stack.api, "fault-throttle-always")
+    conversation_id = caller.start_conversation()
+    stack.throttle.mode = "always"
+    try:
+        # When the client sends a message and reads the conversation
+        sent = caller.request("POST", f"/v1/conversations/{conversation_id}/messages", json={"content": "still there?"})
+        read = caller.request("GET", f"/v1/conversations/{conversation_id}")
+    finally:
+        stack.throttle.mode = "off"
+
+    # Then both are told to come back later, in JSON, never a 500
+    for response in (sent, read):
+        assert response.status_code == 503, response.text
+        assert int(response.headers["Retry-After"]) > 0
+        assert "busy" in response.json()["message"]

@@ -139,8 +139,13 @@ def test_api_upload_url_then_put_then_the_job_shows_its_summary(stack):
     assert done["status"] == "succeeded"
     assert done["format"] == "webvtt" and done["speakers"] == ["Maria", "Sam Lee"]
     assert "router" in done["summary"]
+    # And it carries every parsed turn (a short call), in order, each from a named speaker
+    assert len(done["transcript"]) == done["turns"] and done["turns_truncated"] is False
+    assert done["transcript"][0]["speaker"] in done["speakers"] and done["transcript"][0]["text"]
+    assert {turn["speaker"] for turn in done["transcript"]} == set(done["speakers"])
     listed = requests.get(f"{stack.api_url}/v1/transcripts", headers=alice, timeout=10).json()
     assert job["job_id"] in [item["job_id"] for item in listed["items"]]
+    assert all(item["transcript"] is None for item in listed["items"])
     bob = {"Authorization": "Bearer local-bob"}
     assert requests.get(f"{stack.api_url}/v1/transcripts/{job['job_id']}", headers=bob, timeout=10).status_code == 404
     assert requests.get(f"{stack.api_url}/v1/transcripts", timeout=10).status_code == 401

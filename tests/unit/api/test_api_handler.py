@@ -29,6 +29,7 @@ def test_every_route_answers_its_sample_event(handler_module, endpoint, lambda_c
     endpoint.add_response("invoke_endpoint", model_answer([{"summary_text": "Invoice question."}]))
     expected = [
         ("get-conversation", 200),
+        ("rename-conversation", 200),
         ("list-conversations", 200),
         ("send-message", 201),
         ("list-messages", 200),
@@ -143,7 +144,7 @@ def test_wrong_method_is_405_with_allow(handler_module, lambda_context, conversa
     event["httpMethod"] = "PUT"
     status, headers, body = call(handler_module, event, lambda_context)
     assert status == 405
-    assert headers["Allow"] == "DELETE, GET"
+    assert headers["Allow"] == "DELETE, GET, PATCH"
     assert "PUT" in body["message"]
 
 
@@ -197,3 +198,52 @@ def test_same_idempotency_key_after_a_model_failure_answers(handler_module, endp
     status, _, body = call(handler_module, event, lambda_context)
     assert status == 201
     assert body["user_message"]["seq"] == 1
+
+
+def test_rename_returns_the_renamed_conversation(handler_module, lambda_context, conversation_id):
+    # Given a conversation made from the sample event (title "Billing question", a system prompt)
+    _, _, before = call(handler_module, sample_event("get-conversation", conversation_id), lambda_context)
+    # When it is renamed with the sample event
+    status, _, body = call(handler_module, sample_event("rename-conversation", conversation_id), lambda_context)
+    # Then the answer is the conversation with the new title and everything else as it was
+    assert status == 200
+    assert body == {**before, "title": "Double charge in November"}
+    _, _, after = call(handler_module, sample_event("get-conversation", conversation_id), lambda_context)
+    assert after == body
+
+
+def test_rename_can_remove_the_system_prompt(handler_module, lambda_context, conversation_id):
+    event = sample_event("rename-conversation", conversation_id, body={"title": "No prompt", "system_prompt": None})
+    status, _, body = call(handler_module, event, lambda_context)
+    assert (status, body["title"], body["system_prompt"]) == (200, "No prompt", None)
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "fields"),
+    [
+        ("{not json", 400, None),
+        ({}, 422, {"body.title"}),
+        ({"title": "   "}, 422, {"body.title"}),
+        ({"title": "x" * 201}, 422, {"body.title"}),
+        ({"title": 7, "owner": "mallory"}, 422, {"body.title", "body.owner"}),
+        ({"title": "ok", "system_prompt": ""}, 422, {"body.system_prompt"}),
+    ],
+    ids=["malformed", "missing", "blank", "too-long", "wrong-type-and-extra", "empty-prompt"],
+)
+def test_bad_rename_bodies_change_nothing(handler_module, lambda_context, conversation_id, body, status, fields):
+    event = sample_event("rename-conversation", conversation_id, body=body)
+    got, _, answer = call(handler_module, event, lambda_context)
+    assert got == status
+    assert answer["message"]
+    if fields:
+        assert {error["field"] for error in answer["errors"]} == fields
+    _, _, conversation = call(handler_module, sample_event("get-conversation", conversation_id), lambda_context)
+    assert conversation["title"] == "Billing question"
+
+
+def test_someone_elses_conversation_cannot_be_renamed(handler_module, lambda_context, conversation_id):
+    event = sample_event("rename-conversation", conversation_id, user="mallory")
+    status, _, body = call(handler_module, event, lambda_context)
+    assert (status, body) == (404, {"message": "Conversation not found."})
+    _, _, conversation = call(handler_module, sample_event("get-conversation", conversation_id), lambda_context)
+    assert conversation["title"] == "Billing question"

@@ -242,3 +242,27 @@ def test_multibyte_characters_are_streamed_whole(causal_backend: HuggingFaceCaus
     pieces = [line["token"]["text"] for line in lines[:-1]]
     assert all("\ufffd" not in piece for piece in pieces)
     assert "".join(pieces) == answer == lines[-1]["generated_text"]
+
+
+def test_long_non_ascii_answers_stream_whole_characters_that_add_up_to_the_text(
+    causal_backend: HuggingFaceCausalBackend, run_streamed, monkeypatch
+):
+    # Given a model whose long answer mixes scripts whose characters span 2 to 4 byte-level tokens
+    answer = " ".join(["Grüße aus Köln", "東京の天気は晴れです", "مرحبا بالعالم", "😀👍🏽 done", "naïve café"] * 6)
+    answer_ids = causal_backend.tokenizer(answer, add_special_tokens=False)["input_ids"]
+    assert len(answer_ids) > 2 * len(answer.split())  # many characters are cut across tokens
+    eos = causal_backend.tokenizer.eos_token_id
+
+    def scripted(payload):
+        script = iter([*answer_ids, eos])
+        monkeypatch.setattr(causal_backend, "_next_token", lambda row, logits: next(script))
+        return payload
+
+    # When it is streamed, and when it is answered whole
+    lines, _ = run_streamed(causal_backend, scripted(greedy("Hi", 1000)))
+    whole = serve(causal_backend, [scripted(greedy("Hi", 1000))])[0]["generated_text"]
+    # Then every piece holds whole characters, and the pieces, the final line and the whole answer agree
+    pieces = [line["token"]["text"] for line in lines[:-1]]
+    assert len(pieces) > 20
+    assert all("\ufffd" not in piece for piece in pieces)
+    assert "".join(pieces) == lines[-1]["generated_text"] == whole == answer

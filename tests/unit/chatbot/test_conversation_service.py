@@ -37,6 +37,7 @@ def test_other_users_get_not_found_everywhere(service):
         lambda: service.retry_last_message(BOB, conversation_id),
         lambda: service.clear_conversation(BOB, conversation_id),
         lambda: service.delete_conversation(BOB, conversation_id),
+        lambda: service.update_conversation(BOB, conversation_id, {"title": "mine now"}),
         lambda: service.summarize_conversation(BOB, conversation_id),
         lambda: service.get_conversation(ALICE, "no-such-id"),
     ]
@@ -266,3 +267,43 @@ def test_a_writer_that_keeps_losing_gets_409(service, store, monkeypatch):
     with pytest.raises(ConflictError) as error:
         service.send_message(ALICE, conversation_id, "hello")
     assert error.value.headers == {"Retry-After": "1"}
+
+
+def test_rename_changes_only_what_is_sent_and_is_not_activity(service, clock):
+    # Given two conversations, the renamed one the older
+    older = service.create_conversation(ALICE, "Billing", "Be brief.")
+    service.send_message(ALICE, older["id"], "Why two charges?")
+    clock.advance(minutes=5)
+    newer = service.create_conversation(ALICE, "Shipping", None)
+    clock.advance(minutes=5)
+    before = service.get_conversation(ALICE, older["id"])
+    # When the older one is renamed
+    renamed = service.update_conversation(ALICE, older["id"], {"title": "Double charge"})
+    # Then the title changes; the prompt, counts, activity time and expiry stay
+    assert renamed == {**before, "title": "Double charge"}
+    assert service.get_conversation(ALICE, older["id"]) == renamed
+    # And the list order (most recently active first) is unchanged
+    assert [item["id"] for item in service.list_conversations(ALICE, 10, None)["items"]] == [newer["id"], older["id"]]
+    # And the messages are untouched
+    assert len(service.list_messages(ALICE, older["id"], 10, None, newest_first=False)["items"]) == 2
+
+
+def test_update_sets_or_removes_the_system_prompt(service, inference):
+    conversation_id = service.create_conversation(ALICE, "Billing", "Be brief.")["id"]
+    # When the prompt is replaced, the next turn uses the new one
+    updated = service.update_conversation(ALICE, conversation_id, {"title": "Billing", "system_prompt": "Be formal."})
+    assert updated["system_prompt"] == "Be formal."
+    service.send_message(ALICE, conversation_id, "Hello")
+    assert inference.chat_calls[-1][0] == {"role": "system", "content": "Be formal."}
+    # When it is removed (None), the next turn has no system message
+    removed = service.update_conversation(ALICE, conversation_id, {"title": "Billing", "system_prompt": None})
+    assert removed["system_prompt"] is None
+    service.send_message(ALICE, conversation_id, "Hello again")
+    assert all(message["role"] != "system" for message in inference.chat_calls[-1])
+
+
+def test_update_refuses_attributes_that_are_not_editable(service):
+    conversation_id = service.create_conversation(ALICE, "Billing", None)["id"]
+    with pytest.raises(ValueError, match="owner"):
+        service.update_conversation(ALICE, conversation_id, {"owner": BOB})
+    assert service.get_conversation(ALICE, conversation_id)["title"] == "Billing"

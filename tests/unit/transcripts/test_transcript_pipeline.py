@@ -38,7 +38,12 @@ def test_every_sample_transcript_gets_a_summary_document_and_a_succeeded_job(nam
     assert document["speakers"] and document["format"]
     assert document["summarizer"] == {"endpoint": "local-endpoint", "component": "summarizer"}
     assert set(document["timings_ms"]) == {"download_ms", "parse_ms", "summarize_ms", "total_ms"}
+    # And it holds every parsed turn (the job record does not: it must stay small)
+    assert len(document["transcript"]) == document["turns"]
+    assert {turn["speaker"] for turn in document["transcript"]} == set(document["speakers"])
+    assert all(turn["text"] for turn in document["transcript"])
     job = jobs.get(job_id_for_key(source.key))
+    assert "transcript" not in job
     assert job["status"] == "succeeded"
     assert job["summary"] == document["summary"]
     assert job["summary_key"] == f"summaries/samples/{name}.json"

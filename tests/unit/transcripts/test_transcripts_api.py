@@ -3,7 +3,9 @@
 import json
 from urllib.parse import parse_qs, urlsplit
 
+import boto3
 import pytest
+from chatbot.jobs.api import MAX_TURNS, TranscriptsService
 from chatbot.jobs.keys import job_id_for_key
 from chatbot.settings import get_settings
 
@@ -120,7 +122,68 @@ def test_one_job_includes_its_summary_and_is_hidden_from_other_users(api, lambda
     assert status == 200
     assert job["status"] == "succeeded" and job["summary"] and job["format"] == "plain-text"
     assert job["speakers"] == ["Agent", "Customer"] and job["turns"] == 2
+    assert job["transcript"] == [
+        {"speaker": "Agent", "text": "Your parcel left the depot today."},
+        {"speaker": "Customer", "text": "Great, thanks."},
+    ]
+    assert job["turns_truncated"] is False
     assert other_status == 404 and unknown_status == 404
+
+
+def test_a_long_transcript_returns_its_first_turns_and_says_so(api, lambda_context, upload, processor):
+    # Given a summarized transcript with more turns than one job response carries
+    _, created = call(api, lambda_context, "POST", "/v1/transcripts", body={"filename": "long.txt"})
+    lines = [f"{'Agent' if n % 2 else 'Customer'}: Line {n} of the call, über wichtig." for n in range(1200)]
+    processor.process_object(upload(created["job"]["source_key"], "\n".join(lines).encode()))
+
+    # When the job is read
+    status, job = call(api, lambda_context, "GET", f"/v1/transcripts/{created['job']['job_id']}")
+
+    # Then it carries the first 500 turns in order, flagged as cut; the summary and counts cover all of them
+    assert status == 200 and job["turns"] == 1200 and job["summary"]
+    assert len(job["transcript"]) == MAX_TURNS and job["turns_truncated"] is True
+    assert [turn["text"] for turn in job["transcript"]] == [line.split(": ", 1)[1] for line in lines[:MAX_TURNS]]
+
+
+def test_turns_come_from_a_bounded_read_of_the_summary_document(jobs, bucket, upload, processor):
+    # Given a service that reads only the first 2 KB of a summary document
+    service = TranscriptsService(
+        jobs=jobs, s3=boto3.client("s3"), bucket=bucket, url_expires_s=900, max_bytes=1024, turns_read_bytes=2048
+    )
+    created = service.request_upload("alice", "call.txt")
+    lines = [f"Speaker {n % 3}: Sentence number {n} — ça va? 🙂" for n in range(300)]
+    processor.process_object(upload(created.job.source_key, "\n".join(lines).encode()))
+
+    # When the job is read
+    job = service.get_job("alice", created.job.job_id)
+
+    # Then the turns that fit in those bytes come back, in order, flagged as not all
+    assert 0 < len(job.transcript) < 300 and job.turns_truncated is True
+    assert [turn.text for turn in job.transcript] == [line.split(": ", 1)[1] for line in lines[: len(job.transcript)]]
+
+
+def test_a_job_whose_summary_document_is_gone_is_still_returned(api, lambda_context, upload, processor, bucket):
+    # Given a summarized job whose summary document was deleted from the bucket
+    _, created = call(api, lambda_context, "POST", "/v1/transcripts", body={"filename": "gone.txt"})
+    processor.process_object(upload(created["job"]["source_key"], b"Agent: Hello.\nCustomer: Bye.\n"))
+    _, before = call(api, lambda_context, "GET", f"/v1/transcripts/{created['job']['job_id']}")
+    boto3.client("s3").delete_object(Bucket=bucket, Key=before["summary_key"])
+
+    # When it is read
+    status, job = call(api, lambda_context, "GET", f"/v1/transcripts/{created['job']['job_id']}")
+
+    # Then the job and its summary come back, without turns
+    assert status == 200 and job["summary"] == before["summary"]
+    assert job["transcript"] is None and job["turns_truncated"] is None
+
+
+def test_failed_and_unfinished_jobs_have_no_turns(api, lambda_context, upload, processor):
+    _, failed = call(api, lambda_context, "POST", "/v1/transcripts", body={"filename": "empty.txt"})
+    processor.process_object(upload(failed["job"]["source_key"], b""))
+    _, queued = call(api, lambda_context, "POST", "/v1/transcripts", body={"filename": "later.txt"})
+    for created, status in [(failed, "failed"), (queued, "queued")]:
+        _, job = call(api, lambda_context, "GET", f"/v1/transcripts/{created['job']['job_id']}")
+        assert (job["status"], job["transcript"], job["turns_truncated"]) == (status, None, None)
 
 
 def test_requests_without_a_caller_are_401(api, lambda_context):

@@ -18,6 +18,16 @@ class CreateConversationRequest(_Request):
     )
 
 
+class UpdateConversationRequest(_Request):
+    title: str = Field(min_length=1, max_length=200, description="The new title.")
+    system_prompt: str | None = Field(
+        None,
+        min_length=1,
+        max_length=4000,
+        description="New instructions for the chat model; `null` removes them; absent leaves them unchanged.",
+    )
+
+
 class SendMessageRequest(BaseModel):
     # Not stripped: the text is stored as sent. Size is checked by the service (413, not 422).
     model_config = ConfigDict(extra="forbid")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -42,6 +42,7 @@ GAP_READ_LIMIT = 200  # unsummarized messages read beyond the window in one turn
 DEFAULT_LABELS = ("User", "AI")
 _CONVERSATION_CURSOR = frozenset({"pk", "sk", "gsi1pk", "gsi1sk"})
 _MESSAGE_CURSOR = frozenset({"pk", "sk"})
+_EDITABLE = frozenset({"title", "system_prompt"})  # conversation attributes a caller may change
 
 
 def _iso(moment: datetime) -> str:
@@ -109,6 +110,23 @@ class ConversationService:
 
     def get_conversation(self, owner: str, conversation_id: str) -> dict[str, Any]:
         return self._conversation_view(self._owned(owner, conversation_id))
+
+    def update_conversation(
+        self, owner: str, conversation_id: str, changes: Mapping[str, str | None]
+    ) -> dict[str, Any]:
+        """Change the title and/or system prompt (None removes the prompt). Not activity: the conversation
+        keeps its place in the list and its expiry, and its messages and summaries are untouched."""
+        unknown = set(changes) - _EDITABLE
+        if unknown:
+            raise ValueError(f"not editable: {sorted(unknown)}")
+        if not changes:
+            return self.get_conversation(owner, conversation_id)
+        try:
+            item = self._store.update_details(conversation_id, owner, dict(changes))
+        except ConditionFailedError:
+            raise self._not_found() from None
+        logger.info("conversation updated", extra={"conversation_id": conversation_id, "fields": sorted(changes)})
+        return self._conversation_view(item)
 
     def delete_conversation(self, owner: str, conversation_id: str) -> None:
         self._owned(owner, conversation_id)

@@ -160,6 +160,32 @@ class ConversationStore:
             ExpressionAttributeValues=serialize({f":{key}": value for key, value in values.items()}),
         )
 
+    def update_details(self, conversation_id: str, owner: str, changes: dict[str, str | None]) -> dict[str, Any]:
+        """Set (or, for None, remove) descriptive attributes of the owner's conversation in one conditional
+        write; returns the updated item. Raises ConditionFailedError if it is gone or someone else's."""
+        to_set = {name: value for name, value in changes.items() if value is not None}
+        to_remove = [name for name, value in changes.items() if value is None]
+        clauses = []
+        if to_set:
+            clauses.append("SET " + ", ".join(f"#{name} = :{name}" for name in to_set))
+        if to_remove:
+            clauses.append("REMOVE " + ", ".join(f"#{name}" for name in to_remove))
+        try:
+            response = self._client.update_item(
+                TableName=self.table_name,
+                Key=serialize({"pk": conversation_pk(conversation_id), "sk": META}),
+                UpdateExpression=" ".join(clauses),
+                ConditionExpression="attribute_exists(pk) AND #owner = :owner",
+                ExpressionAttributeNames={"#owner": "owner", **{f"#{name}": name for name in changes}},
+                ExpressionAttributeValues=serialize(
+                    {":owner": owner, **{f":{name}": value for name, value in to_set.items()}}
+                ),
+                ReturnValues="ALL_NEW",
+            )
+        except self._client.exceptions.ConditionalCheckFailedException as exc:
+            raise ConditionFailedError() from exc
+        return deserialize(response["Attributes"])
+
     def save_rolling_summary(self, conversation_id: str, summary: str, through_seq: int, expected_through: int) -> bool:
         """Store the rolling summary unless another turn already moved it on; True when stored."""
         try:

@@ -2,21 +2,31 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 import boto3
+from aws_lambda_powertools import Logger
 from botocore.config import Config
+from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from chatbot.api_errors import InvalidRequestError, NotFoundError
 from chatbot.jobs.keys import UPLOADS_PREFIX, job_id_for_key
 from chatbot.jobs.store import InvalidCursorError, JobStore
+from chatbot.jobs.summary_document import TurnsExcerpt, first_turns
+
+logger = Logger(child=True)
 
 # A file name becomes the last part of the object key: no path separators, no control characters.
 FILENAME_PATTERN = r"^[^/\\\x00-\x1f\x7f]+$"
+# GET of one job returns at most this many turns, read from at most this many bytes of the summary document:
+# the response stays well under Lambda's 6 MB payload limit and the call is as quick for huge transcripts.
+MAX_TURNS = 500
+TURNS_READ_BYTES = 1024 * 1024
 
 
 class UploadRequest(BaseModel):
@@ -44,6 +54,11 @@ class Upload(BaseModel):
     max_bytes: int = Field(description="Larger files are rejected by the summary job.")
 
 
+class TranscriptTurn(BaseModel):
+    speaker: str
+    text: str
+
+
 class Job(BaseModel):
     job_id: str
     status: Literal["queued", "processing", "succeeded", "failed"]
@@ -60,6 +75,11 @@ class Job(BaseModel):
     chunk_count: int | None = Field(None, description="Chunks the transcript was split into for the summarizer.")
     summary: str | None = Field(None, description="Only on GET of one job.")
     summary_key: str | None = None
+    transcript: list[TranscriptTurn] | None = Field(
+        None,
+        description="Only on GET of one succeeded job: the first turns as parsed (the summary covers them all).",
+    )
+    turns_truncated: bool | None = Field(None, description="True when `transcript` holds only the first turns.")
     failure_code: str | None = Field(None, description="empty, unparseable, unknown_format, too_large, no_speech, ...")
     reason: str | None = Field(None, description="Why the job failed, in a sentence.")
     last_error: str | None = Field(None, description="The latest transient error (the job is retried).")
@@ -75,20 +95,35 @@ class JobList(BaseModel):
     next_cursor: str | None = Field(None, description="Pass as `cursor` for the next page; absent on the last page.")
 
 
-def _job(record: dict, *, with_summary: bool) -> Job:
+def _job(record: dict, *, with_summary: bool, excerpt: TurnsExcerpt | None = None) -> Job:
     fields = {name: record.get(name) for name in Job.model_fields}
     if not with_summary:
         fields["summary"] = None
+    fields["transcript"] = excerpt.turns if excerpt else None
+    fields["turns_truncated"] = excerpt.truncated if excerpt else None
     return Job.model_validate(fields)
 
 
 class TranscriptsService:
-    def __init__(self, *, jobs: JobStore, s3: Any, bucket: str, url_expires_s: int, max_bytes: int, clock=time.time):
+    def __init__(
+        self,
+        *,
+        jobs: JobStore,
+        s3: Any,
+        bucket: str,
+        url_expires_s: int,
+        max_bytes: int,
+        max_turns: int = MAX_TURNS,
+        turns_read_bytes: int = TURNS_READ_BYTES,
+        clock=time.time,
+    ):
         self._jobs = jobs
         self._s3 = s3
         self._bucket = bucket
         self._url_expires_s = url_expires_s
         self._max_bytes = max_bytes
+        self._max_turns = max_turns
+        self._turns_read_bytes = turns_read_bytes
         self._clock = clock
 
     def request_upload(self, owner: str, filename: str) -> UploadResponse:
@@ -119,7 +154,23 @@ class TranscriptsService:
         record = self._jobs.get(job_id) if _is_uuid(job_id) else None
         if record is None or record.get("owner") != owner:
             raise NotFoundError(f"No transcript job {job_id}.")
-        return _job(record, with_summary=True)
+        excerpt = None
+        if record.get("status") == "succeeded" and record.get("summary_key"):
+            excerpt = self._first_turns(record.get("bucket") or self._bucket, record["summary_key"], job_id)
+        return _job(record, with_summary=True, excerpt=excerpt)
+
+    def _first_turns(self, bucket: str, key: str, job_id: str) -> TurnsExcerpt | None:
+        """The first turns from the summary document, reading at most `turns_read_bytes` of it. Without them
+        the job is still worth returning (the summary is in the job record), so failures only leave them out."""
+        try:
+            response = self._s3.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{self._turns_read_bytes - 1}")
+            with contextlib.closing(response["Body"]) as body:
+                head = body.read(self._turns_read_bytes)
+            total = int(response.get("ContentRange", "").rpartition("/")[2] or response["ContentLength"])
+            return first_turns(head, complete=len(head) >= total, max_turns=self._max_turns)
+        except (ClientError, ValueError) as exc:  # missing object, no access, not JSON in our shape
+            logger.warning("transcript turns not read", extra={"job_id": job_id, "key": key, "error": str(exc)})
+            return None
 
 
 def _is_uuid(value: str) -> bool:

@@ -23,6 +23,7 @@ from chatbot.inference import InferenceClient, InputTooLongError, ModelInvocatio
 from chatbot.jobs.events import ObjectCreated, parse_notification
 from chatbot.jobs.keys import failure_key, is_incoming, job_id_for_key, summary_key
 from chatbot.jobs.store import Claim, ClaimOutcome, JobStore
+from chatbot.jobs.summary_document import render_summary_document
 from chatbot.summarization import SummarizationError, summarize_turns
 from chatbot.transcripts import FailureCode, ParsedTranscript, TranscriptError, parse_transcript
 
@@ -131,7 +132,7 @@ class TranscriptJobProcessor:
             "created_at": _iso(self._clock()),
         }
         output_key = summary_key(source.key)
-        self._put_json(source.bucket, output_key, document)
+        self._put_document(source.bucket, output_key, render_summary_document(document, parsed.turns))
         self._s3.delete_object(Bucket=source.bucket, Key=failure_key(source.key))
         fields = {key: document[key] for key in ("summary", "format", "speakers", "turns", "duration_s")}
         fields |= {"chunk_count": summary.chunk_count, "summary_key": output_key, "timings_ms": document["timings_ms"]}
@@ -187,7 +188,9 @@ class TranscriptJobProcessor:
             "format": parsed.format.value if parsed else None,
             "failed_at": _iso(self._clock()),
         }
-        self._put_json(source.bucket, output_key, document)
+        self._put_document(
+            source.bucket, output_key, json.dumps(document, ensure_ascii=False, indent=2).encode("utf-8")
+        )
         self._s3.delete_object(Bucket=source.bucket, Key=summary_key(source.key))
         fields = {"failure_code": code.value, "reason": message, "failed_key": output_key}
         if parsed:
@@ -196,13 +199,8 @@ class TranscriptJobProcessor:
         logger.warning("transcript failed", extra={"key": source.key, "job_id": job_id, "code": code.value})
         return ObjectResult(source.key, Result.FAILED, job_id, message)
 
-    def _put_json(self, bucket: str, key: str, document: dict) -> None:
-        self._s3.put_object(
-            Bucket=bucket,
-            Key=key,
-            Body=json.dumps(document, ensure_ascii=False, indent=2).encode("utf-8"),
-            ContentType="application/json; charset=utf-8",
-        )
+    def _put_document(self, bucket: str, key: str, body: bytes) -> None:
+        self._s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json; charset=utf-8")
 
 
 class _SourceReplacedError(Exception):
