@@ -39,6 +39,7 @@ from local.backends.chat_contract import (
     response_body,
     safe_to_emit,
 )
+from local.backends.hf_loading import load_for_cpu
 
 _INCOMPLETE_CHARACTER = "\ufffd"  # what decoding shows for a multi-byte character cut between tokens
 
@@ -137,12 +138,7 @@ class HuggingFaceCausalBackend(Backend):
         self.component_name = component_name
         self.label = f"hf-causal: {checkpoint}"
         self.tokenizer = AutoTokenizer.from_pretrained(checkpoint)
-        model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype="auto")
-        if model.dtype == torch.float16:  # half precision is for GPUs; on CPU bfloat16 keeps the memory saving
-            model = model.to(torch.bfloat16)
-        self.model = model.eval()
-        model_limit = getattr(self.model.config, "max_position_embeddings", None) or context_tokens
-        self.context_tokens = min(context_tokens, model_limit)
+        self.model, self.context_tokens = load_for_cpu(AutoModelForCausalLM, checkpoint, context_tokens)
         accepted = inspect.signature(self.model.forward).parameters
         # Most causal LMs take position ids (needed with left padding) and can skip logits of the prompt.
         self._takes_position_ids = "position_ids" in accepted

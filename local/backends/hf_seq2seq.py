@@ -18,6 +18,7 @@ import torch
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
 from local.backends.base import Backend, TokenSink
+from local.backends.hf_loading import load_for_cpu
 from local.backends.summary_contract import (
     SummaryRequest,
     check_input_length,
@@ -37,12 +38,7 @@ class HuggingFaceSeq2SeqBackend(Backend):
     def __init__(self, checkpoint: Path, context_tokens: int):
         self.label = f"hf-seq2seq: {checkpoint}"
         self.tokenizer = AutoTokenizer.from_pretrained(checkpoint)
-        model = AutoModelForSeq2SeqLM.from_pretrained(checkpoint, dtype="auto")
-        if model.dtype == torch.float16:  # half precision is for GPUs; on CPU bfloat16 keeps the memory saving
-            model = model.to(torch.bfloat16)
-        self.model = model.eval()
-        model_limit = getattr(self.model.config, "max_position_embeddings", None) or context_tokens
-        self.max_input_tokens = min(context_tokens, model_limit)
+        self.model, self.max_input_tokens = load_for_cpu(AutoModelForSeq2SeqLM, checkpoint, context_tokens)
         self.pad_token_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         # Request threads encode while the worker decodes; the Rust tokenizer must not be used concurrently.
         self._tokenizer_lock = threading.Lock()
