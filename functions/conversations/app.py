@@ -6,11 +6,6 @@ from typing import Annotated, Literal
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig, Response
 from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Query
-from aws_lambda_powertools.utilities.idempotency import (
-    DynamoDBPersistenceLayer,
-    IdempotencyConfig,
-    idempotent_function,
-)
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from chatbot.api_errors import caller_id, register_error_handlers
 from chatbot.conversations.models import (
@@ -24,15 +19,14 @@ from chatbot.conversations.models import (
     SummaryRequest,
     UpdateConversationRequest,
 )
-from chatbot.conversations.service import create_service, dynamodb_client
+from chatbot.conversations.service import create_service
 from chatbot.settings import get_settings
 
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
 settings = get_settings()
-dynamodb = dynamodb_client()
-service = create_service(settings, dynamodb)
+service = create_service(settings)
 
 cors = CORSConfig(
     allow_origin=settings.cors_allow_origin,
@@ -42,22 +36,6 @@ cors = CORSConfig(
 )
 app = APIGatewayRestResolver(enable_validation=True, cors=cors)
 register_error_handlers(app)
-
-# Idempotency records share the table (pk = static prefix, sk = hash; expires_at is the table's TTL).
-idempotency_store = DynamoDBPersistenceLayer(
-    table_name=settings.table_name,
-    key_attr="pk",
-    sort_key_attr="sk",
-    static_pk_value="IDEMPOTENCY#conversations",
-    expiry_attr="expires_at",
-    boto3_client=dynamodb,
-)
-# Keyed by caller + conversation + Idempotency-Key; the same key with another text is refused (422).
-idempotency_config = IdempotencyConfig(
-    event_key_jmespath="join('#', [owner, conversation_id, idempotency_key])",
-    payload_validation_jmespath="content",
-    expires_after_seconds=settings.idempotency_ttl_s,
-)
 
 ConversationId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9-]+$")]
 Limit = Annotated[int, Query(ge=1, le=100, description="Page size.")]
@@ -109,20 +87,14 @@ def list_messages(
 def send_message(
     conversation_id: ConversationId, body: SendMessageRequest, idempotency_key: IdempotencyKey = None
 ) -> Exchange:
-    request = {"owner": caller_id(app), "conversation_id": conversation_id, "content": body.content}
-    if idempotency_key is None:
-        return send(request)
-    return send_once(request={**request, "idempotency_key": idempotency_key})
-
-
-def send(request: dict) -> dict:
-    remaining_ms = app.lambda_context.get_remaining_time_in_millis
-    return service.send_message(request["owner"], request["conversation_id"], request["content"], remaining_ms)
-
-
-@idempotent_function(data_keyword_argument="request", persistence_store=idempotency_store, config=idempotency_config)
-def send_once(request: dict) -> dict:
-    return send(request)
+    # The key is stored with the message itself, so a resend after a failure or a success is exact.
+    return service.send_message(
+        caller_id(app),
+        conversation_id,
+        body.content,
+        app.lambda_context.get_remaining_time_in_millis,
+        idempotency_key=idempotency_key,
+    )
 
 
 @app.post(
@@ -152,5 +124,4 @@ def summarize_conversation(conversation_id: ConversationId, body: SummaryRequest
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    idempotency_config.register_lambda_context(context)
     return app.resolve(event, context)

@@ -14,10 +14,6 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError as RouteNotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.idempotency.exceptions import (
-    IdempotencyAlreadyInProgressError,
-    IdempotencyValidationError,
-)
 from botocore.exceptions import ClientError
 
 from chatbot.inference import InferenceError, ModelUnavailableError
@@ -145,20 +141,6 @@ def register_error_handlers(app: Any) -> None:
                 headers={"Allow": ", ".join(methods)},
             )
         return error_response(HTTPStatus.NOT_FOUND, "Not found.")
-
-    @app.exception_handler(IdempotencyValidationError)
-    def _idempotency_reused(_: IdempotencyValidationError) -> Response:
-        return error_response(
-            HTTPStatus.UNPROCESSABLE_ENTITY, "This Idempotency-Key was already used with a different request body."
-        )
-
-    @app.exception_handler(IdempotencyAlreadyInProgressError)
-    def _idempotency_in_progress(_: IdempotencyAlreadyInProgressError) -> Response:
-        return error_response(
-            HTTPStatus.CONFLICT,
-            "A request with this Idempotency-Key is still being processed; retry shortly.",
-            headers={"Retry-After": "2"},
-        )
 
     @app.exception_handler(ModelUnavailableError)
     def _model_unavailable(exc: ModelUnavailableError) -> Response:

@@ -30,7 +30,6 @@ _ENV_FIELDS = {
     "MODEL_TIMEOUT_S": "model_timeout_s",
     "MODEL_MAX_ATTEMPTS": "model_max_attempts",
     "FOLD_TIMEOUT_S": "fold_timeout_s",
-    "IDEMPOTENCY_TTL_S": "idempotency_ttl_s",
     "TRANSCRIPTS_BUCKET": "transcripts_bucket",
     "TRANSCRIPT_MAX_BYTES": "transcript_max_bytes",
     "TRANSCRIPT_SUMMARY_MAX_TOKENS": "transcript_summary_max_tokens",
@@ -72,7 +71,6 @@ class Settings(BaseModel):
     model_max_attempts: int = Field(2, ge=1, le=10)
     # Folding old messages into the rolling summary runs after the answer, only if this much time is left.
     fold_timeout_s: float = Field(8.0, gt=0)
-    idempotency_ttl_s: int = Field(3600, ge=60)
 
     # Transcripts (batch summaries and the upload API); the bucket is set only on the functions that use it.
     transcripts_bucket: str = ""

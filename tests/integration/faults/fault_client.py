@@ -46,9 +46,11 @@ def new_caller(api: str, prefix: str) -> Caller:
     return Caller(api, f"{prefix}-{uuid.uuid4().hex[:8]}")
 
 
-def send_until_answered(caller: Caller, conversation_id: str, content: str, attempts: int = 10) -> list[int]:
+def send_until_answered(
+    caller: Caller, conversation_id: str, content: str, attempts: int = 10, key: str | None = None
+) -> list[int]:
     """A well-behaved client: resend with the same Idempotency-Key while the API answers 502/503 (bounded)."""
-    key = uuid.uuid4().hex
+    key = key or uuid.uuid4().hex
     statuses: list[int] = []
     for _attempt in range(attempts):
         try:

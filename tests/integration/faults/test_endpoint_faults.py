@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -114,8 +115,8 @@ def test_an_endpoint_restart_mid_load_loses_and_duplicates_nothing(stack):
     # Given three clients each sending eight messages, resending on 502/503 or a refused connection
     callers = [new_caller(stack.api, f"fault-restart-{index}") for index in range(3)]
     conversations = [caller.start_conversation() for caller in callers]
-    probe_conversation = callers[0].start_conversation()
     endpoint_down, probe_answered = threading.Event(), threading.Event()
+    probe_content, probe_key = "sent while it is down", uuid.uuid4().hex
 
     def client(index: int) -> list:
         sent = []
@@ -127,29 +128,35 @@ def test_an_endpoint_restart_mid_load_loses_and_duplicates_nothing(stack):
         return sent
 
     # When the endpoint server stops and comes back on the same port while they send,
-    # and one more message is sent (and answered) while it is down
+    # and a keyed probe message is sent to the first client's busy conversation while it is down
     with ThreadPoolExecutor(max_workers=4) as pool:
         futures = [pool.submit(client, index) for index in range(3)]
         time.sleep(0.5)
         restart = pool.submit(stack.endpoint.restart, endpoint_down.set, probe_answered)
         assert endpoint_down.wait(timeout=30)
         try:
-            probe = callers[0].request(
-                "POST", f"/v1/conversations/{probe_conversation}/messages", json={"content": "sent while it is down"}
-            )
+            probe = callers[0].send(conversations[0], probe_content, probe_key)
         finally:
             probe_answered.set()
         restart.result(timeout=60)
         sent = [message for future in futures for message in future.result(timeout=120)]
 
-    # Then the message sent while it was down got 503, every message ended answered,
-    # and reconciliation finds none lost, duplicated or unanswered
-    assert probe.status_code == 503
+    # and, after another message landed in that conversation, the probe is resent with its Idempotency-Key
+    between = "sent after the probe"
+    sent.append(
+        as_sent(callers[0], conversations[0], between, send_until_answered(callers[0], conversations[0], between))
+    )
+    probe_statuses = send_until_answered(callers[0], conversations[0], probe_content, key=probe_key)
+    sent.append(as_sent(callers[0], conversations[0], probe_content, probe_statuses))
+
+    # Then the probe got 503 and its resend answered it, every message ended answered,
+    # and reconciliation finds none lost, duplicated (the probe included) or unanswered
+    assert probe == 503
     assert stack.endpoint.restarts == 1
     assert {message.status for message in sent} == {201}
     report = Report()
     reconcile_messages(stack.api, sent, report)
-    assert report.messages_checked == 24
+    assert report.messages_checked == 26
     assert report.ok, report.lines()
 
 

@@ -18,7 +18,7 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.config import Config
 
-from chatbot.api_errors import ConflictError, NotFoundError, PayloadTooLargeError
+from chatbot.api_errors import ConflictError, NotFoundError, PayloadTooLargeError, UnprocessableError
 from chatbot.conversations.cursor import decode_cursor, encode_cursor
 from chatbot.conversations.memory import chat_messages, fixed_tokens, message_tokens, plan_context
 from chatbot.conversations.store import (
@@ -26,6 +26,7 @@ from chatbot.conversations.store import (
     META,
     ConditionFailedError,
     ConversationStore,
+    IdempotencyKeyTakenError,
     conversation_pk,
     owner_index_pk,
 )
@@ -170,24 +171,41 @@ class ConversationService:
 
     @tracer.capture_method(capture_response=False)
     def send_message(
-        self, owner: str, conversation_id: str, content: str, remaining_ms: Callable[[], int] | None = None
+        self,
+        owner: str,
+        conversation_id: str,
+        content: str,
+        remaining_ms: Callable[[], int] | None = None,
+        idempotency_key: str | None = None,
     ) -> dict[str, Any]:
-        """Store the user's message, ask the chat model, store its answer. Sending again the text of the
-        newest unanswered message answers that message instead of storing it twice."""
+        """Store the user's message, ask the chat model, store its answer.
+
+        With an `idempotency_key`, the key names the message it was first sent with: a resend answers that
+        message if the model failed on it, or returns the stored exchange if it was answered. Otherwise
+        sending again the text of the newest unanswered message answers that message instead of storing it
+        twice (and a new key then names that message)."""
         if len(content) > self._settings.max_message_chars:
             raise PayloadTooLargeError(
                 f"The message has {len(content)} characters; the limit is {self._settings.max_message_chars}."
             )
         reads_before = self._store.read_units
         conversation = self._owned(owner, conversation_id)
+        question = None
+        if idempotency_key is not None:
+            question = self._question_sent_with(conversation, idempotency_key, content)
+            if question is not None and self._status(question) == "answered":
+                return self._stored_exchange(conversation_id, question)
         page = self._store.newest_messages(
             conversation_id, after_seq=conversation["summarized_through"], limit=self._turn_read_limit
         )
         history = sorted(page.items, key=lambda message: message["seq"])
-        question = self._unanswered_question(history, content)
+        if question is None:
+            question = self._unanswered_question(history, content)
+            if question is not None and idempotency_key is not None:
+                self._remember_key(conversation, idempotency_key, question["seq"])
         if question is None:
             self._check_fits(conversation, content)
-            conversation, question = self._start_turn(conversation, content)
+            conversation, question = self._start_turn(conversation, content, idempotency_key)
         return self._answer(conversation, question, history, page.last_key is not None, reads_before, remaining_ms)
 
     def retry_last_message(
@@ -256,7 +274,9 @@ class ConversationService:
                 f"The message is too long for the chat model's context (about {needed} tokens; at most {budget})."
             )
 
-    def _start_turn(self, conversation: dict[str, Any], content: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    def _start_turn(
+        self, conversation: dict[str, Any], content: str, idempotency_key: str | None = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
         """Store the user's message under the next turn number; concurrent senders retry on the next one."""
         conversation_id = conversation["conversation_id"]
         for attempt in range(TURN_ATTEMPTS):
@@ -271,8 +291,10 @@ class ConversationService:
                 "created_at": _iso(now),
             }
             try:
-                self._store.start_turn(conversation, question, _iso(now), self._expires_at(now))
+                self._store.start_turn(conversation, question, _iso(now), self._expires_at(now), idempotency_key)
                 return conversation, question
+            except IdempotencyKeyTakenError:
+                raise _key_in_progress() from None
             except ConditionFailedError:
                 metrics.add_metric(name="TurnConflicts", unit=MetricUnit.Count, value=1)
                 self._backoff(attempt)
@@ -392,6 +414,40 @@ class ConversationService:
             extra={"conversation_id": conversation_id, "summarized_through": fold[-1]["seq"]},
         )
 
+    def _question_sent_with(
+        self, conversation: dict[str, Any], idempotency_key: str, content: str
+    ) -> dict[str, Any] | None:
+        """The user message first sent with this key (None if the key is new, or from before a clear)."""
+        conversation_id = conversation["conversation_id"]
+        key = self._store.get_idempotency_key(conversation_id, idempotency_key)
+        if key is None or key["generation"] != conversation["generation"]:
+            return None
+        question = self._store.get_message(conversation_id, key["seq"])
+        if question is None:  # removed by a clear that is still under way
+            raise ConflictError("The conversation is being cleared; retry.", headers={"Retry-After": "1"})
+        if question["content"] != content:
+            raise UnprocessableError("This Idempotency-Key was already used with a different request body.")
+        if self._status(question) == "pending":
+            raise _key_in_progress()
+        return question
+
+    def _remember_key(self, conversation: dict[str, Any], idempotency_key: str, seq: int) -> None:
+        try:
+            self._store.add_idempotency_key(conversation, idempotency_key, seq)
+        except IdempotencyKeyTakenError:
+            raise _key_in_progress() from None
+
+    def _stored_exchange(self, conversation_id: str, question: dict[str, Any]) -> dict[str, Any]:
+        """The exchange as the first answer returned it, read back from the two stored messages."""
+        answer = self._store.get_message(conversation_id, question["seq"] + 1)
+        if answer is None:  # answered means the answer was stored in the same transaction; cleared meanwhile
+            raise ConflictError("The conversation is being cleared; retry.", headers={"Retry-After": "1"})
+        return {
+            "conversation_id": conversation_id,
+            "user_message": self._message_view(question),
+            "assistant_message": self._message_view(answer),
+        }
+
     def _unanswered_question(self, history: list[dict[str, Any]], content: str) -> dict[str, Any] | None:
         """The newest user message, if it failed and has exactly this text (a retry, not a new turn)."""
         users = [message for message in history if message["role"] == "user"]
@@ -455,6 +511,13 @@ class ConversationService:
     def _summary_view(conversation_id: str, record: dict[str, Any], *, cached: bool) -> dict[str, Any]:
         fields = ("summary", "message_count", "chunk_count", "rounds", "user_label", "assistant_label", "created_at")
         return {"conversation_id": conversation_id, **{name: record[name] for name in fields}, "cached": cached}
+
+
+def _key_in_progress() -> ConflictError:
+    return ConflictError(
+        "A request with this Idempotency-Key is still being processed; retry shortly.",
+        headers={"Retry-After": "2"},
+    )
 
 
 def _ms_since(started: float) -> float:

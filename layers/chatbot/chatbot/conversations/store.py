@@ -2,10 +2,13 @@
 
     conversation  pk=CONV#<id>  sk=META               gsi1pk=USER#<sub>#CONV  gsi1sk=<last active, ISO>
     message       pk=CONV#<id>  sk=MSG#<seq, 10 digits>
+    sent key      pk=CONV#<id>  sk=IDEMKEY#<Idempotency-Key>  seq=<its user message>  generation=<when stored>
 
 Turn t owns two sequence numbers: the user's message is 2t-1 and the answer 2t, so messages sort in
 conversation order even when turns overlap, and a late answer lands in its own slot. New turns are
 allocated by a transaction conditioned on the turn counter the writer read (optimistic locking).
+A send's Idempotency-Key item is written in that same transaction, so a key always names exactly one
+stored message; a key item from before a clear (older generation) names nothing and may be reused.
 
 Read units are counted as DynamoDB bills them (4 KB units of the item sizes read; half for eventually
 consistent reads), because moto's ConsumedCapacity is a constant, not a measure.
@@ -25,6 +28,7 @@ from botocore.exceptions import ClientError
 
 META = "META"
 MESSAGE_PREFIX = "MSG#"
+IDEMPOTENCY_KEY_PREFIX = "IDEMKEY#"
 _SEQ_DIGITS = 10
 _BATCH_WRITE_SIZE = 25
 _READ_UNIT_BYTES = 4096
@@ -41,6 +45,10 @@ class ConditionFailedError(Exception):
         self.reasons = reasons or []
 
 
+class IdempotencyKeyTakenError(ConditionFailedError):
+    """Another send with the same Idempotency-Key stored its message first."""
+
+
 def conversation_pk(conversation_id: str) -> str:
     return f"CONV#{conversation_id}"
 
@@ -51,6 +59,10 @@ def owner_index_pk(owner: str) -> str:
 
 def message_sk(seq: int) -> str:
     return f"{MESSAGE_PREFIX}{seq:0{_SEQ_DIGITS}d}"
+
+
+def idempotency_key_sk(idempotency_key: str) -> str:
+    return f"{IDEMPOTENCY_KEY_PREFIX}{idempotency_key}"
 
 
 def serialize(item: dict[str, Any]) -> dict[str, Any]:
@@ -298,55 +310,93 @@ class ConversationStore:
             start_key = page.last_key
 
     def get_message(self, conversation_id: str, seq: int) -> dict[str, Any] | None:
-        response = self._client.get_item(
-            TableName=self.table_name,
-            Key=serialize({"pk": conversation_pk(conversation_id), "sk": message_sk(seq)}),
-            ConsistentRead=True,
-        )
-        item = response.get("Item")
-        self.read_units += read_units([item] if item else [], consistent=True, per_item=True)
-        return deserialize(item) if item else None
+        return self._get(conversation_id, message_sk(seq))
 
-    def start_turn(self, conversation: dict[str, Any], message: dict[str, Any], now_iso: str, expires_at: int) -> None:
-        """Store the user's message as turn `turn_count + 1`, if no one else took that turn first."""
+    def get_idempotency_key(self, conversation_id: str, idempotency_key: str) -> dict[str, Any] | None:
+        """The key item (`seq` of the message it was sent with, `generation`), or None (one GetItem)."""
+        return self._get(conversation_id, idempotency_key_sk(idempotency_key))
+
+    def start_turn(
+        self,
+        conversation: dict[str, Any],
+        message: dict[str, Any],
+        now_iso: str,
+        expires_at: int,
+        idempotency_key: str | None = None,
+    ) -> None:
+        """Store the user's message as turn `turn_count + 1`, if no one else took that turn first, and with it
+        the Idempotency-Key item unless the key already names a message of this generation
+        (IdempotencyKeyTakenError)."""
         conversation_id = conversation["conversation_id"]
         expected_turns = conversation["turn_count"]
-        self._transact(
-            [
-                {
-                    "Update": {
-                        "TableName": self.table_name,
-                        "Key": serialize({"pk": conversation_pk(conversation_id), "sk": META}),
-                        "UpdateExpression": (
-                            "SET turn_count = :next, message_count = message_count + :one, version = version + :one, "
-                            "last_active_at = :now, gsi1sk = :now, expires_at = :expires"
-                        ),
-                        "ConditionExpression": (
-                            "attribute_exists(pk) AND turn_count = :expected AND generation = :generation"
-                        ),
-                        "ExpressionAttributeValues": serialize(
-                            {
-                                ":next": expected_turns + 1,
-                                ":expected": expected_turns,
-                                ":generation": conversation["generation"],
-                                ":one": 1,
-                                ":now": now_iso,
-                                ":expires": expires_at,
-                            }
-                        ),
-                    }
-                },
-                {
-                    "Put": {
-                        "TableName": self.table_name,
-                        "Item": serialize(
-                            {"pk": conversation_pk(conversation_id), "sk": message_sk(message["seq"]), **message}
-                        ),
-                        "ConditionExpression": "attribute_not_exists(pk)",
-                    }
-                },
-            ]
-        )
+        operations = [
+            {
+                "Update": {
+                    "TableName": self.table_name,
+                    "Key": serialize({"pk": conversation_pk(conversation_id), "sk": META}),
+                    "UpdateExpression": (
+                        "SET turn_count = :next, message_count = message_count + :one, version = version + :one, "
+                        "last_active_at = :now, gsi1sk = :now, expires_at = :expires"
+                    ),
+                    "ConditionExpression": (
+                        "attribute_exists(pk) AND turn_count = :expected AND generation = :generation"
+                    ),
+                    "ExpressionAttributeValues": serialize(
+                        {
+                            ":next": expected_turns + 1,
+                            ":expected": expected_turns,
+                            ":generation": conversation["generation"],
+                            ":one": 1,
+                            ":now": now_iso,
+                            ":expires": expires_at,
+                        }
+                    ),
+                }
+            },
+            {
+                "Put": {
+                    "TableName": self.table_name,
+                    "Item": serialize(
+                        {"pk": conversation_pk(conversation_id), "sk": message_sk(message["seq"]), **message}
+                    ),
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            },
+        ]
+        if idempotency_key is not None:
+            operations.append(self._key_put(conversation, idempotency_key, message["seq"]))
+        try:
+            self._transact(operations)
+        except ConditionFailedError as exc:
+            if idempotency_key is not None and exc.reasons[2:3] == ["ConditionalCheckFailed"]:
+                raise IdempotencyKeyTakenError(exc.reasons) from exc
+            raise
+
+    def add_idempotency_key(self, conversation: dict[str, Any], idempotency_key: str, seq: int) -> None:
+        """Let a new key name an already stored message (IdempotencyKeyTakenError if it names another)."""
+        try:
+            self._client.put_item(**self._key_put(conversation, idempotency_key, seq)["Put"])
+        except self._client.exceptions.ConditionalCheckFailedException as exc:
+            raise IdempotencyKeyTakenError() from exc
+
+    def _key_put(self, conversation: dict[str, Any], idempotency_key: str, seq: int) -> dict[str, Any]:
+        generation = conversation["generation"]
+        item = {
+            "pk": conversation_pk(conversation["conversation_id"]),
+            "sk": idempotency_key_sk(idempotency_key),
+            "type": "idempotency_key",
+            "seq": seq,
+            "generation": generation,
+        }
+        return {
+            "Put": {
+                "TableName": self.table_name,
+                "Item": serialize(item),
+                # A key left from before a clear (older generation) names no message: it may be reused.
+                "ConditionExpression": "attribute_not_exists(pk) OR generation < :generation",
+                "ExpressionAttributeValues": serialize({":generation": generation}),
+            }
+        }
 
     def finish_turn(
         self,
@@ -409,12 +459,25 @@ class ConversationStore:
             )
 
     def delete_messages(self, conversation_id: str) -> int:
-        """Delete every message item of the conversation (keys only, 25 per BatchWriteItem)."""
+        """Delete every message item of the conversation and the Idempotency-Key items naming them (by key,
+        25 per BatchWriteItem); returns the number of messages deleted."""
+        deleted = self._delete_items(self._message_query(conversation_id, limit=500, newest_first=False))
+        keys_query = {
+            "TableName": self.table_name,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+            "ExpressionAttributeValues": serialize(
+                {":pk": conversation_pk(conversation_id), ":prefix": IDEMPOTENCY_KEY_PREFIX}
+            ),
+            "Limit": 500,
+        }
+        self._delete_items(keys_query)
+        return deleted
+
+    def _delete_items(self, query: dict[str, Any]) -> int:
         deleted = 0
         start_key = None
         while True:
-            request = self._message_query(conversation_id, limit=500, newest_first=False)
-            request["ProjectionExpression"] = "pk, sk"
+            request = {**query, "ProjectionExpression": "pk, sk"}
             if start_key:
                 request["ExclusiveStartKey"] = serialize(start_key)
             page = self._query(request, consistent=True)
@@ -444,6 +507,16 @@ class ConversationStore:
             "ScanIndexForward": not newest_first,
             "Limit": limit,
         }
+
+    def _get(self, conversation_id: str, sk: str) -> dict[str, Any] | None:
+        response = self._client.get_item(
+            TableName=self.table_name,
+            Key=serialize({"pk": conversation_pk(conversation_id), "sk": sk}),
+            ConsistentRead=True,
+        )
+        item = response.get("Item")
+        self.read_units += read_units([item] if item else [], consistent=True, per_item=True)
+        return deserialize(item) if item else None
 
     def _query(self, request: dict[str, Any], *, consistent: bool) -> Page:
         if consistent:
