@@ -28,13 +28,10 @@ from typing import Any
 import boto3
 import requests
 from aws_lambda_powertools import Metrics
-from chatbot.conversations.service import ConversationService
-from chatbot.conversations.store import ConversationStore, conversation_pk, message_sk, serialize
-from chatbot.settings import load_settings
 from moto import mock_aws
 
 from local.aws import DUMMY_CREDENTIALS, create_table_from_template, patched_environ, start_moto
-from local.gateway import start_gateway
+from local.gateway import lambda_environment, start_gateway
 from local.template import LOCAL_REGION, PROJECT_ROOT, Template
 
 MEASURED_TURNS = 5
@@ -54,6 +51,8 @@ class InstantModel:
 
 
 def _settings(table: str):
+    from chatbot.settings import load_settings
+
     return load_settings(
         {
             "TABLE_NAME": table,
@@ -70,6 +69,8 @@ def _discard_metrics() -> None:
 
 
 def _prefill(client: Any, table: str, conversation_id: str, messages: int) -> None:
+    from chatbot.conversations.store import conversation_pk, message_sk, serialize
+
     """Write `messages` stored messages straight to the table (as `messages / 2` answered turns would leave
     them, but nothing folded yet): the warm-up turns then fold them through the real code path."""
     requests_ = []
@@ -99,6 +100,9 @@ def _prefill(client: Any, table: str, conversation_id: str, messages: int) -> No
 def read_units_per_turn() -> dict[int, float]:
     """Mean read units of a turn once a conversation holds 10 and 1,000 messages (steady state: the
     warm-up turns fold what is older than the window into the rolling summary first)."""
+    from chatbot.conversations.service import ConversationService
+    from chatbot.conversations.store import ConversationStore
+
     results = {}
     with patched_environ({**DUMMY_CREDENTIALS, "AWS_DEFAULT_REGION": LOCAL_REGION}), mock_aws():
         client = boto3.client("dynamodb", region_name=LOCAL_REGION)
@@ -298,6 +302,13 @@ def cold_import(repeats: int = 3) -> tuple[float, float, list[str]]:
 
 
 def main() -> None:
+    # As in Lambda, the functions' environment exists before the layer is imported: Powertools reads its
+    # metrics namespace at import, so the layer is imported lazily, inside this environment (quieter logs).
+    with patched_environ({**lambda_environment(Template()), "POWERTOOLS_LOG_LEVEL": "WARNING"}):
+        _report()
+
+
+def _report() -> None:
     units = read_units_per_turn()
     ratio = units[1000] / units[10]
     print("DynamoDB read units per turn (computed from item sizes as DynamoDB bills; moto reports a constant)")
