@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
@@ -91,12 +92,17 @@ def make_smoke_causal_lm(directory: Path | str, *, chat_template: bool = True) -
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
     )
-    with torch.random.fork_rng():  # a fixed model without disturbing anyone else's random state
-        torch.manual_seed(SMOKE_SEED)
-        model = LlamaForCausalLM(config)
+    model = _seeded(LlamaForCausalLM, config)
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
+
+
+def _seeded(model_class: Any, config: Any) -> Any:
+    """The same random weights on every build, without disturbing anyone else's random state."""
+    with torch.random.fork_rng():
+        torch.manual_seed(SMOKE_SEED)
+        return model_class(config)
 
 
 def make_smoke_seq2seq(directory: Path | str) -> Path:
@@ -128,9 +134,7 @@ def make_smoke_seq2seq(directory: Path | str) -> Path:
         forced_bos_token_id=tokenizer.bos_token_id,
         init_std=0.5,  # wide random weights, so that different inputs give visibly different noise
     )
-    with torch.random.fork_rng():
-        torch.manual_seed(SMOKE_SEED)
-        model = BartForConditionalGeneration(config)
+    model = _seeded(BartForConditionalGeneration, config)
     # Short noise is enough to exercise generation; a few tokens at least, as random weights may pick EOS first.
     model.generation_config.max_length = 32
     model.generation_config.min_length = 5
