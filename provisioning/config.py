@@ -102,8 +102,12 @@ class Autoscaling(_Strict):
         return self
 
 
-LocalBackendName = Literal["standin", "hf-causal", "smoke-llama", "extractive", "hf-seq2seq", "smoke-bart"]
-_CHECKPOINT_BACKENDS = {"hf-causal", "hf-seq2seq"}
+LocalBackendName = Literal[
+    "standin", "vllm", "hf-causal", "smoke-llama", "extractive", "hf-toolkit", "hf-seq2seq", "smoke-bart"
+]
+_CHECKPOINT_BACKENDS = {"vllm", "hf-causal", "hf-toolkit", "hf-seq2seq"}
+# Backends that run the serving code of one container kind, so they serve only components of that kind.
+_CONTAINER_BACKENDS = {"vllm": "lmi", "hf-toolkit": "huggingface"}
 
 
 class LocalSettings(_Strict):
@@ -127,6 +131,16 @@ class Component(_Strict):
     copies: Annotated[int, Field(ge=0)] = 1
     autoscaling: Autoscaling = Autoscaling()
     local: LocalSettings
+
+    @model_validator(mode="after")
+    def _backend_runs_this_container(self) -> Component:
+        kind = _CONTAINER_BACKENDS.get(self.local.backend)
+        if kind is not None and kind != self.container.kind:
+            raise ValueError(
+                f"local.backend {self.local.backend!r} runs the {kind} container's serving code, "
+                f"but this component's container is {self.container.kind!r}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _copies_within_bounds(self) -> Component:

@@ -5,9 +5,11 @@
 | backend       | serves     | weights                                                                |
 |---------------|------------|------------------------------------------------------------------------|
 | `standin`     | chat       | none: a deterministic stand-in that says so                            |
+| `vllm`        | chat       | the LMI container's serving code (vLLM) in its own process (`container`) |
 | `hf-causal`   | chat       | a Hugging Face causal LM directory (`component.local.checkpoint`)      |
 | `smoke-llama` | chat       | a tiny random Llama built on the fly (output is noise)                 |
 | `extractive`  | summarizer | none: an extractive dialogue summarizer                                |
+| `hf-toolkit`  | summarizer | the Hugging Face inference toolkit in its own process (`container`)    |
 | `hf-seq2seq`  | summarizer | a Hugging Face seq2seq directory (`component.local.checkpoint`)        |
 | `smoke-bart`  | summarizer | a tiny random BART built on the fly (output is noise)                  |
 
@@ -17,13 +19,13 @@ torch and transformers are imported only when a Hugging Face backend is created.
 
 from __future__ import annotations
 
-from local.backends.base import Backend, PayloadError, TokenSink
+from local.backends.base import Backend, ModelBackend, PayloadError, TokenSink
 from provisioning.config import Component
 
-__all__ = ["Backend", "PayloadError", "TokenSink", "create_backend"]
+__all__ = ["Backend", "ModelBackend", "PayloadError", "TokenSink", "create_backend"]
 
 
-def create_backend(component_name: str, component: Component) -> Backend:
+def create_backend(component_name: str, component: Component) -> ModelBackend:
     """A new backend for one copy of `component_name`, as its `local` settings say."""
     local = component.local
     match local.backend:
@@ -31,6 +33,14 @@ def create_backend(component_name: str, component: Component) -> Backend:
             from local.backends.standin import StandinChatBackend
 
             return StandinChatBackend(component_name, local.context_tokens)
+        case "vllm":
+            from local.backends.container import lmi_container
+
+            return lmi_container(component_name, component)
+        case "hf-toolkit":
+            from local.backends.container import huggingface_container
+
+            return huggingface_container(component_name, component)
         case "extractive":
             from local.backends.extractive import ExtractiveSummarizerBackend
 

@@ -2,8 +2,9 @@
 
 Each copy of an inference component owns one backend instance (as each SageMaker copy owns its own
 model server). The endpoint calls `prepare` on the request thread, so a request that breaks the
-component's payload contract fails fast with a ValidationError, then queues the prepared request;
-a copy's worker hands a batch of prepared requests to `run_batch`.
+component's payload contract fails fast with a ValidationError, then queues the prepared request.
+A `Backend` is handed dynamic batches by its copy's worker (`run_batch`); a `ContinuousBatchingBackend`
+batches by itself (a model server such as vLLM), so its copy hands it each request as it arrives (`serve`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,16 @@ class PayloadError(ValueError):
     """The request does not fit the component's payload contract (the endpoint answers ValidationError)."""
 
 
-class Backend(ABC):
+class ModelServerError(Exception):
+    """A model server answered an invocation with an error status; SageMaker relays it as a ModelError."""
+
+    def __init__(self, status: int, body: str):
+        super().__init__(f"{status}: {body}")
+        self.status = status
+        self.body = body
+
+
+class ModelBackend(ABC):
     #: What serves the component, shown in the endpoint status (e.g. "smoke-llama: random weights, output is noise").
     label: str = ""
     #: MIME type of non-streamed responses.
@@ -30,6 +40,13 @@ class Backend(ABC):
     def prepare(self, payload: Any) -> Any:
         """Validate and normalise one parsed JSON request; raise PayloadError if it breaks the contract."""
 
+    def close(self) -> None:  # noqa: B027 - optional hook; most backends hold nothing to release
+        """Release what the backend holds (called when its copy is removed)."""
+
+
+class Backend(ModelBackend):
+    """A model that the copy's worker feeds in dynamic batches."""
+
     @abstractmethod
     def run_batch(self, prepared: list[Any], sinks: list[TokenSink | None]) -> list[Any]:
         """Serve a batch together. Returns one JSON-serialisable response per request, or an Exception
@@ -37,5 +54,11 @@ class Backend(ABC):
         is given the request is streamed: each part goes to the sink as it is produced, and the return
         value for that request is ignored."""
 
-    def close(self) -> None:  # noqa: B027 - optional hook; most backends hold nothing to release
-        """Release what the backend holds (called when its copy is removed)."""
+
+class ContinuousBatchingBackend(ModelBackend):
+    """A model server that batches requests itself: the copy keeps up to `max_batch_size` of them in flight."""
+
+    @abstractmethod
+    def serve(self, prepared: Any, sink: TokenSink | None) -> Any:
+        """Serve one request (called from several threads at once). Returns the response body, or streams it
+        to `sink` when one is given. Raises for a failed request."""

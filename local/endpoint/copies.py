@@ -2,8 +2,10 @@
 
 A request is routed to a copy (its outstanding count goes up at once, so concurrent routing sees it),
 prepared by that copy's backend on the request thread, queued, and served by the copy's worker in a
-dynamic batch. Each request gets its own `Job`, through which its events (streamed parts, then the
-result or error) flow back to the waiting request thread: answers never cross between requests.
+dynamic batch, or, when the backend is a model server that batches by itself, handed to it at once with
+up to `max_batch_size` requests in flight. Each request gets its own `Job`, through which its events
+(streamed parts, then the result or error) flow back to the waiting request thread: answers never cross
+between requests.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from local.backends.base import Backend
+from local.backends.base import Backend, ContinuousBatchingBackend, ModelBackend
 from local.endpoint.batching import collect_batch
 from provisioning.config import LocalSettings
 
@@ -60,7 +63,7 @@ class Copy:
         component_name: str,
         copy_id: int,
         instance_id: str,
-        backend: Backend,
+        backend: ModelBackend,
         settings: LocalSettings,
         on_batch: BatchObserver,
         on_retired: Callable[[Copy], None],
@@ -121,14 +124,10 @@ class Copy:
 
     def _serve(self) -> None:
         try:
-            while not (self.retiring and self._outstanding == 0):
-                batch = collect_batch(self._get, self._settings.max_batch_size, self._settings.max_batch_wait_ms / 1000)
-                jobs = [item for item in batch if item is not _WAKE]
-                live = [job for job in jobs if not job.abandoned]
-                if live:
-                    self._run(live)
-                if jobs:
-                    self.release(len(jobs))
+            if isinstance(self.backend, ContinuousBatchingBackend):
+                self._serve_continuously(self.backend)
+            else:
+                self._serve_batches()
         finally:
             try:
                 self.backend.close()
@@ -136,7 +135,44 @@ class Copy:
                 logger.exception("closing the backend of %s copy %s failed", self.component_name, self.copy_id)
             self._on_retired(self)
 
+    def _serve_batches(self) -> None:
+        assert isinstance(self.backend, Backend)
+        while not (self.retiring and self._outstanding == 0):
+            batch = collect_batch(self._get, self._settings.max_batch_size, self._settings.max_batch_wait_ms / 1000)
+            jobs = [item for item in batch if item is not _WAKE]
+            live = [job for job in jobs if not job.abandoned]
+            if live:
+                self._run(live)
+            if jobs:
+                self.release(len(jobs))
+
+    def _serve_continuously(self, backend: ContinuousBatchingBackend) -> None:
+        """Hand each request over as it arrives; the pool bounds how many the model server has at once."""
+        with ThreadPoolExecutor(self._settings.max_batch_size, f"{self._thread.name}-request") as pool:
+            while not (self.retiring and self._outstanding == 0):
+                item = self._queue.get()
+                if item is _WAKE:
+                    continue
+                if item.abandoned:
+                    self.release()
+                    continue
+                pool.submit(self._run_one, backend, item)
+
+    def _run_one(self, backend: ContinuousBatchingBackend, job: Job) -> None:
+        try:
+            if job.abandoned:  # the caller gave up while the request waited for a slot
+                return
+            try:
+                outcome = backend.serve(job.prepared, job.send_part if job.streaming else None)
+            except Exception as exc:
+                outcome = exc
+            self._on_batch(1)
+            job.finish(outcome)
+        finally:
+            self.release()
+
     def _run(self, jobs: list[Job]) -> None:
+        assert isinstance(self.backend, Backend)
         sinks = [job.send_part if job.streaming else None for job in jobs]
         try:
             outcomes = self.backend.run_batch([job.prepared for job in jobs], sinks)

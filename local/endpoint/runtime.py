@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from local.backends.base import Backend, PayloadError
+from local.backends.base import ModelBackend, PayloadError
 from local.endpoint.copies import Copy, Job
 from local.endpoint.errors import (
     ACCOUNT_ID,
@@ -29,7 +29,7 @@ from provisioning.config import Component, EndpointConfig, RoutingStrategy
 
 logger = logging.getLogger(__name__)
 
-BackendFactory = Callable[[str, Component], Backend]
+BackendFactory = Callable[[str, Component], ModelBackend]
 
 _DRAIN_TIMEOUT_S = 30.0
 

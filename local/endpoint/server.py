@@ -20,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 
-from local.backends.base import PayloadError
+from local.backends.base import ModelServerError, PayloadError
 from local.endpoint.control import handle_control_request
 from local.endpoint.copies import Job
 from local.endpoint.errors import (
@@ -364,6 +364,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 def _model_error(component: ComponentRuntime, failure: Any) -> ModelError:
     """A backend failure as the ModelError SageMaker relays from a failing container."""
+    if isinstance(failure, ModelServerError):  # a container's own error answer, relayed as it said it
+        return ModelError(component.name, failure.status, failure.body)
     original_status = 400 if isinstance(failure, PayloadError) else 500
     detail = str(failure) if isinstance(failure, PayloadError) else f"{type(failure).__name__}: {failure}"
     return ModelError(component.name, original_status, detail)

@@ -1,0 +1,81 @@
+"""ContainerBackend: a copy served by its own process over SageMaker's container contract, relayed as is."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from local.backends.base import ModelServerError
+from local.backends.container import ContainerBackend, ContainerSpec, ContainerStartError
+
+_RELAY = "relay_container"
+# The relay container lives beside this file; only its process gets this folder on its path.
+_BESIDE_THIS_FILE = {"PYTHONPATH": str(Path(__file__).parent)}
+
+
+@pytest.fixture(scope="module")
+def relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ContainerBackend]:
+    spec = ContainerSpec(_RELAY, ".venv", tmp_path_factory.mktemp("model"), _BESIDE_THIS_FILE)
+    backend = ContainerBackend("relay", spec, "relay")
+    yield backend
+    backend.close()
+
+
+def test_a_buffered_answer_comes_back_byte_for_byte(relay: ContainerBackend):
+    # Given a request the container answers with its own body
+    prepared = relay.prepare({"status": 200, "text": "héllo"})
+    # When it is served without a sink
+    body = relay.serve(prepared, None)
+    # Then the body is what the container sent
+    assert json.loads(body) == {"status": 200, "text": "héllo"}
+
+
+def test_an_error_status_travels_with_the_containers_own_body(relay: ContainerBackend):
+    # Given a request the container answers with a 424
+    # When it is served, then the status and body are kept for the ModelError SageMaker relays
+    with pytest.raises(ModelServerError) as raised:
+        relay.serve(relay.prepare({"status": 424, "error": "bad chat"}), None)
+    assert raised.value.status == 424
+    assert json.loads(raised.value.body)["error"] == "bad chat"
+
+
+def test_a_stream_is_relayed_chunk_by_chunk_as_it_arrives(relay: ContainerBackend):
+    # Given a streamed answer with a pause between its chunks
+    received: list[tuple[float, bytes]] = []
+    prepared = relay.prepare({"chunks": ['{"a": 1}\n', '{"b": 2}\n'], "delay_s": 0.5})
+    # When it is served with a sink
+    started = time.monotonic()
+    relay.serve(prepared, lambda part: received.append((time.monotonic() - started, part)))
+    # Then the first chunk arrived before the pause ended, and the parts join to the whole stream
+    assert b"".join(part for _, part in received) == b'{"a": 1}\n{"b": 2}\n'
+    assert received[0][0] < 0.4 <= received[-1][0]
+
+
+def test_a_container_that_dies_while_loading_fails_with_its_output(tmp_path: Path):
+    # Given a container module that does not exist
+    spec = ContainerSpec(module="local.containers.no_such_container", venv=".venv", model_dir=tmp_path)
+    # When the backend starts it, then the start fails with the process's own error
+    with pytest.raises(ContainerStartError, match="No module named"):
+        ContainerBackend("broken", spec, "broken")
+
+
+def test_a_missing_virtualenv_is_named(tmp_path: Path):
+    spec = ContainerSpec(module=_RELAY, venv=".venv-missing", model_dir=tmp_path)
+    with pytest.raises(ContainerStartError, match=r"\.venv-missing/bin/python is missing"):
+        ContainerBackend("c", spec, "c")
+
+
+def test_close_stops_the_container_process(tmp_path: Path):
+    # Given a running container
+    backend = ContainerBackend("c", ContainerSpec(_RELAY, ".venv", tmp_path, _BESIDE_THIS_FILE), "c")
+    pid = backend._process.pid
+    # When it is closed
+    backend.close()
+    # Then its process is gone
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
