@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -14,6 +15,7 @@ from provisioning.config import DEFAULT_CONFIG_PATH, ConfigError, load_config
 from provisioning.deployment import resolve_deployment
 from provisioning.errors import ProvisioningError, explain_client_error
 from provisioning.operations import AwsClients, Polling, Provisioner
+from provisioning.permissions import deployer_actions, policy_document, summary
 from provisioning.render import build_packages, render_template, to_yaml
 
 ClientsFactory = Callable[[str, str | None], AwsClients]
@@ -50,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     scale.add_argument("component", help="component name from the config, e.g. chat")
     scale.add_argument("copies", help="a copy count within the component's autoscaling bounds, or `auto`")
     commands.add_parser("delete", parents=[common], help="delete the endpoint stack and this stage's packages")
+    permissions = commands.add_parser(
+        "permissions", parents=[common], help="print the IAM policy the caller of these commands needs; no AWS calls"
+    )
+    permissions.add_argument("--summary", action="store_true", help="one line per service instead of the policy")
     return parser
 
 
@@ -63,6 +69,10 @@ def main(
     try:
         copies = _parse_copies(args.copies) if args.command == "scale" else None
         deployment = resolve_deployment(load_config(args.config), args.config, args.stage, args.region)
+        if args.command == "permissions":
+            actions = deployer_actions(render_template(deployment, build_packages(deployment)), deployment.region)
+            out(summary(actions) if args.summary else json.dumps(policy_document(actions), indent=2))
+            return 0
         if args.command == "render":
             template_yaml = to_yaml(render_template(deployment, build_packages(deployment)))
             if args.out is None:

@@ -16,7 +16,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from provisioning.deployment import SCALABLE_DIMENSION, Deployment
+from provisioning.deployment import SCALABLE_DIMENSION, ComponentTarget, Deployment
 from provisioning.errors import ProvisioningError, explain_reason
 from provisioning.lint import lint_template
 from provisioning.packaging import ModelPackage
@@ -93,6 +93,12 @@ class Provisioner:
             else:
                 self._print_changes(change_set["Changes"])
                 self._discard_change_set(change_set["ChangeSetName"], created_stack=change_set_type == "CREATE")
+            if change_set_type == "UPDATE":  # a change set cannot show what was changed outside CloudFormation
+                registered = self._registered_bounds()
+                for target in self.deployment.components.values():
+                    drift = _scaling_drift(target, registered.get(target.resource_id))
+                    if drift:
+                        self.out(drift)
         for package in packages.values():
             self.out(f"package {package.component}: {package.key(self.deployment.package_prefix)}")
         scaling = self.deployment.config.endpoint.scaling
@@ -174,6 +180,10 @@ class Provisioner:
         )["ScalableTargets"]
         if not registered:
             raise ProvisioningError(f"{target.component_name} has no scalable target: deploy the endpoint stack first")
+        described = self.clients.sagemaker.describe_inference_component(InferenceComponentName=target.component_name)
+        runtime = described.get("RuntimeConfig")
+        if runtime is None:  # no copies until it is first InService: nothing for autoscaling to move yet
+            raise ProvisioningError(_without_copies(described))
         low, high = (copies, copies) if copies is not None else (bounds.min_copies, bounds.max_copies)
         self.clients.autoscaling.register_scalable_target(
             ServiceNamespace="sagemaker",
@@ -182,9 +192,6 @@ class Provisioner:
             MinCapacity=low,
             MaxCapacity=high,
         )
-        runtime = self.clients.sagemaker.describe_inference_component(InferenceComponentName=target.component_name)[
-            "RuntimeConfig"
-        ]
         now = f"now {runtime['CurrentCopyCount']} current / {runtime['DesiredCopyCount']} desired"
         if copies is None:
             self.out(f"{target.component_name}: autoscaling between {low} and {high} copies again ({now})")
@@ -430,17 +437,20 @@ class Provisioner:
                 f"{variant.get('DesiredInstanceCount', 0)} desired"
             )
 
-    def _print_component_status(self) -> None:
-        targets = self.deployment.components.values()
-        bounds = {
+    def _registered_bounds(self) -> dict[str, tuple[int, int]]:
+        """Each component's copy-count bounds as Application Auto Scaling has them, by resource id."""
+        return {
             registered["ResourceId"]: (registered["MinCapacity"], registered["MaxCapacity"])
             for registered in self.clients.autoscaling.describe_scalable_targets(
                 ServiceNamespace="sagemaker",
-                ResourceIds=[target.resource_id for target in targets],
+                ResourceIds=[target.resource_id for target in self.deployment.components.values()],
                 ScalableDimension=SCALABLE_DIMENSION,
             )["ScalableTargets"]
         }
-        for target in targets:
+
+    def _print_component_status(self) -> None:
+        bounds = self._registered_bounds()
+        for target in self.deployment.components.values():
             try:
                 component = self.clients.sagemaker.describe_inference_component(
                     InferenceComponentName=target.component_name
@@ -458,6 +468,9 @@ class Provisioner:
                 f"copies {runtime.get('CurrentCopyCount', '?')} current / {runtime.get('DesiredCopyCount', '?')} "
                 f"desired, autoscaling {low}..{high}"
             )
+            drift = _scaling_drift(target, bounds.get(target.resource_id))
+            if drift:
+                self.out(f"  {drift}")
 
     def _print_ssm_status(self) -> None:
         expected = {self.deployment.endpoint_ssm_parameter: self.deployment.endpoint_name} | {
@@ -484,6 +497,30 @@ def app_parameter_overrides(deployment: Deployment) -> str:
 def _change_set_type(stack: dict[str, Any] | None) -> str:
     """CREATE for a new stack, and for the empty one a CREATE change set leaves until it is executed or deleted."""
     return "CREATE" if stack is None or stack["StackStatus"] == "REVIEW_IN_PROGRESS" else "UPDATE"
+
+
+def _scaling_drift(target: ComponentTarget, registered: tuple[int, int] | None) -> str | None:
+    """`scale` registers bounds with Application Auto Scaling directly: no change set shows them, and a deploy that
+    leaves the scalable target's properties alone keeps them."""
+    configured = target.settings.autoscaling
+    if registered is None or registered == (configured.min_copies, configured.max_copies):
+        return None
+    low, high = registered
+    what = f"is pinned to {low} copies by `scale`" if low == high else f"autoscales within {low}..{high}, set"
+    return (
+        f"drift: {target.component_name} {what} outside CloudFormation (config: "
+        f"{configured.min_copies}..{configured.max_copies}); `scale {target.key} auto` restores the config's bounds"
+    )
+
+
+def _without_copies(component: dict[str, Any]) -> str:
+    """Why `scale` has nothing to scale: the component is still being created, or its creation failed."""
+    name = component["InferenceComponentName"]
+    status = component.get("InferenceComponentStatus", "not ready")
+    if status == "Failed":
+        reason = f" ({component['FailureReason']})" if component.get("FailureReason") else ""
+        return f"component {name} is Failed{reason}: it has no copies to scale; fix the cause (`status`) and deploy"
+    return f"component {name} is {status}: it has no copies yet; try again when it is InService (`status`)"
 
 
 def _addition(logical_id: str, resource_type: str) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from provisioning import operations
 from provisioning.cli import main
 from provisioning.lint import lint_template
 from provisioning.operations import AwsClients, Polling
+from provisioning.permissions import CLI_CALLS
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -23,6 +24,8 @@ BUCKET = f"genai-chatbot-packages-{ACCOUNT}-{REGION}"
 NOW = datetime(2026, 11, 25, tzinfo=UTC)
 CHAT = "genai-chatbot-dev-chat"
 SUMMARIZER = "genai-chatbot-dev-summarizer"
+RESOURCE_IDS = [f"inference-component/{CHAT}", f"inference-component/{SUMMARIZER}"]
+CONFIGURED_BOUNDS = {RESOURCE_IDS[0]: (1, 3), RESOURCE_IDS[1]: (1, 2)}  # endpoint.yaml's autoscaling bounds
 NO_CHANGES = "The submitted information didn't contain changes. Submit different information to create a change set."
 QUOTA_REASON = (
     "Resource handler returned message: \"The account-level service limit 'ml.g5.12xlarge for endpoint usage' is "
@@ -60,6 +63,12 @@ class StubbedAws:
         )
         for stubber in self.stubbers:
             stubber.activate()
+        self.calls: set[tuple[str, str]] = set()  # (service, operation) of every request the CLI made
+        for client in vars(self.clients).values():
+            client.meta.events.register("before-parameter-build", self._record)
+
+    def _record(self, model, **_) -> None:
+        self.calls.add((model.service_model.service_name, model.name))
 
     @property
     def stubbers(self) -> list[Stubber]:
@@ -157,23 +166,55 @@ class StubbedAws:
             },
         )
 
-    # ---- SageMaker / autoscaling ----
+    # ---- SageMaker / autoscaling / SSM ----
 
-    def component(self, name: str, current: int, desired: int, status: str = "InService") -> None:
+    def endpoint(self) -> None:
         self.sm.add_response(
-            "describe_inference_component",
+            "describe_endpoint",
             {
-                "InferenceComponentName": name,
-                "InferenceComponentArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:inference-component/{name}",
                 "EndpointName": "genai-chatbot-dev",
                 "EndpointArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/genai-chatbot-dev",
+                "EndpointStatus": "InService",
                 "CreationTime": NOW,
                 "LastModifiedTime": NOW,
-                "InferenceComponentStatus": status,
-                "RuntimeConfig": {"CurrentCopyCount": current, "DesiredCopyCount": desired},
+                "ProductionVariants": [
+                    {"VariantName": "AllTraffic", "CurrentInstanceCount": 1, "DesiredInstanceCount": 2}
+                ],
             },
-            {"InferenceComponentName": name},
+            {"EndpointName": "genai-chatbot-dev"},
         )
+
+    def ssm_parameters(self, found: dict[str, str]) -> None:
+        self.ssm.add_response(
+            "get_parameters",
+            {"Parameters": [{"Name": name, "Type": "String", "Value": value} for name, value in found.items()]},
+            {
+                "Names": [
+                    "/genai-chatbot/dev/endpoint-name",
+                    "/genai-chatbot/dev/components/chat",
+                    "/genai-chatbot/dev/components/summarizer",
+                ]
+            },
+        )
+
+    def component(
+        self, name: str, current: int | None, desired: int | None, status: str = "InService", reason: str = ""
+    ) -> None:
+        """A DescribeInferenceComponent answer; without copy counts it has no RuntimeConfig, as before InService."""
+        described: dict[str, Any] = {
+            "InferenceComponentName": name,
+            "InferenceComponentArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:inference-component/{name}",
+            "EndpointName": "genai-chatbot-dev",
+            "EndpointArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/genai-chatbot-dev",
+            "CreationTime": NOW,
+            "LastModifiedTime": NOW,
+            "InferenceComponentStatus": status,
+        }
+        if current is not None and desired is not None:
+            described["RuntimeConfig"] = {"CurrentCopyCount": current, "DesiredCopyCount": desired}
+        if reason:
+            described["FailureReason"] = reason
+        self.sm.add_response("describe_inference_component", described, {"InferenceComponentName": name})
 
     def scalable_targets(self, resource_ids: list[str], bounds: dict[str, tuple[int, int]]) -> None:
         self.aas.add_response(
@@ -236,6 +277,13 @@ def lint_each_template_once(monkeypatch):
 @pytest.fixture
 def aws() -> StubbedAws:
     return StubbedAws()
+
+
+@pytest.fixture(autouse=True)
+def every_call_is_in_the_policy(aws):
+    """The policy `permissions` prints covers every AWS call the CLI made in the test (see permissions.CLI_CALLS)."""
+    yield
+    assert aws.calls - CLI_CALLS.keys() == set(), "add these calls and their IAM actions to permissions.CLI_CALLS"
 
 
 @pytest.fixture
@@ -473,53 +521,47 @@ def test_plan_after_a_failed_create_lists_everything_without_a_change_set(aws, r
 
 
 def test_plan_of_an_unchanged_stack(aws, run):
-    # Given a deployed stack that matches the config
+    # Given a deployed stack that matches the config, autoscaling bounds included
     aws.stack("UPDATE_COMPLETE")
     aws.change_set("UPDATE", "FAILED", reason=NO_CHANGES)
     aws.discard_change_set(with_stack=False)
+    aws.scalable_targets(RESOURCE_IDS, CONFIGURED_BOUNDS)
     # When plan runs
     code, lines = run("plan")
-    # Then it reports no changes and still prints the running cost
+    # Then it reports no changes and no drift, and still prints the running cost
     assert code == 0
     aws.assert_done()
     assert f"no changes: {STACK} already matches the configuration" in lines
+    assert not any("drift" in line for line in lines)
     assert "  idle floor 1 instance(s): $7.09/h, $5,176/month" in lines
+
+
+def test_plan_shows_a_pin_that_the_change_set_cannot_see(aws, run):
+    # Given a stack that matches the config, but chat pinned to 2 copies by `scale`
+    aws.stack("UPDATE_COMPLETE")
+    aws.change_set("UPDATE", "FAILED", reason=NO_CHANGES)
+    aws.discard_change_set(with_stack=False)
+    aws.scalable_targets(RESOURCE_IDS, {RESOURCE_IDS[0]: (2, 2), RESOURCE_IDS[1]: (1, 2)})
+    # When plan runs
+    code, lines = run("plan")
+    # Then "no changes" is followed by the pin, which deploying would leave in place
+    assert code == 0
+    aws.assert_done()
+    assert [line for line in lines if "drift" in line] == [
+        f"drift: {CHAT} is pinned to 2 copies by `scale` outside CloudFormation (config: 1..3); "
+        "`scale chat auto` restores the config's bounds"
+    ]
 
 
 def test_status_reports_stack_endpoint_components_and_ssm(aws, run):
     # Given a deployed stack with a component scaling up and a stale SSM parameter
     aws.stack("UPDATE_COMPLETE")
-    aws.sm.add_response(
-        "describe_endpoint",
-        {
-            "EndpointName": "genai-chatbot-dev",
-            "EndpointArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/genai-chatbot-dev",
-            "EndpointStatus": "InService",
-            "CreationTime": NOW,
-            "LastModifiedTime": NOW,
-            "ProductionVariants": [{"VariantName": "AllTraffic", "CurrentInstanceCount": 1, "DesiredInstanceCount": 2}],
-        },
-        {"EndpointName": "genai-chatbot-dev"},
-    )
-    resource_ids = [f"inference-component/{CHAT}", f"inference-component/{SUMMARIZER}"]
-    aws.scalable_targets(resource_ids, {resource_ids[0]: (1, 3), resource_ids[1]: (1, 2)})
+    aws.endpoint()
+    aws.scalable_targets(RESOURCE_IDS, CONFIGURED_BOUNDS)
     aws.component(CHAT, current=1, desired=2, status="Updating")
     aws.component(SUMMARIZER, current=1, desired=1)
-    aws.ssm.add_response(
-        "get_parameters",
-        {
-            "Parameters": [
-                {"Name": "/genai-chatbot/dev/endpoint-name", "Type": "String", "Value": "genai-chatbot-dev"},
-                {"Name": "/genai-chatbot/dev/components/chat", "Type": "String", "Value": CHAT},
-            ]
-        },
-        {
-            "Names": [
-                "/genai-chatbot/dev/endpoint-name",
-                "/genai-chatbot/dev/components/chat",
-                "/genai-chatbot/dev/components/summarizer",
-            ]
-        },
+    aws.ssm_parameters(
+        {"/genai-chatbot/dev/endpoint-name": "genai-chatbot-dev", "/genai-chatbot/dev/components/chat": CHAT}
     )
     aws.events(event("e1", "ChatInferenceComponent", "AWS::SageMaker::InferenceComponent", "UPDATE_FAILED", "boom"))
     # When status runs
@@ -534,6 +576,33 @@ def test_status_reports_stack_endpoint_components_and_ssm(aws, run):
     assert "ssm /genai-chatbot/dev/components/chat = genai-chatbot-dev-chat: ok" in lines
     assert any(line.startswith("ssm /genai-chatbot/dev/components/summarizer") and "MISSING" in line for line in lines)
     assert "  recent failure: ChatInferenceComponent (AWS::SageMaker::InferenceComponent) UPDATE_FAILED: boom" in lines
+    assert not any("drift" in line for line in lines)
+
+
+def test_status_shows_bounds_registered_outside_cloudformation(aws, run):
+    # Given chat pinned to 2 copies by `scale`, and the summarizer's bounds changed outside CloudFormation too
+    aws.stack("UPDATE_COMPLETE")
+    aws.endpoint()
+    aws.scalable_targets(RESOURCE_IDS, {RESOURCE_IDS[0]: (2, 2), RESOURCE_IDS[1]: (1, 4)})
+    aws.component(CHAT, current=2, desired=2)
+    aws.component(SUMMARIZER, current=1, desired=1)
+    aws.ssm_parameters({})
+    aws.events()
+    # When status runs
+    code, lines = run("status")
+    # Then each component's line is followed by its drift from the config, and how to undo it
+    assert code == 0
+    aws.assert_done()
+    chat = lines.index(f"component {CHAT}: InService, copies 2 current / 2 desired, autoscaling 2..2")
+    assert lines[chat + 1] == (
+        f"  drift: {CHAT} is pinned to 2 copies by `scale` outside CloudFormation (config: 1..3); "
+        "`scale chat auto` restores the config's bounds"
+    )
+    summarizer = lines.index(f"component {SUMMARIZER}: InService, copies 1 current / 1 desired, autoscaling 1..4")
+    assert lines[summarizer + 1] == (
+        f"  drift: {SUMMARIZER} autoscales within 1..4, set outside CloudFormation (config: 1..2); "
+        "`scale summarizer auto` restores the config's bounds"
+    )
 
 
 def test_status_of_an_undeployed_stage(aws, run):
@@ -595,6 +664,30 @@ def test_scale_auto_restores_the_configured_bounds(aws, run):
     assert code == 0
     aws.assert_done()
     assert lines == [f"{CHAT}: autoscaling between 1 and 3 copies again (now 2 current / 2 desired)"]
+
+
+@pytest.mark.parametrize(
+    ("status", "reason", "message"),
+    [
+        ("Creating", "", f"component {CHAT} is Creating: it has no copies yet; try again when it is InService"),
+        (
+            "Failed",
+            "CUDA out of memory",
+            f"component {CHAT} is Failed (CUDA out of memory): it has no copies to scale; fix the cause",
+        ),
+    ],
+)
+def test_scale_of_a_component_without_copies_says_why(aws, run, capsys, status, reason, message):
+    # Given a chat component that has a scalable target but no RuntimeConfig yet
+    aws.scalable_targets([RESOURCE_IDS[0]], {RESOURCE_IDS[0]: (1, 3)})
+    aws.component(CHAT, current=None, desired=None, status=status, reason=reason)
+    # When scale asks for 2 copies
+    code, _ = run("scale", "chat", "2")
+    # Then it exits 1 with the component's state, and registers no bounds
+    assert code == 1
+    aws.assert_done()
+    assert message in capsys.readouterr().err
+    assert ("application-autoscaling", "RegisterScalableTarget") not in aws.calls
 
 
 @pytest.mark.parametrize(
