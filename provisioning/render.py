@@ -17,7 +17,7 @@ import yaml
 
 from provisioning.config import ScalingMetric
 from provisioning.deployment import SCALABLE_DIMENSION, VARIANT_NAME, ComponentTarget, Deployment
-from provisioning.packaging import ModelPackage, build_package, container_environment
+from provisioning.packaging import ModelPackage, build_package, container_environment, huggingface_environment
 
 _PREDEFINED_METRIC = {
     ScalingMetric.CONCURRENT_REQUESTS: "SageMakerInferenceComponentConcurrentRequestsPerCopyHighResolution",
@@ -133,7 +133,7 @@ def _component_resources(
         container["ModelDataUrl"] = model_data_url
         container["Environment"] = container_environment(settings.container)
     else:
-        container["Environment"] = {"HF_MODEL_ID": settings.container.model_id, **settings.container.environment}
+        container["Environment"] = huggingface_environment(settings.container)
     compute: dict[str, Any] = {
         "NumberOfCpuCoresRequired": settings.compute.cpu_cores,
         "MinMemoryRequiredInMb": settings.compute.min_memory_mb,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 # Receives the bytes of one streamed PayloadPart, as soon as the backend has produced them.
@@ -19,6 +20,23 @@ TokenSink = Callable[[bytes], None]
 
 class PayloadError(ValueError):
     """The request does not fit the component's payload contract (the endpoint answers ValidationError)."""
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """An InvokeEndpoint request as a model server receives it: the body and the headers it is described by."""
+
+    body: bytes
+    content_type: str | None = None
+    accept: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelResponse:
+    """A model server's answer, relayed as it was sent."""
+
+    body: bytes
+    content_type: str
 
 
 class ModelServerError(Exception):
@@ -59,6 +77,10 @@ class ContinuousBatchingBackend(ModelBackend):
     """A model server that batches requests itself: the copy keeps up to `max_batch_size` of them in flight."""
 
     @abstractmethod
-    def serve(self, prepared: Any, sink: TokenSink | None) -> Any:
-        """Serve one request (called from several threads at once). Returns the response body, or streams it
-        to `sink` when one is given. Raises for a failed request."""
+    def prepare(self, payload: Invocation) -> Any:
+        """Take the request as it came: a model server reads and validates the body itself."""
+
+    @abstractmethod
+    def serve(self, prepared: Any, sink: TokenSink | None) -> ModelResponse | None:
+        """Serve one request (called from several threads at once). Returns the response, or streams it to
+        `sink` when one is given. Raises for a failed request."""

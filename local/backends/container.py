@@ -15,7 +15,6 @@ batches by itself (vLLM's continuous batching), so its copy hands it each reques
 from __future__ import annotations
 
 import http.client
-import json
 import logging
 import os
 import signal
@@ -26,11 +25,10 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from local.backends.base import ContinuousBatchingBackend, ModelServerError, TokenSink
+from local.backends.base import ContinuousBatchingBackend, Invocation, ModelResponse, ModelServerError, TokenSink
 from provisioning.config import Component
-from provisioning.packaging import container_environment, serving_properties
+from provisioning.packaging import container_environment, huggingface_environment, serving_properties
 
 logger = logging.getLogger(__name__)
 
@@ -97,19 +95,25 @@ class ContainerBackend(ContinuousBatchingBackend):
             self.close()
             raise
 
-    def prepare(self, payload: Any) -> bytes:
-        # The container validates the payload itself, as the real one does: relay the request unchanged.
-        return json.dumps(payload).encode("utf-8")
+    def prepare(self, payload: Invocation) -> Invocation:
+        return payload  # the container reads and validates the request itself, as the real one does
 
-    def serve(self, prepared: bytes, sink: TokenSink | None) -> bytes | None:
+    def serve(self, prepared: Invocation, sink: TokenSink | None) -> ModelResponse | None:
+        # SageMaker hands the container the body with the caller's Content-Type and Accept, nothing else.
+        headers = {"Content-Type": prepared.content_type, "Accept": prepared.accept}
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.spec.request_timeout_s)
         try:
-            connection.request("POST", "/invocations", body=prepared, headers={"Content-Type": "application/json"})
+            connection.request(
+                "POST",
+                "/invocations",
+                body=prepared.body,
+                headers={name: value for name, value in headers.items() if value is not None},
+            )
             response = connection.getresponse()
             if response.status >= 300:
                 raise ModelServerError(response.status, response.read().decode("utf-8", "replace"))
             if sink is None:
-                return response.read()
+                return ModelResponse(response.read(), response.getheader("Content-Type", "application/json"))
             while chunk := response.read1(_READ_SIZE):
                 sink(chunk)
             return None
@@ -164,8 +168,11 @@ def lmi_container(component_name: str, component: Component) -> ContainerBackend
     checkpoint = _checkpoint(component)
     scratch = tempfile.TemporaryDirectory(prefix=f"{component_name}-lmi-model-")
     model_dir = Path(scratch.name)
-    # What the deployed package holds (provisioning/packaging.py), with the local checkpoint as the model id.
-    container = component.container.model_copy(update={"model_id": str(checkpoint)})
+    # What the deployed package holds (provisioning/packaging.py), with the local checkpoint as the model id and
+    # the local context window as its length: LMI lets serving.properties win over OPTION_* variables, so a
+    # smaller local checkpoint needs it written here (vLLM refuses a max_model_len beyond the model's).
+    environment = {**component.container.environment, "OPTION_MAX_MODEL_LEN": str(component.local.context_tokens)}
+    container = component.container.model_copy(update={"model_id": str(checkpoint), "environment": environment})
     (model_dir / "serving.properties").write_text(serving_properties(container), encoding="utf-8")
     package = REPO_ROOT / "provisioning" / "chat_package"
     for source in package.iterdir():
@@ -189,7 +196,7 @@ def huggingface_container(component_name: str, component: Component) -> Containe
         module="local.containers.huggingface",
         venv=".venv-hf",
         model_dir=checkpoint,
-        environment=dict(component.container.environment),
+        environment=huggingface_environment(component.container),
         request_timeout_s=component.local.timeout_s + 5,
     )
     label = f"hf-toolkit: transformers {component.container.image_version} on {checkpoint}"

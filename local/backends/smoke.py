@@ -9,6 +9,7 @@ code then loads like any checkpoint. A build takes a few hundredths of a second.
 
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,9 @@ from local.backends.hf_causal import HuggingFaceCausalBackend
 from local.backends.hf_seq2seq import HuggingFaceSeq2SeqBackend
 
 SMOKE_SEED = 0
+# vLLM's CPU attention has kernels for a few head sizes only (64 among them); the hf backends take any.
+VLLM_CPU_HEAD_DIM = 64
+_HEADS = 4
 _VOCAB_SIZE = 400
 _MAX_POSITIONS = 1024  # BART's real input limit; the smoke Llama uses the same window
 _CORPUS = [
@@ -63,10 +67,11 @@ def _train_tokenizer(special_tokens: list[str], template: str) -> Tokenizer:
     return tokenizer
 
 
-def make_smoke_causal_lm(directory: Path | str, *, chat_template: bool = True) -> Path:
+def make_smoke_causal_lm(directory: Path | str, *, chat_template: bool = True, head_dim: int = 8) -> Path:
     """Save a tiny random Llama and its tokenizer into directory (created if needed) and return it.
 
     Without `chat_template` the tokenizer has none, so the backend falls back to the Llama-2 prompt format.
+    `head_dim` sizes the attention heads (hidden size: 4 heads of head_dim); vLLM needs `VLLM_CPU_HEAD_DIM`.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -82,10 +87,10 @@ def make_smoke_causal_lm(directory: Path | str, *, chat_template: bool = True) -
         tokenizer.chat_template = SMOKE_CHAT_TEMPLATE
     config = LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
+        hidden_size=_HEADS * head_dim,
+        intermediate_size=2 * _HEADS * head_dim,
         num_hidden_layers=2,
-        num_attention_heads=4,
+        num_attention_heads=_HEADS,
         num_key_value_heads=2,
         max_position_embeddings=_MAX_POSITIONS,
         pad_token_id=tokenizer.pad_token_id,
@@ -140,7 +145,18 @@ def make_smoke_seq2seq(directory: Path | str) -> Path:
     model.generation_config.min_length = 5
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
+    _name_tokenizer_class_for_transformers_4(directory)
     return directory
+
+
+def _name_tokenizer_class_for_transformers_4(directory: Path) -> None:
+    """transformers 5 records its tokenizer class as `TokenizersBackend`, a name 4.x cannot resolve (the
+    Hugging Face inference image has 4.51.3); `PreTrainedTokenizerFast` names the same tokenizer.json-backed
+    class in both, so the toolkit's container loads the checkpoint that the main venv builds."""
+    path = directory / "tokenizer_config.json"
+    config = json.loads(path.read_text(encoding="utf-8"))
+    config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    path.write_text(json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 class SmokeCausalBackend(HuggingFaceCausalBackend):

@@ -26,7 +26,7 @@ class ContainerResponse:
     body: bytes | Iterator[bytes]
 
 
-Invocation = Callable[[bytes, Mapping[str, str]], ContainerResponse]
+InvocationHandler = Callable[[bytes, Mapping[str, str]], ContainerResponse]
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -88,14 +88,14 @@ class _ContainerServer(ThreadingHTTPServer):
     request_queue_size = 256
 
     def __init__(self, address: tuple[str, int]):
-        self.invoke: Invocation | None = None  # set once the model is loaded
+        self.invoke: InvocationHandler | None = None  # set once the model is loaded
         super().__init__(address, _Handler)
 
     def is_healthy(self) -> bool:
         return self.invoke is not None
 
 
-def serve(load: Callable[[], Invocation], port: int, host: str = "127.0.0.1") -> None:
+def serve(load: Callable[[], InvocationHandler], port: int, host: str = "127.0.0.1") -> None:
     """Listen at once (so /ping answers 503 while loading, as a container does), load the model, then serve
     until the process is stopped. A model that fails to load ends the process: the endpoint sees it exit."""
     server = _ContainerServer((host, port))

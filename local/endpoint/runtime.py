@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from local.backends.base import ModelBackend, PayloadError
+from local.backends.base import ContinuousBatchingBackend, Invocation, ModelBackend, PayloadError
 from local.endpoint.copies import Copy, Job
 from local.endpoint.errors import (
     ACCOUNT_ID,
@@ -167,15 +167,22 @@ class ComponentRuntime:
             if copy in self._retiring:
                 self._retiring.remove(copy)
 
-    def submit(self, payload: Any, streaming: bool) -> Job:
-        """Route, prepare on this thread (bad payloads fail fast), then queue on the chosen copy."""
+    def submit(self, invocation: Invocation, streaming: bool) -> Job:
+        """Route, prepare on this thread (bad payloads fail fast), then queue on the chosen copy. A model server
+        takes the request as it came; an in-process backend takes its parsed JSON."""
         with self._routing_lock:
             if not self._copies:
                 raise ValidationError(NO_CAPACITY_MESSAGE)
             copy = choose_copy(self._copies, self._strategy, self._rng)
             copy.acquire()
         try:
-            prepared = copy.backend.prepare(payload)
+            if isinstance(copy.backend, ContinuousBatchingBackend):
+                prepared = copy.backend.prepare(invocation)
+            else:
+                prepared = copy.backend.prepare(parse_json_invocation(invocation))
+        except ValidationError:
+            copy.release()
+            raise
         except PayloadError as exc:
             copy.release()
             raise ValidationError(str(exc)) from exc
@@ -227,6 +234,14 @@ class ComponentRuntime:
             "timeout_s": self.settings.timeout_s,
             "counters": self.counters.snapshot(),
         }
+
+
+def parse_json_invocation(invocation: Invocation) -> Any:
+    """The JSON body the in-process backends read; they speak JSON only."""
+    content_type = invocation.content_type
+    if content_type and "json" not in content_type.lower():
+        raise ValidationError(f"Content-Type {content_type!r} is not supported: send application/json.")
+    return parse_json_payload(invocation.body)
 
 
 def parse_json_payload(body: bytes) -> Any:

@@ -20,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 
-from local.backends.base import ModelServerError, PayloadError
+from local.backends.base import Invocation, ModelResponse, ModelServerError, PayloadError
 from local.endpoint.control import handle_control_request
 from local.endpoint.copies import Job
 from local.endpoint.errors import (
@@ -34,7 +34,7 @@ from local.endpoint.errors import (
     model_timeout,
 )
 from local.endpoint.eventstream import exception_event, payload_part
-from local.endpoint.runtime import BackendFactory, ComponentRuntime, LocalEndpoint, parse_json_payload
+from local.endpoint.runtime import BackendFactory, ComponentRuntime, LocalEndpoint
 from provisioning.config import EndpointConfig
 
 logger = logging.getLogger(__name__)
@@ -256,7 +256,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._component = component
         component.counters.record_request()
         self._check_headers()
-        job = component.submit(parse_json_payload(body), streaming)
+        invocation = Invocation(body, self.headers.get("Content-Type"), self.headers.get("Accept"))
+        job = component.submit(invocation, streaming)
         deadline = time.monotonic() + component.settings.timeout_s
         if streaming:
             self._stream(component, job, deadline)
@@ -264,9 +265,6 @@ class _Handler(BaseHTTPRequestHandler):
             self._respond(component, job, deadline)
 
     def _check_headers(self) -> None:
-        content_type = self.headers.get("Content-Type")
-        if content_type and "json" not in content_type.lower():
-            raise ValidationError(f"Content-Type {content_type!r} is not supported: send application/json.")
         attributes = self.headers.get(CUSTOM_ATTRIBUTES_HEADER, "")
         if len(attributes) > 1024 or not attributes.isascii():
             raise ValidationError("CustomAttributes must be at most 1024 visible US-ASCII characters.")
@@ -282,8 +280,11 @@ class _Handler(BaseHTTPRequestHandler):
         kind, value = event
         if kind == "error":
             raise _model_error(component, value)
-        body = bytes(value) if isinstance(value, bytes | bytearray) else json.dumps(value).encode("utf-8")
-        self._send(200, body, job.content_type, {"x-Amzn-Invoked-Production-Variant": VARIANT_NAME})
+        if isinstance(value, ModelResponse):
+            body, content_type = value.body, value.content_type
+        else:
+            body, content_type = json.dumps(value).encode("utf-8"), job.content_type
+        self._send(200, body, content_type, {"x-Amzn-Invoked-Production-Variant": VARIANT_NAME})
 
     def _stream(self, component: ComponentRuntime, job: Job, deadline: float) -> None:
         """HTTP errors until the first part; after it, failures become in-stream ModelStreamError events."""

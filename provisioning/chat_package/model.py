@@ -12,18 +12,77 @@ do_sample is true (as LMI's own schema). Everything else passes through untouche
 `messages` / `prompt` requests (OpenAI chunks); the two forms above answer in one piece.
 
 LMI finds the hooks by the attributes its own decorators set (`is_input_formatter`, `is_output_formatter`), so this
-file needs nothing from djl_python. Once an output formatter exists LMI hands it every response and skips its own
-formatting, so requests converted here carry a marker in their request id, and only marked responses are reshaped.
-A bad request raises ValueError; LMI answers it with a 424 whose message is ours.
+file needs nothing from djl_python. Once an output formatter exists LMI hands it every response, so requests
+converted here carry a marker in their request id, and only marked responses are reshaped. Line numbers below are
+djl-serving's `engines/python/setup/djl_python/` on branch 0.35.0-dlc (LMI 0.35.0, which ships vLLM 0.11.1):
+
+- Replies are pydantic models. LMI 0.35.0 serialises whatever the output hook returns with `.model_dump_json()`
+  (`lmi_vllm/request_response_utils.py:171`); later LMI versions apply the hook last and use `model_dump_json()`
+  when the result has it (master `lmi_vllm/vllm_async_service.py:369-373`). A plain dict fails the first.
+- vLLM's errors reach the client. Since vLLM 0.10.1 `ErrorResponse` nests its fields under `error`, but LMI 0.35.0
+  reads `response.message` / `response.code` (`request_response_utils.py:167-170`): the AttributeError turns every
+  over-long prompt or bad sampling parameter into a bare 424. The output hook copies both fields to the top level,
+  so the client gets vLLM's status (400) and message. (Later LMI serialises the hook's result with status 200.)
+- A bad request keeps its message. LMI replaces anything the input hook raises with "Custom input formatter
+  execution failed" (`custom_formatter_handling.py:109-112`), so the hook returns a `RejectedRequest` instead: the
+  first look LMI takes at the result (`"model" not in payload`, `lmi_vllm/vllm_async_service.py:155`) raises its
+  message outside the wrapper, and LMI answers `424 {"error": "Input parsing failed: <message>", "code": 424}`
+  (`vllm_async_service.py:237-241`).
+- Llama-2 gets a chat template. vLLM rejects chat requests when the tokenizer has none, and older Llama-2-chat
+  tokenizers ship without one. LMI hands the input hook the engine's own tokenizer (`vllm_async_service.py:96,
+  146-147`), the object vLLM resolves the template from on every chat request (vLLM 0.11.1
+  `entrypoints/openai/serving_chat.py:189`, `entrypoints/chat_utils.py:489-491`), so the hook gives it Meta's
+  format once when it lacks a template. (`option.chat_template` would not do: LMI 0.35.0 hands its value to vLLM
+  as the template text itself, `vllm_async_service.py:124`, while later LMI reads it as a path, and it would
+  override a template the checkpoint has.)
 """
 
 import uuid
+from typing import Literal
+
+from pydantic import BaseModel
 
 CHAT_MARKER = "seed-chat-"
 PLAIN_MARKER = "lmi-plain-"
 ROLES = ("system", "user", "assistant")
 DEFAULT_MAX_NEW_TOKENS = 256
 _PARAMETERS = {"max_new_tokens", "temperature", "top_p", "top_k", "do_sample", "stop", "stop_sequences", "seed"}
+
+# Meta's Llama-2 chat format: `<s>[INST] <<SYS>>\n{system}\n<</SYS>>\n\n{user} [/INST] {answer} </s><s>[INST] ...`.
+LLAMA2_CHAT_TEMPLATE = (
+    "{% if messages[0]['role'] == 'system' %}{% set system = messages[0]['content'] | trim %}"
+    "{% set turns = messages[1:] %}{% else %}{% set system = none %}{% set turns = messages %}{% endif %}"
+    "{% for message in turns %}"
+    "{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+    "{{ raise_exception('the Llama-2 chat format needs user and assistant turns to alternate, starting with the "
+    "user') }}{% endif %}"
+    "{% set content = message['content'] | trim %}"
+    "{% if message['role'] == 'user' %}"
+    "{% if loop.first and system is not none %}{% set content = '<<SYS>>\n' ~ system ~ '\n<</SYS>>\n\n' ~ content %}"
+    "{% endif %}{{ bos_token ~ '[INST] ' ~ content ~ ' [/INST]' }}"
+    "{% else %}{{ ' ' ~ content ~ ' ' ~ eos_token }}{% endif %}"
+    "{% endfor %}"
+)
+
+
+class SeedChatReply(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class GeneratedText(BaseModel):
+    generated_text: str
+
+
+class RejectedRequest(dict):
+    """What the input hook returns for a bad request: LMI's first look at it raises the reason (see above)."""
+
+    def __init__(self, reason):
+        super().__init__()
+        self.reason = reason
+
+    def __contains__(self, key):
+        raise ValueError(self.reason)
 
 
 def input_formatter(function):
@@ -37,31 +96,40 @@ def output_formatter(function):
 
 
 @input_formatter
-def format_request(payload, **_context):
+def format_request(payload, tokenizer=None, **_context):
     """Seed chat and LMI plain requests -> OpenAI requests with a marked request id; others unchanged."""
-    if not isinstance(payload, dict):
-        raise ValueError(f"the request must be a JSON object, got {type(payload).__name__}")
-    if "chat" in payload:
-        return chat_to_openai(payload)
-    if "inputs" in payload and "messages" not in payload:
-        return inputs_to_openai(payload)
-    return payload
+    if tokenizer is not None and getattr(tokenizer, "chat_template", "") is None:
+        tokenizer.chat_template = LLAMA2_CHAT_TEMPLATE
+    try:
+        return to_openai(payload)
+    except ValueError as error:
+        return RejectedRequest(str(error))
 
 
 @output_formatter
 def format_response(response, **_context):
-    """Marked responses -> the seed's shapes; every other response (and every stream chunk) unchanged."""
-    body = response.model_dump() if hasattr(response, "model_dump") else response
-    if not isinstance(body, dict):
-        return response
-    response_id = str(body.get("id", ""))
-    choices = body.get("choices") or [{}]
+    """Marked responses -> the seed's shapes; vLLM errors -> readable by LMI 0.35.0; all else (stream chunks too)
+    unchanged."""
+    error = getattr(response, "error", None)
+    if error is not None:
+        return response.model_copy(update={"message": error.message, "code": error.code})
+    response_id = getattr(response, "id", "")
     if CHAT_MARKER in response_id:
-        message = choices[0].get("message") or {}
-        return {"role": "assistant", "content": message.get("content") or ""}
+        return SeedChatReply(content=response.choices[0].message.content or "")
     if PLAIN_MARKER in response_id:
-        return {"generated_text": choices[0].get("text") or ""}
+        return GeneratedText(generated_text=response.choices[0].text or "")
     return response
+
+
+def to_openai(payload):
+    """The request the container serves for payload; ValueError says what is wrong with it."""
+    if not isinstance(payload, dict):
+        raise ValueError(f"the request must be a JSON object, got {type(payload).__name__}")
+    if "chat" in payload:
+        return chat_to_openai(payload)
+    if "inputs" in payload:
+        return inputs_to_openai(payload)
+    return payload
 
 
 def chat_to_openai(payload):

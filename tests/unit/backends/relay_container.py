@@ -1,7 +1,8 @@
 """A container for the relay tests: it answers what the request asks for, so the relay is seen exactly.
 
 `{"status": N, "chunks": ["a", "b"], "delay_s": 0.2}` answers status N with the chunks streamed, waiting
-delay_s between them. Run as `python -m relay_container --port P --model-dir D` with this folder on PYTHONPATH.
+delay_s between them; without `chunks` it answers the request back with the headers it received.
+Run as `python -m relay_container --port P --model-dir D` with this folder on PYTHONPATH.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ from collections.abc import Iterator, Mapping
 from local.containers.server import ContainerResponse, container_arguments, serve
 
 
-def _answer(body: bytes, _headers: Mapping[str, str]) -> ContainerResponse:
+def _answer(body: bytes, headers: Mapping[str, str]) -> ContainerResponse:
     request = json.loads(body)
     chunks = [chunk.encode() for chunk in request.get("chunks", [])]
     if "chunks" not in request:
-        return ContainerResponse(request.get("status", 200), "application/json", json.dumps(request).encode())
+        echo = {**request, "received_headers": {name.lower(): value for name, value in headers.items()}}
+        return ContainerResponse(request.get("status", 200), "application/json", json.dumps(echo).encode())
 
     def stream() -> Iterator[bytes]:
         for chunk in chunks:

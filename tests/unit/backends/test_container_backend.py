@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from local.backends.base import ModelServerError
+from local.backends.base import Invocation, ModelServerError
 from local.backends.container import ContainerBackend, ContainerSpec, ContainerStartError
 
 _RELAY = "relay_container"
@@ -26,20 +26,36 @@ def relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ContainerBackend
     backend.close()
 
 
+def _invocation(payload: dict, content_type: str = "application/json") -> Invocation:
+    return Invocation(json.dumps(payload).encode(), content_type, "application/json")
+
+
 def test_a_buffered_answer_comes_back_byte_for_byte(relay: ContainerBackend):
     # Given a request the container answers with its own body
-    prepared = relay.prepare({"status": 200, "text": "héllo"})
+    prepared = relay.prepare(_invocation({"status": 200, "text": "héllo"}))
     # When it is served without a sink
-    body = relay.serve(prepared, None)
-    # Then the body is what the container sent
-    assert json.loads(body) == {"status": 200, "text": "héllo"}
+    response = relay.serve(prepared, None)
+    # Then the body and content type are what the container sent
+    assert response is not None and response.content_type == "application/json"
+    answer = json.loads(response.body)
+    assert (answer["status"], answer["text"]) == (200, "héllo")
+
+
+def test_the_callers_content_type_and_accept_reach_the_container(relay: ContainerBackend):
+    # Given a request described with a charset, as some clients send it
+    prepared = relay.prepare(_invocation({"status": 200}, content_type="application/json; charset=utf-8"))
+    # When it is served, then the container sees the caller's headers unchanged (the toolkit is strict about them)
+    response = relay.serve(prepared, None)
+    assert response is not None
+    received = json.loads(response.body)["received_headers"]
+    assert (received["content-type"], received["accept"]) == ("application/json; charset=utf-8", "application/json")
 
 
 def test_an_error_status_travels_with_the_containers_own_body(relay: ContainerBackend):
     # Given a request the container answers with a 424
     # When it is served, then the status and body are kept for the ModelError SageMaker relays
     with pytest.raises(ModelServerError) as raised:
-        relay.serve(relay.prepare({"status": 424, "error": "bad chat"}), None)
+        relay.serve(relay.prepare(_invocation({"status": 424, "error": "bad chat"})), None)
     assert raised.value.status == 424
     assert json.loads(raised.value.body)["error"] == "bad chat"
 
@@ -47,7 +63,7 @@ def test_an_error_status_travels_with_the_containers_own_body(relay: ContainerBa
 def test_a_stream_is_relayed_chunk_by_chunk_as_it_arrives(relay: ContainerBackend):
     # Given a streamed answer with a pause between its chunks
     received: list[tuple[float, bytes]] = []
-    prepared = relay.prepare({"chunks": ['{"a": 1}\n', '{"b": 2}\n'], "delay_s": 0.5})
+    prepared = relay.prepare(_invocation({"chunks": ['{"a": 1}\n', '{"b": 2}\n'], "delay_s": 0.5}))
     # When it is served with a sink
     started = time.monotonic()
     relay.serve(prepared, lambda part: received.append((time.monotonic() - started, part)))

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any
 
-from local.backends.base import Backend, PayloadError, TokenSink
+from local.backends.base import Backend, Invocation, PayloadError, TokenSink
 from provisioning.config import EndpointConfig, parse_config
+
+
+def json_invocation(payload: Any) -> Invocation:
+    """A request as boto3 sends it: a JSON body described as JSON."""
+    return Invocation(json.dumps(payload).encode("utf-8"), "application/json")
 
 
 class RecordingBackend(Backend):

@@ -8,7 +8,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 import pytest
-from endpoint_unit_fakes import RecordingBackend, make_config
+from endpoint_unit_fakes import RecordingBackend, json_invocation, make_config
 
 from local.endpoint.routing import choose_copy
 from local.endpoint.runtime import LocalEndpoint
@@ -72,7 +72,7 @@ def test_component_routes_each_new_request_to_the_copy_with_fewest_in_flight():
     component = endpoint.components["chat"]
     try:
         # When four requests arrive while nothing finishes
-        jobs = [component.submit({"value": index}, streaming=False) for index in range(4)]
+        jobs = [component.submit(json_invocation({"value": index}), streaming=False) for index in range(4)]
         loads = sorted(copy["outstanding"] for copy in component.snapshot()["copies"])
     finally:
         for backend in backends:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from endpoint_unit_fakes import RecordingBackend, make_config
+from endpoint_unit_fakes import RecordingBackend, json_invocation, make_config
 
 from local.endpoint.errors import NO_CAPACITY_MESSAGE, ValidationError
 from local.endpoint.runtime import LocalEndpoint, parse_json_payload
@@ -49,11 +49,11 @@ def test_scaling_to_zero_answers_with_no_capacity_and_back_up_serves_again():
         # When it is scaled to zero, then requests get the no-capacity error
         component.scale_to(0)
         with pytest.raises(ValidationError) as refused:
-            component.submit({"value": 1}, streaming=False)
+            component.submit(json_invocation({"value": 1}), streaming=False)
         ready_at_zero = endpoint.ready()
         # And when scaled back up, then it serves again on a new copy
         component.scale_to(1)
-        job = component.submit({"value": 2}, streaming=False)
+        job = component.submit(json_invocation({"value": 2}), streaming=False)
         answer = job.next_event(time.monotonic() + 10)
         copy_ids = [copy["copy_id"] for copy in component.snapshot()["copies"] if copy["state"] == "serving"]
     finally:
@@ -72,7 +72,7 @@ def test_payload_errors_from_prepare_become_validation_errors_and_free_the_copy(
     try:
         # When a payload breaking the contract is submitted
         with pytest.raises(ValidationError) as refused:
-            component.submit({"no": "value"}, streaming=False)
+            component.submit(json_invocation({"no": "value"}), streaming=False)
         outstanding = component.snapshot()["copies"][0]["outstanding"]
     finally:
         endpoint.stop()

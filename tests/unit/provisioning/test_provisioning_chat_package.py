@@ -1,7 +1,8 @@
 """The chat package: model.py's contract mapping (without the LMI container) and the archive it ships in.
 
-The LMI container hands the input hook the decoded JSON body and the output hook vLLM's response objects (pydantic
-models with `model_dump()`) or, when streaming, text chunks; `_VllmResponse` stands in for those objects.
+The LMI container hands the input hook the decoded JSON body (and vLLM's tokenizer), and the output hook vLLM's
+response objects or, when streaming, text chunks. This venv has no vLLM: the stand-ins below carry only the
+attributes the hooks read. tests/lmi runs the hooks through LMI's call sequence with vLLM's real objects.
 """
 
 from __future__ import annotations
@@ -9,39 +10,47 @@ from __future__ import annotations
 import io
 import tarfile
 from importlib import resources
+from types import SimpleNamespace
 
 import pytest
+from pydantic import BaseModel, ConfigDict
+from tokenizers import Tokenizer, models
+from transformers import PreTrainedTokenizerFast
 
+from local.backends.chat_contract import Message
+from local.backends.hf_causal import llama2_prompt
 from provisioning.chat_package import model
 from provisioning.packaging import build_package, serving_properties
 
 
-class _VllmResponse:
-    def __init__(self, body: dict):
-        self._body = body
-
-    def model_dump(self) -> dict:
-        return self._body
+def _chat_completion(response_id: str, content: str) -> SimpleNamespace:
+    message = SimpleNamespace(role="assistant", content=content)
+    return SimpleNamespace(id=response_id, object="chat.completion", choices=[SimpleNamespace(message=message)])
 
 
-def _chat_completion(response_id: str, content: str) -> _VllmResponse:
-    return _VllmResponse(
-        {
-            "id": response_id,
-            "object": "chat.completion",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-        }
-    )
+def _completion(response_id: str, text: str) -> SimpleNamespace:
+    return SimpleNamespace(id=response_id, object="text_completion", choices=[SimpleNamespace(text=text)])
 
 
-def _completion(response_id: str, text: str) -> _VllmResponse:
-    return _VllmResponse(
-        {
-            "id": response_id,
-            "object": "text_completion",
-            "choices": [{"index": 0, "text": text, "finish_reason": "stop"}],
-        }
-    )
+class _ErrorInfo(BaseModel):
+    message: str
+    type: str
+    code: int
+
+
+class _ErrorResponse(BaseModel):
+    """vLLM's ErrorResponse since 0.10.1: fields nested under `error`, extra fields allowed (OpenAIBaseModel)."""
+
+    model_config = ConfigDict(extra="allow")
+    error: _ErrorInfo
+
+
+def _rejection(result: object) -> str:
+    """The message LMI reads from a rejected request when it first looks into it."""
+    assert isinstance(result, model.RejectedRequest)
+    with pytest.raises(ValueError) as raised:
+        _ = "model" in result
+    return str(raised.value)
 
 
 def test_hooks_carry_the_attributes_lmi_looks_for():
@@ -98,8 +107,8 @@ def test_marked_chat_response_becomes_the_seed_reply():
     response = _chat_completion(f"chatcmpl-{request['request_id']}", "Hello there")
     # When the output hook formats it
     reply = model.format_response(response)
-    # Then the client gets the seed's shape
-    assert reply == {"role": "assistant", "content": "Hello there"}
+    # Then the client gets the seed's shape, as a model LMI can serialise
+    assert reply.model_dump_json() == '{"role":"assistant","content":"Hello there"}'
 
 
 def test_lmi_plain_request_round_trips_to_generated_text():
@@ -110,7 +119,7 @@ def test_lmi_plain_request_round_trips_to_generated_text():
     # Then the request was a marked completion and the reply is LMI's plain shape
     assert request["prompt"] == "Once upon a time"
     assert request["max_tokens"] == 8
-    assert reply == {"generated_text": " there was"}
+    assert reply.model_dump_json() == '{"generated_text":" there was"}'
 
 
 @pytest.mark.parametrize(
@@ -163,15 +172,59 @@ def test_unmarked_responses_and_stream_chunks_pass_through():
         ({"chat": [{"role": "user", "content": "x"}], "stream": True}, "to stream, send `messages`"),
         ({"chat": [{"role": "user", "content": "x"}], "extra": 1}, "unknown request field(s) ['extra']"),
         ({"inputs": "  "}, "`inputs` must be a non-empty string"),
+        ({"inputs": "x", "messages": []}, "unknown request field(s) ['messages']"),
     ],
 )
 def test_bad_requests_get_a_clear_error(payload, message):
     # Given a malformed request in one of the converted forms
     # When the input hook reads it
-    # Then it raises ValueError saying what is wrong (LMI returns it as a 424 with that message)
-    with pytest.raises(ValueError) as raised:
-        model.format_request(payload)
-    assert message in str(raised.value)
+    # Then it returns a rejection whose first look raises what is wrong (LMI answers 424 with that message)
+    assert message in _rejection(model.format_request(payload))
+
+
+def test_vllm_errors_get_the_flat_fields_lmi_0_35_reads():
+    # Given vLLM's nested error for an over-long prompt
+    error = _ErrorResponse(error=_ErrorInfo(message="too long", type="BadRequestError", code=400))
+    # When the output hook sees it
+    formatted = model.format_response(error)
+    # Then it is the same error, with the message and code also at the top level
+    assert isinstance(formatted, _ErrorResponse)
+    assert (formatted.message, formatted.code, formatted.error) == ("too long", 400, error.error)
+
+
+def _tokenizer(chat_template: str | None = None) -> PreTrainedTokenizerFast:
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.BPE()), bos_token="<s>", eos_token="</s>")
+    tokenizer.chat_template = chat_template
+    return tokenizer
+
+
+def test_a_tokenizer_without_a_template_gets_llama2s_and_renders_meta_format():
+    # Given a tokenizer without a chat template, and a conversation with a system prompt and an earlier exchange
+    tokenizer = _tokenizer()
+    chat = [
+        {"role": "system", "content": "Be brief. "},
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": " Hello!"},
+        {"role": "user", "content": "What is SageMaker?"},
+    ]
+    # When a request passes the input hook with it
+    model.format_request({"chat": chat}, tokenizer=tokenizer)
+    # Then the tokenizer renders Meta's Llama-2 format, as the hf-causal backend writes it
+    rendered = tokenizer.apply_chat_template(chat, tokenize=False)
+    assert rendered == llama2_prompt(tuple(Message(**message) for message in chat))
+
+
+def test_a_tokenizers_own_template_is_kept():
+    tokenizer = _tokenizer("{{ messages[0]['content'] }}")
+    model.format_request({"messages": [{"role": "user", "content": "Hi"}]}, tokenizer=tokenizer)
+    assert tokenizer.chat_template == "{{ messages[0]['content'] }}"
+
+
+def test_the_llama2_template_refuses_turns_that_do_not_alternate():
+    tokenizer = _tokenizer(model.LLAMA2_CHAT_TEMPLATE)
+    chat = [{"role": "user", "content": "Hi"}, {"role": "user", "content": "Hello?"}]
+    with pytest.raises(Exception, match="user and assistant turns to alternate"):
+        tokenizer.apply_chat_template(chat, tokenize=False)
 
 
 def test_serving_properties_select_async_vllm_and_carry_the_config(raw_config, deploy_config):
