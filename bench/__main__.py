@@ -7,6 +7,7 @@ import importlib
 
 BENCHMARKS = {
     "endpoint": "bench.endpoint",  # local endpoint: batching, HTTP overhead, routing
+    "engines": "bench.engines",  # vLLM and the HF toolkit vs the in-process backends, time to first token
     "api": "bench.api",  # conversations API: read units per turn, overhead, cold import
     "transcripts": "bench.transcripts",  # batch pipeline: transcripts per minute, peak memory
 }
