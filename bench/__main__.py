@@ -9,6 +9,7 @@ BENCHMARKS = {
     "endpoint": "bench.endpoint",  # local endpoint: batching, HTTP overhead, routing
     "api": "bench.api",  # conversations API: read units per turn, overhead, cold import
     "transcripts": "bench.transcripts",  # batch pipeline: transcripts per minute, peak memory
+    "parsing": "bench.parsing",  # transcript parsers: MB/s on the largest accepted file vs json.loads
 }
 
 

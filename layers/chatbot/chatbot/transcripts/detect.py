@@ -32,6 +32,10 @@ KNOWN_FORMATS = (
     "Amazon Transcribe JSON, Transcribe Call Analytics JSON, Contact Lens JSON, a JSON list of "
     "{speaker, text}, WebVTT, SubRip, or 'Speaker: text' lines"
 )
+# Every speaker's name is kept on the job record, an item DynamoDB caps at 400 KB. Diarization in Transcribe
+# and Bedrock Data Automation tells at most 30 speakers apart; 100 leaves room for named speakers, and 100
+# names of at most 64 characters take at most 26 KB.
+MAX_SPEAKERS = 100
 
 
 def parse_transcript(data: bytes) -> ParsedTranscript:
@@ -49,13 +53,19 @@ def parse_transcript(data: bytes) -> ParsedTranscript:
         parsed = _parse_text(text)
     except TranscriptError:
         raise
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError) as exc:
-        # Structures that look like a known format but break its rules (wrong types, missing fields).
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError, ArithmeticError) as exc:
+        # Structures that look like a known format but break its rules (wrong types, missing fields, numbers
+        # out of any range).
         raise TranscriptError(
             FailureCode.UNPARSEABLE, f"the file looks like a transcript but is malformed: {exc!r}"
         ) from None
     if not parsed.turns:
         raise TranscriptError(FailureCode.NO_SPEECH, f"no speech: the {parsed.format.value} transcript has no words")
+    speakers = len(parsed.speakers)
+    if speakers > MAX_SPEAKERS:
+        raise TranscriptError(
+            FailureCode.TOO_MANY_SPEAKERS, f"{speakers} distinct speakers; a transcript may have at most {MAX_SPEAKERS}"
+        )
     return parsed
 
 

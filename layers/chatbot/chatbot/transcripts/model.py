@@ -27,6 +27,7 @@ class FailureCode(StrEnum):
     UNKNOWN_FORMAT = "unknown_format"
     TOO_LARGE = "too_large"
     NO_SPEECH = "no_speech"
+    TOO_MANY_SPEAKERS = "too_many_speakers"
     SOURCE_MISSING = "source_missing"
     SUMMARIZER_FAILED = "summarizer_failed"
 
