@@ -4,6 +4,12 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from chatbot.transcripts.analytics_outputs import (
+    is_bedrock_audio,
+    is_post_call_analytics,
+    parse_bedrock_audio,
+    parse_post_call_analytics,
+)
 from chatbot.transcripts.captions import is_subrip, is_webvtt, parse_subrip, parse_webvtt
 from chatbot.transcripts.contact_center import (
     is_call_analytics,
@@ -21,6 +27,8 @@ _JSON_FORMATS: tuple[tuple[Callable[[Any], bool], Callable[[Any], ParsedTranscri
     (is_transcribe, parse_transcribe),
     (is_contact_lens, parse_contact_lens),
     (is_call_analytics, parse_call_analytics),
+    (is_post_call_analytics, parse_post_call_analytics),
+    (is_bedrock_audio, parse_bedrock_audio),
     (is_json_turns, parse_json_turns),
 )
 _TEXT_FORMATS: tuple[tuple[Callable[[str], bool], Callable[[str], ParsedTranscript]], ...] = (
@@ -29,8 +37,9 @@ _TEXT_FORMATS: tuple[tuple[Callable[[str], bool], Callable[[str], ParsedTranscri
     (is_plain_text, parse_plain_text),
 )
 KNOWN_FORMATS = (
-    "Amazon Transcribe JSON, Transcribe Call Analytics JSON, Contact Lens JSON, a JSON list of "
-    "{speaker, text}, WebVTT, SubRip, or 'Speaker: text' lines"
+    "Amazon Transcribe JSON, Transcribe Call Analytics JSON, Contact Lens JSON, post-call analytics (PCA) "
+    "results JSON, Bedrock Data Automation audio output, a JSON list of {speaker, text}, WebVTT, SubRip, "
+    "or 'Speaker: text' lines"
 )
 # Every speaker's name is kept on the job record, an item DynamoDB caps at 400 KB. Diarization in Transcribe
 # and Bedrock Data Automation tells at most 30 speakers apart; 100 leaves room for named speakers, and 100

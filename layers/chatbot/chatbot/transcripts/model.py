@@ -17,6 +17,8 @@ class TranscriptFormat(StrEnum):
     SUBRIP = "subrip"
     PLAIN_TEXT = "plain-text"
     JSON_TURNS = "json-turns"
+    POST_CALL_ANALYTICS = "transcribe-post-call-analytics"
+    BEDROCK_DATA_AUTOMATION = "bedrock-data-automation-audio"
 
 
 class FailureCode(StrEnum):
