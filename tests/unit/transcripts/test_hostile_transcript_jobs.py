@@ -13,7 +13,7 @@ TOO_MANY_SPEAKERS = json.dumps([{"speaker": f"Person {index}", "text": "hello"} 
 @pytest.mark.parametrize(
     ("data", "code"),
     [
-        (b"WEBVTT\n\n00:00.000 --> " + b"9" * 300 + b":00:01.000\nhello\n", "unparseable"),
+        (b"WEBVTT\n\n00:00.000 --> " + b"9" * 400 + b":00:01.000\nhello\n", "unparseable"),
         (b'{"results": {"items": [{"alternatives": [{"content": "hi"}], "end_time": "NaN"}]}}', "unparseable"),
         (b'{"results": {"items": [{"alternatives": [{"content": "hi"}], "end_time": 1e999}]}}', "unparseable"),
         (TOO_MANY_SPEAKERS, "too_many_speakers"),
