@@ -9,8 +9,8 @@ import pytest
 from chatbot.summarization import Turn
 from chatbot.transcripts import FailureCode, TranscriptError, TranscriptFormat, parse_transcript
 
-# Linear work grows 4x from n to 4n (measured: 3.6x to 4.9x the CPU time, on a loaded machine), quadratic work
-# 16x. The sizes are large enough that both runs miss the CPU caches alike, so the ratio reflects the work done.
+# Linear work grows 4x from n to 4n, quadratic work 16x. Measured in CPU time on a loaded machine: 3.1x to 4.9x
+# for these parsers, 14.6x to 16.8x for the quadratic ones they replace.
 GROWTH = 4
 MAX_GROWTH_RATIO = 10
 # The documented limit on distinct speakers (diarization in Transcribe and BDA stops at 30).
@@ -65,7 +65,7 @@ def parse_cpu_seconds(data: bytes) -> float:
 
 @pytest.mark.parametrize(
     ("make", "size"),
-    [(transcribe_monologue, 2_500), (webvtt_voice_storm, 25_000), (webvtt_unclosed_tags, 12_500)],
+    [(transcribe_monologue, 2_500), (webvtt_voice_storm, 5_000), (webvtt_unclosed_tags, 2_500)],
     ids=["transcribe-monologue", "webvtt-voice-storm", "webvtt-unclosed-tags"],
 )
 def test_parsing_time_grows_linearly_with_the_size_of_the_file(make: Callable[[int], bytes], size: int):
