@@ -35,7 +35,8 @@ def _latest(times: list[float | None]) -> float | None:
 
 
 def is_post_call_analytics(document: Any) -> bool:
-    return isinstance(document, dict) and any("SegmentSpeaker" in s for s in _dicts(document.get("SpeechSegments")))
+    segments = _dicts(document.get("SpeechSegments")) if isinstance(document, dict) else []
+    return any("SegmentSpeaker" in segment for segment in segments)
 
 
 def parse_post_call_analytics(document: dict) -> ParsedTranscript:
@@ -81,7 +82,7 @@ def parse_bedrock_audio(document: dict) -> ParsedTranscript:
         turns = [Turn(UNKNOWN_SPEAKER, str(text or ""))]
     duration = offset_s(document["metadata"].get("duration_millis"), unit_s=0.001)
     if duration is None:
-        duration = _latest([offset_s(s.get("end_timestamp_millis"), unit_s=0.001) for s in segments])
+        duration = _latest([offset_s(segment.get("end_timestamp_millis"), unit_s=0.001) for segment in segments])
     return ParsedTranscript(TranscriptFormat.BEDROCK_DATA_AUTOMATION, merge_turns(turns), duration)
 
 

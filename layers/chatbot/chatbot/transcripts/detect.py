@@ -50,8 +50,8 @@ MAX_SPEAKERS = 100
 def parse_transcript(data: bytes) -> ParsedTranscript:
     """Detect the format of a transcript file and parse it into merged speaker turns.
 
-    Raises TranscriptError (empty, unparseable, unknown format, no speech) for anything that is not a
-    transcript with words in it; it never raises anything else.
+    Raises TranscriptError (empty, unparseable, unknown format, no speech, too many speakers) for anything
+    that is not a transcript with words in it; it never raises anything else.
     """
     if not data.strip():
         raise TranscriptError(FailureCode.EMPTY, "the file is empty")
