@@ -10,6 +10,7 @@ BENCHMARKS = {
     "engines": "bench.engines",  # vLLM and the HF toolkit vs the in-process backends, time to first token
     "api": "bench.api",  # conversations API: read units per turn, overhead, cold import
     "transcripts": "bench.transcripts",  # batch pipeline: transcripts per minute, peak memory
+    "parsing": "bench.parsing",  # transcript parsers: MB/s on the largest accepted file vs json.loads
 }
 
 

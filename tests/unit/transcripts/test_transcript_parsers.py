@@ -44,6 +44,13 @@ def fixture(name: str) -> bytes:
         ("subrip.srt", TranscriptFormat.SUBRIP, ["MARIA", "Sam Lee"], 36.2),
         ("plain_text.txt", TranscriptFormat.PLAIN_TEXT, ["Agent", "Customer"], None),
         ("json_turns.json", TranscriptFormat.JSON_TURNS, ["Agent", "Customer"], None),
+        ("pca_parsed_results.json", TranscriptFormat.POST_CALL_ANALYTICS, ["Agent", "Customer"], 37.0),
+        (
+            "bda_audio_standard_output.json",
+            TranscriptFormat.BEDROCK_DATA_AUTOMATION,
+            ["Speaker 1", "Speaker 2"],
+            37.0,
+        ),
     ],
 )
 def test_each_sample_format_is_detected_and_parsed_into_the_same_eight_turns(
@@ -140,6 +147,54 @@ def test_contact_lens_uses_display_names_when_participants_have_them():
 
     # Then
     assert parsed.speakers == ["Maria (agent)", "Customer"]
+
+
+def test_post_call_analytics_shows_the_display_text_and_numbers_speakers_without_a_configured_name():
+    # Given PCA results where a speaker has PCA's placeholder name and one turn's text was edited for display
+    document = json.loads(fixture("pca_parsed_results.json"))
+    document["ConversationAnalytics"]["SpeakerLabels"][1]["DisplayText"] = "Unknown_1"
+    document["SpeechSegments"][1]["DisplayText"] = "Hi, my router drops the connection every evening."
+    del document["ConversationAnalytics"]["Duration"]
+
+    # When
+    parsed = parse_transcript(json.dumps(document).encode())
+
+    # Then
+    assert parsed.speakers == ["Agent", "Speaker 2"]
+    assert parsed.turns[1] == Turn("Speaker 2", "Hi, my router drops the connection every evening.")
+    assert parsed.duration_s == 36.2  # the last segment's end, without the header's duration
+
+
+def test_bedrock_audio_without_speaker_labels_uses_channels_and_the_words_of_untexted_segments():
+    # Given BDA output with channel labelling only, and a segment that lists its words but carries no text
+    document = json.loads(fixture("bda_audio_standard_output.json"))
+    for segment in document["audio_segments"]:
+        del segment["speaker"]
+    del document["audio_segments"][3]["text"]
+    del document["metadata"]["duration_millis"]
+
+    # When
+    parsed = parse_transcript(json.dumps(document).encode())
+
+    # Then
+    assert parsed.speakers == ["Speaker 1", "Speaker 2"]
+    assert parsed.turns[3] == Turn("Speaker 2", "Sure, it's an AX1800.")
+    assert parsed.duration_s == 36.2
+
+
+def test_bedrock_audio_without_segments_is_its_full_transcript_by_one_speaker():
+    # Given
+    document = json.loads(fixture("bda_audio_standard_output.json"))
+    del document["audio_segments"]
+
+    # When
+    parsed = parse_transcript(json.dumps(document).encode())
+
+    # Then
+    assert len(parsed.turns) == 1
+    assert parsed.turns[0].speaker == "Speaker 1"
+    assert parsed.turns[0].text.startswith(FIRST_AGENT_LINE + " Hi, my router")
+    assert parsed.duration_s == 37.0
 
 
 def test_webvtt_without_voice_tags_reads_name_prefixes_and_strips_styling():

@@ -5,15 +5,24 @@ import re
 
 from chatbot.summarization import Turn
 from chatbot.transcripts.model import FailureCode, ParsedTranscript, TranscriptError, TranscriptFormat
-from chatbot.transcripts.normalize import UNKNOWN_SPEAKER, merge_turns, speaker_name
-
-_TIMING = re.compile(
-    r"^\s*(?P<start>(?:\d+:)?\d{1,2}:\d{2}[.,]\d{1,3})\s*-->\s*(?P<end>(?:\d+:)?\d{1,2}:\d{2}[.,]\d{1,3})"
+from chatbot.transcripts.normalize import (
+    MAX_OFFSET_S,
+    UNKNOWN_SPEAKER,
+    checked_offset_s,
+    merge_turns,
+    speaker_name,
 )
-_VOICE = re.compile(r"<v(?:\.[^\s>]*)?\s+([^>]*)>", re.IGNORECASE)
-_TAG = re.compile(r"</?[^>]*>|\{\\[^}]*\}")  # HTML-ish cue tags, inline timestamps, ASS overrides like {\an8}
+
+_TIMESTAMP = r"(?:\d+:)?\d{1,2}:\d{2}[.,]\d{1,3}"
+_TIMING = re.compile(rf"^\s*(?P<start>{_TIMESTAMP})\s*-->\s*(?P<end>{_TIMESTAMP})")
+# No tag pattern crosses a "<" (or a "{" for overrides): each scan stops at the next possible tag, so a line of
+# tags that never close costs time in proportion to its length, not to its square.
+_VOICE = re.compile(r"<v(?:\.[^\s<>]*)?\s([^<>]*)>", re.IGNORECASE)
+_TAG = re.compile(r"<[^<>]*>|\{\\[^{}]*\}")  # HTML-ish cue tags, inline timestamps, ASS overrides like {\an8}
 _NAME_PREFIX = re.compile(r"^(?:-\s*|>>\s*)?(?P<name>[^\W\d][\w .'’-]{0,39}?)\s*:\s+(?P<text>\S.*)$")
-_SUBRIP_START = re.compile(r"^\s*\d+\s*\n\s*(?:\d+:)?\d{1,2}:\d{2}[.,]\d{1,3}\s*-->")
+# A SubRip file starts with its first cue: a number line (which many writers leave out), then the timing line.
+_SUBRIP_START = re.compile(rf"^\s*(?:\d+[ \t]*\n\s*)?{_TIMESTAMP}\s*-->")
+_CUE_NUMBER = re.compile(r"\s*\d+\s*")
 
 
 def is_webvtt(text: str) -> bool:
@@ -33,30 +42,47 @@ def parse_subrip(text: str) -> ParsedTranscript:
 
 
 def _seconds(timestamp: str) -> float:
-    parts = timestamp.replace(",", ".").split(":")
-    seconds = float(parts[-1])
-    for index, part in enumerate(reversed(parts[:-1]), start=1):
-        seconds += int(part) * 60**index
-    return seconds
+    *hours_minutes, seconds = timestamp.replace(",", ".").split(":")
+    whole_minutes = 0
+    for part in hours_minutes:
+        whole_minutes = whole_minutes * 60 + int(part)
+    # Capped while still an exact integer (hours of hundreds of digits would overflow a float); a capped time
+    # is out of range all the same.
+    return checked_offset_s(min(whole_minutes, MAX_OFFSET_S) * 60 + float(seconds), timestamp)
 
 
 def _parse_cues(text: str, caption_format: TranscriptFormat) -> ParsedTranscript:
     turns: list[Turn] = []
     duration: float | None = None
-    cue_count = 0
-    for block in re.split(r"\n\s*\n", text):
-        lines = block.strip("\n").split("\n")
-        timing_index = next((index for index, line in enumerate(lines[:3]) if _TIMING.match(line)), None)
-        if timing_index is None:
-            continue  # header, NOTE, STYLE and REGION blocks, stray text
-        cue_count += 1
-        timing = _TIMING.match(lines[timing_index])
-        end = _seconds(timing.group("end"))
+    cues = _cues(text)
+    for end, payload in cues:
         duration = end if duration is None else max(duration, end)
-        turns.extend(_cue_turns(lines[timing_index + 1 :]))
-    if cue_count == 0:
+        turns.extend(_cue_turns(payload))
+    if not cues:
         raise TranscriptError(FailureCode.UNPARSEABLE, f"no {caption_format.value} cue (timing line) found")
     return ParsedTranscript(caption_format, merge_turns(turns), duration)
+
+
+def _cues(text: str) -> list[tuple[float, list[str]]]:
+    """(end in seconds, text lines) of each cue: the lines after a timing line, up to a blank or timing line.
+
+    Lines outside cues (headers, NOTE, STYLE and REGION blocks, cue identifiers) are skipped. A number line
+    right before a timing line numbers that cue, as in SubRip written without blank lines between cues.
+    """
+    cues: list[tuple[float, list[str]]] = []
+    payload: list[str] | None = None
+    for line in text.split("\n"):
+        timing = _TIMING.match(line)
+        if timing:
+            if payload and _CUE_NUMBER.fullmatch(payload[-1]):
+                payload.pop()
+            payload = []
+            cues.append((_seconds(timing.group("end")), payload))
+        elif not line.strip():
+            payload = None
+        elif payload is not None:
+            payload.append(line)
+    return cues
 
 
 def _cue_turns(payload: list[str]) -> list[Turn]:

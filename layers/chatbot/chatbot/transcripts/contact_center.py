@@ -10,7 +10,7 @@ from typing import Any
 
 from chatbot.summarization import Turn
 from chatbot.transcripts.model import ParsedTranscript, TranscriptFormat
-from chatbot.transcripts.normalize import merge_turns, speaker_name
+from chatbot.transcripts.normalize import merge_turns, offset_s, speaker_name
 
 
 def _segments(document: Any) -> list[dict]:
@@ -60,11 +60,8 @@ def parse_call_analytics(document: dict) -> ParsedTranscript:
     )
 
 
-def _millis(value: Any) -> float | None:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
+def _millis_as_s(value: Any) -> float | None:
+    return offset_s(value, unit_s=0.001)
 
 
 def _in_time_order(segments: list[dict]) -> list[dict]:
@@ -72,7 +69,7 @@ def _in_time_order(segments: list[dict]) -> list[dict]:
     ordered: list[tuple[float, int, dict]] = []
     last = 0.0
     for index, segment in enumerate(segments):
-        begin = _millis(segment.get("BeginOffsetMillis"))
+        begin = _millis_as_s(segment.get("BeginOffsetMillis"))
         last = begin if begin is not None else last
         ordered.append((last, index, segment))
     ordered.sort(key=lambda entry: (entry[0], entry[1]))
@@ -82,8 +79,8 @@ def _in_time_order(segments: list[dict]) -> list[dict]:
 def _duration_s(document: dict, segments: list[dict]) -> float | None:
     characteristics = document.get("ConversationCharacteristics")
     if isinstance(characteristics, dict):
-        total = _millis(characteristics.get("TotalConversationDurationMillis"))
+        total = _millis_as_s(characteristics.get("TotalConversationDurationMillis"))
         if total is not None:
-            return total / 1000
-    ends = [end for end in (_millis(segment.get("EndOffsetMillis")) for segment in segments) if end is not None]
-    return max(ends) / 1000 if ends else None
+            return total
+    ends = [end for end in (_millis_as_s(segment.get("EndOffsetMillis")) for segment in segments) if end is not None]
+    return max(ends) if ends else None

@@ -1,6 +1,7 @@
 """Bytes to text: BOMs, UTF-16 without a BOM, UTF-8, then the Windows and Latin-1 fallbacks."""
 
 import codecs
+import re
 
 from chatbot.transcripts.model import FailureCode, TranscriptError
 
@@ -13,14 +14,15 @@ _BOMS = (
 )
 # Text files hold almost no control characters; binary files (audio, archives, images) are full of them.
 _MAX_CONTROL_SHARE = 0.01
-_ALLOWED_CONTROLS = {"\t", "\n", "\r", "\f"}
+# Control characters other than tab, line feed, form feed and carriage return.
+_CONTROL = re.compile("[\x00-\x08\x0b\x0e-\x1f]")
 
 
 def decode_text(data: bytes) -> str:
     """Decode a transcript file to text with "\\n" line ends; raises TranscriptError for binary data."""
     text = _decode(data)
     text = text.replace("\r\n", "\n").replace("\r", "\n").removeprefix("\ufeff")
-    controls = sum(1 for char in text if char < " " and char not in _ALLOWED_CONTROLS)
+    controls = len(_CONTROL.findall(text))
     if text and controls / len(text) > _MAX_CONTROL_SHARE:
         raise TranscriptError(FailureCode.UNPARSEABLE, "the file is binary, not text")
     return text

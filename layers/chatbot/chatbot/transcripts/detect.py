@@ -4,6 +4,12 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from chatbot.transcripts.analytics_outputs import (
+    is_bedrock_audio,
+    is_post_call_analytics,
+    parse_bedrock_audio,
+    parse_post_call_analytics,
+)
 from chatbot.transcripts.captions import is_subrip, is_webvtt, parse_subrip, parse_webvtt
 from chatbot.transcripts.contact_center import (
     is_call_analytics,
@@ -21,6 +27,8 @@ _JSON_FORMATS: tuple[tuple[Callable[[Any], bool], Callable[[Any], ParsedTranscri
     (is_transcribe, parse_transcribe),
     (is_contact_lens, parse_contact_lens),
     (is_call_analytics, parse_call_analytics),
+    (is_post_call_analytics, parse_post_call_analytics),
+    (is_bedrock_audio, parse_bedrock_audio),
     (is_json_turns, parse_json_turns),
 )
 _TEXT_FORMATS: tuple[tuple[Callable[[str], bool], Callable[[str], ParsedTranscript]], ...] = (
@@ -29,16 +37,21 @@ _TEXT_FORMATS: tuple[tuple[Callable[[str], bool], Callable[[str], ParsedTranscri
     (is_plain_text, parse_plain_text),
 )
 KNOWN_FORMATS = (
-    "Amazon Transcribe JSON, Transcribe Call Analytics JSON, Contact Lens JSON, a JSON list of "
-    "{speaker, text}, WebVTT, SubRip, or 'Speaker: text' lines"
+    "Amazon Transcribe JSON, Transcribe Call Analytics JSON, Contact Lens JSON, post-call analytics (PCA) "
+    "results JSON, Bedrock Data Automation audio output, a JSON list of {speaker, text}, WebVTT, SubRip, "
+    "or 'Speaker: text' lines"
 )
+# Every speaker's name is kept on the job record, an item DynamoDB caps at 400 KB. Diarization in Transcribe
+# and Bedrock Data Automation tells at most 30 speakers apart; 100 leaves room for named speakers, and 100
+# names of at most 64 characters take at most 26 KB.
+MAX_SPEAKERS = 100
 
 
 def parse_transcript(data: bytes) -> ParsedTranscript:
     """Detect the format of a transcript file and parse it into merged speaker turns.
 
-    Raises TranscriptError (empty, unparseable, unknown format, no speech) for anything that is not a
-    transcript with words in it; it never raises anything else.
+    Raises TranscriptError (empty, unparseable, unknown format, no speech, too many speakers) for anything
+    that is not a transcript with words in it; it never raises anything else.
     """
     if not data.strip():
         raise TranscriptError(FailureCode.EMPTY, "the file is empty")
@@ -49,13 +62,19 @@ def parse_transcript(data: bytes) -> ParsedTranscript:
         parsed = _parse_text(text)
     except TranscriptError:
         raise
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError) as exc:
-        # Structures that look like a known format but break its rules (wrong types, missing fields).
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError, ArithmeticError) as exc:
+        # Structures that look like a known format but break its rules (wrong types, missing fields, numbers
+        # out of any range).
         raise TranscriptError(
             FailureCode.UNPARSEABLE, f"the file looks like a transcript but is malformed: {exc!r}"
         ) from None
     if not parsed.turns:
         raise TranscriptError(FailureCode.NO_SPEECH, f"no speech: the {parsed.format.value} transcript has no words")
+    speakers = len(parsed.speakers)
+    if speakers > MAX_SPEAKERS:
+        raise TranscriptError(
+            FailureCode.TOO_MANY_SPEAKERS, f"{speakers} distinct speakers; a transcript may have at most {MAX_SPEAKERS}"
+        )
     return parsed
 
 

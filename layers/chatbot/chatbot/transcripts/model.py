@@ -17,6 +17,8 @@ class TranscriptFormat(StrEnum):
     SUBRIP = "subrip"
     PLAIN_TEXT = "plain-text"
     JSON_TURNS = "json-turns"
+    POST_CALL_ANALYTICS = "transcribe-post-call-analytics"
+    BEDROCK_DATA_AUTOMATION = "bedrock-data-automation-audio"
 
 
 class FailureCode(StrEnum):
@@ -27,6 +29,7 @@ class FailureCode(StrEnum):
     UNKNOWN_FORMAT = "unknown_format"
     TOO_LARGE = "too_large"
     NO_SPEECH = "no_speech"
+    TOO_MANY_SPEAKERS = "too_many_speakers"
     SOURCE_MISSING = "source_missing"
     SUMMARIZER_FAILED = "summarizer_failed"
 

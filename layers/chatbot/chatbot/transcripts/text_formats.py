@@ -5,7 +5,7 @@ from typing import Any
 
 from chatbot.summarization import Turn
 from chatbot.transcripts.model import ParsedTranscript, TranscriptFormat
-from chatbot.transcripts.normalize import merge_turns, speaker_name
+from chatbot.transcripts.normalize import merge_turns, offset_s, speaker_name
 
 # "[00:01:02] Agent: text", "Agent (00:01): text", "AGENT: text"; a speaker holds a letter and is short.
 _TIMESTAMP = r"\[?\(?\d{1,2}:\d{2}(?::\d{2})?(?:[.,]\d+)?\)?\]?"
@@ -69,7 +69,7 @@ def parse_json_turns(document: Any) -> ParsedTranscript:
     for entry in _turn_list(document) or []:
         text = _first(entry, _TEXT_KEYS)
         turns.append(Turn(speaker_name(_first(entry, _SPEAKER_KEYS)), text if isinstance(text, str) else str(text)))
-        end = _first(entry, ("end", "end_time", "end_s"))
-        if isinstance(end, int | float) and not isinstance(end, bool):
-            ends.append(float(end))
+        end = offset_s(_first(entry, ("end", "end_time", "end_s")))
+        if end is not None:
+            ends.append(end)
     return ParsedTranscript(TranscriptFormat.JSON_TURNS, merge_turns(turns), max(ends) if ends else None)

@@ -12,7 +12,7 @@ from typing import Any
 
 from chatbot.summarization import Turn
 from chatbot.transcripts.model import ParsedTranscript, TranscriptFormat
-from chatbot.transcripts.normalize import UNKNOWN_SPEAKER, join_words, merge_turns, speaker_name
+from chatbot.transcripts.normalize import UNKNOWN_SPEAKER, join_words, merge_turns, offset_s, speaker_name
 
 
 def is_transcribe(document: Any) -> bool:
@@ -51,15 +51,8 @@ def _content(item: dict) -> str:
     return str(alternatives[0].get("content", "")) if isinstance(alternatives[0], dict) else ""
 
 
-def _time(value: Any) -> float | None:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
-
-
 def _max_time(entries: Iterable[Any]) -> float | None:
-    times = [_time(entry.get("end_time")) for entry in entries if isinstance(entry, dict)]
+    times = [offset_s(entry.get("end_time")) for entry in entries if isinstance(entry, dict)]
     known = [time for time in times if time is not None]
     return max(known) if known else None
 
@@ -103,7 +96,7 @@ def _channel_items(channel_labels: dict, items: list[dict]) -> list[dict]:
         for item in channel.get("items") or []:
             if not isinstance(item, dict):
                 continue
-            start = _time(item.get("start_time"))
+            start = offset_s(item.get("start_time"))
             last_start = start if start is not None else last_start
             timed.append((last_start, len(timed), {**item, "channel_label": label}))
     timed.sort(key=lambda entry: (entry[0], entry[1]))
