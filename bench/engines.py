@@ -37,6 +37,7 @@ from local.backends.smoke import VLLM_CPU_HEAD_DIM, make_smoke_causal_lm, make_s
 from provisioning.config import EndpointConfig, parse_config
 
 ENDPOINT_NAME = "bench-engines"
+_JSON = "application/json"  # the toolkit refuses a body without its content type, as in production
 CLIENTS = 16
 REQUESTS_PER_CLIENT = 4
 MAX_TOKENS = 64
@@ -137,7 +138,10 @@ def chat_throughput(url: str, requests_per_client: int = REQUESTS_PER_CLIENT) ->
         for index in range(requests_per_client):
             began = time.perf_counter()
             response = runtimes[client].invoke_endpoint(
-                EndpointName=ENDPOINT_NAME, InferenceComponentName="chat", Body=_chat_request(client, index)
+                EndpointName=ENDPOINT_NAME,
+                InferenceComponentName="chat",
+                Body=_chat_request(client, index),
+                ContentType=_JSON,
             )
             tokens = json.loads(response["Body"].read())["usage"]["completion_tokens"]
             elapsed = time.perf_counter() - began
@@ -155,7 +159,10 @@ def streamed_first_token(url: str) -> Run:
         for index in range(REQUESTS_PER_CLIENT):
             began = time.perf_counter()
             response = runtimes[client].invoke_endpoint_with_response_stream(
-                EndpointName=ENDPOINT_NAME, InferenceComponentName="chat", Body=_chat_request(client, index, True)
+                EndpointName=ENDPOINT_NAME,
+                InferenceComponentName="chat",
+                Body=_chat_request(client, index, True),
+                ContentType=_JSON,
             )
             first, buffer, tokens = 0.0, b"", 0
             for event in response["Body"]:
@@ -178,9 +185,9 @@ def summarizer_latency(url: str) -> Run:
     latencies = []
     for _ in range(SUMMARIES):
         began = time.perf_counter()
-        runtime.invoke_endpoint(EndpointName=ENDPOINT_NAME, InferenceComponentName="summarizer", Body=body)[
-            "Body"
-        ].read()
+        runtime.invoke_endpoint(
+            EndpointName=ENDPOINT_NAME, InferenceComponentName="summarizer", Body=body, ContentType=_JSON
+        )["Body"].read()
         latencies.append(time.perf_counter() - began)
     return Run(sum(latencies), latencies)
 
