@@ -5,22 +5,32 @@ Three request forms are accepted, each answered in its own shape:
 - the seed's chat form: `{"chat": [{"role": "system"|"user"|"assistant", "content": str}, ...], "parameters": {...}}`
   -> `{"role": "assistant", "content": str}`
 - the LMI plain form: `{"inputs": str, "parameters": {...}}` -> `{"generated_text": str}`
-- the OpenAI chat-completions form: `{"messages": [...], "max_tokens": N, "temperature", "top_p", "stop", "seed", ...}`
-  -> `{"id", "object": "chat.completion", "created", "model", "choices": [{"index": 0, "message": {"role": "assistant",
-  "content": str}, "finish_reason": "stop"|"length"}], "usage": {"prompt_tokens", "completion_tokens", "total_tokens"}}`
+- the OpenAI chat-completions form: `{"messages": [...], "max_tokens": N, "temperature", "top_p", "stop", "seed",
+  "stream", "stream_options", ...}` -> `{"id", "object": "chat.completion", "created", "model", "choices": [{"index":
+  0, "message": {"role": "assistant", "content": str}, "finish_reason": "stop"|"length"}], "usage":
+  {"prompt_tokens", "completion_tokens", "total_tokens"}}`
 
 `parameters` (chat and inputs forms): max_new_tokens, temperature, top_p, top_k, do_sample, stop / stop_sequences,
 seed. The LMI forms are greedy unless `do_sample` is true; the OpenAI form samples unless `temperature` is 0
 (its default temperature is 1), as those APIs do. Messages: an optional system message first, then user and
 assistant turns, the last one from the user.
 
-Streaming (InvokeEndpointWithResponseStream): every PayloadPart holds whole JSON lines, each ending in "\\n".
-- chat and inputs forms (LMI jsonlines): one line per piece of text as it is generated,
-  `{"token": {"text": "<piece>"}}`, then a last line `{"token": {"text": ""}, "generated_text": "<full text>"}`.
-- messages form: one `{"id", "object": "chat.completion.chunk", "created", "model", "choices": [{"index": 0,
-  "delta": {"content": "<piece>"}, "finish_reason": null}]}` line per piece, then a last chunk whose choice is
-  `{"index": 0, "delta": {}, "finish_reason": "stop"|"length"}` and which carries `usage`.
-The pieces concatenate to the full text.
+Framing, as the LMI container frames answers (local/containers/lmi.py, provisioning/chat_package/model.py): whether an
+answer streams depends on the request alone, never on the SageMaker API that carries it.
+- Answered in one piece: the chat and inputs forms always (the chat package turns them into non-streaming requests
+  and refuses a `stream` field in them with `ONE_PIECE_FORM_MESSAGE`), and the messages form without `"stream":
+  true`. Through InvokeEndpoint the backend returns the form's JSON object (the endpoint sends it as the body);
+  through InvokeEndpointWithResponseStream it sends that object as JSON plus "\\n" (LMI's body) in one PayloadPart.
+- Streamed: the messages form with `"stream": true`, as LMI's application/jsonlines, one line per vLLM server-sent
+  event, each ending in "\\n": first a chunk whose delta is `{"role": "assistant", "content": ""}`, then one
+  `{"id", "object": "chat.completion.chunk", "created", "model", "choices": [{"index": 0, "delta": {"content":
+  "<piece>"}, "logprobs": null, "finish_reason": null}]}` per piece of text, then a chunk whose choice has
+  `"delta": {"content": ""}` and `"finish_reason": "stop"|"length"`; with `"stream_options": {"include_usage":
+  true}` a last chunk follows with `"choices": []` and `usage` (without it the stream carries no usage, as vLLM's
+  default); then an empty line (vLLM's `data: [DONE]`). The pieces concatenate to the full text. Through
+  InvokeEndpointWithResponseStream every line is its own PayloadPart, sent as soon as it is produced; through
+  InvokeEndpoint the body is all the lines, returned as a `ModelResponse` typed application/jsonlines.
+All chunks of one answer share its id, created time and model; their fields are a subset of vLLM's, with its types.
 """
 
 from __future__ import annotations
@@ -32,12 +42,15 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal
 
-from local.backends.base import PayloadError, TokenSink
+from local.backends.base import ModelResponse, PayloadError, TokenSink
 
 FinishReason = Literal["stop", "length"]
 ROLES = ("system", "user", "assistant")
 DEFAULT_MAX_NEW_TOKENS = 256
 MAX_STOP_SEQUENCES = 16
+#: The chat package's refusal of `stream` in the chat and inputs forms (provisioning/chat_package/model.py).
+ONE_PIECE_FORM_MESSAGE = "this form answers in one piece; to stream, send `messages` with `stream: true`"
+STREAM_CONTENT_TYPE = "application/jsonlines"  # LMI's streamed answers (djl_python async_utils.py)
 
 _LMI_PARAMETERS = {"max_new_tokens", "temperature", "top_p", "top_k", "do_sample", "stop", "stop_sequences", "seed"}
 _OPENAI_FIELDS = {
@@ -51,6 +64,7 @@ _OPENAI_FIELDS = {
     "stop",
     "seed",
     "stream",
+    "stream_options",
     "n",
     "user",
 }
@@ -87,6 +101,8 @@ class ChatRequest:
     messages: tuple[Message, ...] = ()  # chat and messages forms
     prompt: str = ""  # inputs form
     model: str | None = None  # the messages form's `model`, echoed back
+    stream: bool = False  # the messages form's `stream`: answer in chat.completion.chunk lines
+    include_usage: bool = False  # the messages form's `stream_options.include_usage`: end the stream with usage
 
     @property
     def system_prompt(self) -> str | None:
@@ -110,6 +126,8 @@ def parse_chat_request(payload: Any) -> ChatRequest:
     form = forms[0]
     if form is ChatForm.MESSAGES:
         return _parse_openai(payload)
+    if "stream" in payload:  # as the chat package refuses it (model.py `_only_fields`), whatever its value
+        raise PayloadError(ONE_PIECE_FORM_MESSAGE)
     _reject_unknown(payload, {form.value, "parameters"}, "request field")
     parameters = payload.get("parameters", {})
     if not isinstance(parameters, dict):
@@ -141,8 +159,10 @@ def _parse_openai(payload: dict[str, Any]) -> ChatRequest:
         raise PayloadError("give `max_tokens` or `max_completion_tokens`, not both")
     if payload.get("n", 1) != 1 or isinstance(payload.get("n"), bool):
         raise PayloadError(f"`n` must be 1 (one answer per request), got {payload['n']!r}")
-    if not isinstance(payload.get("stream", False), bool):
+    stream = payload.get("stream", False)
+    if not isinstance(stream, bool):
         raise PayloadError(f"`stream` must be true or false, got {_json_type(payload['stream'])}")
+    include_usage = _stream_options(payload.get("stream_options"), stream)
     for field in ("model", "user"):
         if field in payload and not isinstance(payload[field], str):
             raise PayloadError(f"`{field}` must be a string, got {_json_type(payload[field])}")
@@ -158,7 +178,27 @@ def _parse_openai(payload: dict[str, Any]) -> ChatRequest:
         parameters=generation,
         messages=_parse_messages(payload["messages"], "messages"),
         model=payload.get("model"),
+        stream=stream,
+        include_usage=include_usage,
     )
+
+
+def _stream_options(options: Any, stream: bool) -> bool:
+    """Whether a streamed answer ends with a usage chunk (vLLM's `stream_options`, accepted only with a stream)."""
+    if options is None:
+        return False
+    if not isinstance(options, dict):
+        raise PayloadError(f"`stream_options` must be an object, got {_json_type(options)}")
+    if options and not stream:  # vLLM's own check (ChatCompletionRequest.validate_stream_options)
+        raise PayloadError("Stream options can only be defined when `stream=True`.")
+    _reject_unknown(options, {"include_usage", "continuous_usage_stats"}, "stream option")
+    for field in ("include_usage", "continuous_usage_stats"):
+        if options.get(field) is not None and not isinstance(options[field], bool):
+            raise PayloadError(f"`stream_options.{field}` must be true or false, got {_json_type(options[field])}")
+    include_usage = bool(options.get("include_usage"))
+    if include_usage and options.get("continuous_usage_stats"):  # vLLM reads it only with include_usage
+        raise PayloadError("`stream_options.continuous_usage_stats` is not served locally; use `include_usage` alone")
+    return include_usage
 
 
 def _parse_messages(raw: Any, field: str) -> tuple[Message, ...]:
@@ -328,43 +368,92 @@ def response_body(
     }
 
 
-class ChatStream:
-    """Writes one request's streamed answer to its sink, in the line format of the request's form."""
+class ChatAnswer:
+    """One request's answer, framed as the LMI container frames it (see the module doc).
 
-    def __init__(self, request: ChatRequest, sink: TokenSink, *, model: str):
-        self._request = request
+    A backend calls `piece` with each new piece of text as it is generated and `finish` once at the end; `finish`
+    returns what `run_batch` returns for the request. A streamed request (messages form, `"stream": true`) writes a
+    chunk line per piece to the sink as it comes, or collects the lines when there is no sink; any other request
+    is answered whole by `finish`, to the sink when there is one.
+    """
+
+    def __init__(self, request: ChatRequest, sink: TokenSink | None, *, model: str):
+        self.request = request
         self._sink = sink
         self._id = _completion_id()
         self._created = int(time.time())
         self._model = request.model or model
+        self._lines: list[bytes] = []  # a streamed answer without a sink
+        self._started = False
+
+    @property
+    def streams(self) -> bool:
+        """Whether pieces are sent as they come (otherwise `piece` does nothing and `finish` sends everything)."""
+        return self.request.stream
 
     def piece(self, text: str) -> None:
-        if not text:
+        if not self.streams or not text:
             return
-        if self._request.form is ChatForm.MESSAGES:
-            self._write(self._chunk({"index": 0, "delta": {"content": text}, "finish_reason": None}))
-        else:
-            self._write({"token": {"text": text}})
+        self._start()
+        self._write_line(self._chunk([_choice({"content": text}, None)]))
 
-    def finish(self, text: str, finish_reason: FinishReason, *, prompt_tokens: int, completion_tokens: int) -> None:
-        if self._request.form is ChatForm.MESSAGES:
-            last = self._chunk({"index": 0, "delta": {}, "finish_reason": finish_reason})
-            last["usage"] = _usage(prompt_tokens, completion_tokens)
-            self._write(last)
-        else:
-            self._write({"token": {"text": ""}, "generated_text": text})
+    def finish(
+        self, text: str, finish_reason: FinishReason, *, prompt_tokens: int, completion_tokens: int
+    ) -> dict[str, Any] | ModelResponse | None:
+        """Send what is left of the answer; return the request's result (None once everything went to the sink)."""
+        if not self.streams:
+            body = response_body(
+                self.request,
+                text,
+                finish_reason,
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
+                model=self._model,
+            )
+            if self._sink is None:
+                return body
+            self._sink(_json(body) + b"\n")
+            return None
+        self._start()
+        self._write_line(self._chunk([_choice({"content": ""}, finish_reason)]))
+        if self.request.include_usage:
+            self._write_line({**self._chunk([]), "usage": _usage(prompt_tokens, completion_tokens)})
+        self._write(b"\n")  # vLLM's `data: [DONE]`, which LMI sends as an empty line
+        if self._sink is None:
+            return ModelResponse(b"".join(self._lines), STREAM_CONTENT_TYPE)
+        return None
 
-    def _chunk(self, choice: dict[str, Any]) -> dict[str, Any]:
+    def _start(self) -> None:
+        """vLLM's first chunk, sent with the first generated text: the role, and empty content."""
+        if not self._started:
+            self._started = True
+            self._write_line(self._chunk([_choice({"role": "assistant", "content": ""}, None)]))
+
+    def _chunk(self, choices: list[dict[str, Any]]) -> dict[str, Any]:
         return {
             "id": self._id,
             "object": "chat.completion.chunk",
             "created": self._created,
             "model": self._model,
-            "choices": [choice],
+            "choices": choices,
         }
 
-    def _write(self, line: dict[str, Any]) -> None:
-        self._sink((json.dumps(line, ensure_ascii=False) + "\n").encode("utf-8"))
+    def _write_line(self, line: dict[str, Any]) -> None:
+        self._write(_json(line) + b"\n")
+
+    def _write(self, data: bytes) -> None:
+        if self._sink is None:
+            self._lines.append(data)
+        else:
+            self._sink(data)
+
+
+def _choice(delta: dict[str, str], finish_reason: FinishReason | None) -> dict[str, Any]:
+    return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False).encode("utf-8")
 
 
 def _completion_id() -> str:

@@ -1,15 +1,17 @@
 """Chat from a Hugging Face causal LM in a local directory (backend `hf-causal`; `smoke-llama` uses it too).
 
-It speaks the chat contract and streaming formats described in `chat_contract`. Messages are rendered with
-the tokenizer's chat template, or in the Llama-2 `[INST]` / `<<SYS>>` format when the tokenizer has none.
+It speaks the chat contract and frames answers as described in `chat_contract` (as the LMI container does).
+Messages are rendered with the tokenizer's chat template, or in the Llama-2 `[INST]` / `<<SYS>>` format when the
+tokenizer has none.
 
 A batch is generated together by a manual decode loop rather than `model.generate`, so that every row keeps
 its own settings (max_new_tokens, greedy or sampling with its temperature / top_p / top_k / seed, stop
 sequences) and leaves the batch as soon as it is done: prompts are LEFT-padded, position ids follow the
 attention mask, the key/value cache (DynamicCache) grows one token per step, and finished rows are dropped
-from it. Streamed rows get each new piece of text as soon as it decodes to whole characters; text that might
-be the start of a stop sequence is held back until it is known not to be one. Text is decoded incrementally
-(`IncrementalDecoder`), so the tokenizer work per step stays the same however long an answer grows.
+from it. Streamed rows (`messages` with `"stream": true`) get each new piece of text as soon as it decodes to
+whole characters; text that might be the start of a stop sequence is held back until it is known not to be one.
+Text is decoded incrementally (`IncrementalDecoder`), so the tokenizer work per step stays the same however long
+an answer grows.
 """
 
 from __future__ import annotations
@@ -27,16 +29,15 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 
 from local.backends.base import Backend, PayloadError, TokenSink
 from local.backends.chat_contract import (
+    ChatAnswer,
     ChatForm,
     ChatRequest,
-    ChatStream,
     FinishReason,
     GenerationParameters,
     Message,
     find_stop,
     parse_chat_request,
     resolve_max_new_tokens,
-    response_body,
     safe_to_emit,
 )
 from local.backends.hf_loading import load_for_cpu
@@ -112,13 +113,14 @@ class _Row:
     """One request's state during generation."""
 
     prepared: PreparedChat
-    stream: ChatStream | None
+    answer: ChatAnswer
     generator: torch.Generator | None
     decoder: IncrementalDecoder
     text: str = ""
     emitted: int = 0
     finish_reason: FinishReason | None = None
     error: Exception | None = None
+    result: Any = None  # what the answer's `finish` returned
 
     @property
     def parameters(self) -> GenerationParameters:
@@ -200,7 +202,7 @@ class HuggingFaceCausalBackend(Backend):
         rows = [
             _Row(
                 prepared=item,
-                stream=ChatStream(item.request, sink, model=self.component_name) if sink is not None else None,
+                answer=ChatAnswer(item.request, sink, model=self.component_name),
                 generator=_generator(item.request.parameters),
                 decoder=IncrementalDecoder(self._decode),
             )
@@ -212,20 +214,10 @@ class HuggingFaceCausalBackend(Backend):
             return [exc] * len(rows)
         return [self._result(row) for row in rows]
 
-    def _result(self, row: _Row) -> Any:
-        if row.error is not None:
-            return row.error
-        if row.stream is not None:
-            return None
-        assert row.finish_reason is not None  # _generate runs every row to completion
-        return response_body(
-            row.prepared.request,
-            row.text,
-            row.finish_reason,
-            prompt_tokens=len(row.prepared.prompt_ids),
-            completion_tokens=len(row.token_ids),
-            model=self.component_name,
-        )
+    @staticmethod
+    def _result(row: _Row) -> Any:
+        assert row.done  # _generate runs every row to completion
+        return row.error if row.error is not None else row.result
 
     @torch.inference_mode()
     def _generate(self, rows: list[_Row]) -> None:
@@ -304,14 +296,14 @@ class HuggingFaceCausalBackend(Backend):
             self._finish(row, "length")
         else:
             row.text = text
-            if not text.endswith(_INCOMPLETE_CHARACTER):
+            if row.answer.streams and not text.endswith(_INCOMPLETE_CHARACTER):
                 self._emit(row, safe_to_emit(text, stop))
 
     def _emit(self, row: _Row, upto: int) -> None:
-        if row.stream is None or upto <= row.emitted:
+        if not row.answer.streams or upto <= row.emitted:
             return
         try:
-            row.stream.piece(row.text[row.emitted : upto])
+            row.answer.piece(row.text[row.emitted : upto])
         except Exception as exc:  # the client went away: this row stops, the rest of the batch goes on
             row.error = exc
         row.emitted = upto
@@ -319,12 +311,12 @@ class HuggingFaceCausalBackend(Backend):
     def _finish(self, row: _Row, reason: FinishReason) -> None:
         self._emit(row, len(row.text))
         row.finish_reason = reason
-        if row.stream is not None and row.error is None:
+        if row.error is None:
             try:
-                row.stream.finish(
+                row.result = row.answer.finish(
                     row.text, reason, prompt_tokens=len(row.prepared.prompt_ids), completion_tokens=len(row.token_ids)
                 )
-            except Exception as exc:
+            except Exception as exc:  # the client went away before the answer's last part
                 row.error = exc
 
 

@@ -1,8 +1,9 @@
 """The default chat backend: a deterministic stand-in that needs no weights.
 
 It answers readably and says plainly that it is a stand-in, so the local stack can be demonstrated and
-tested without a model. It speaks the whole chat contract (see `chat_contract`), honours max_new_tokens
-(counted in words) and stop sequences, and streams word by word.
+tested without a model. It speaks the whole chat contract (see `chat_contract`) and frames its answers as the LMI
+container does: it honours max_new_tokens (counted in words) and stop sequences, and streams word by word when a
+`messages` request asks for `"stream": true`.
 """
 
 from __future__ import annotations
@@ -15,14 +16,13 @@ from chatbot.tokens import estimate_tokens
 
 from local.backends.base import Backend, TokenSink
 from local.backends.chat_contract import (
+    ChatAnswer,
     ChatForm,
     ChatRequest,
-    ChatStream,
     FinishReason,
     find_stop,
     parse_chat_request,
     resolve_max_new_tokens,
-    response_body,
 )
 
 _QUOTE_WORDS = 30
@@ -74,20 +74,10 @@ class StandinChatBackend(Backend):
                 break
             pieces.append(word)
             text = candidate
-        if sink is None:
-            return response_body(
-                item.request,
-                text,
-                finish_reason,
-                prompt_tokens=item.prompt_tokens,
-                completion_tokens=len(pieces),
-                model=self.component_name,
-            )
-        stream = ChatStream(item.request, sink, model=self.component_name)
+        answer = ChatAnswer(item.request, sink, model=self.component_name)
         for piece in pieces:
-            stream.piece(piece)
-        stream.finish(text, finish_reason, prompt_tokens=item.prompt_tokens, completion_tokens=len(pieces))
-        return None
+            answer.piece(piece)
+        return answer.finish(text, finish_reason, prompt_tokens=item.prompt_tokens, completion_tokens=len(pieces))
 
 
 def standin_answer(request: ChatRequest) -> str:

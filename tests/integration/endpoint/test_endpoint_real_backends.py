@@ -31,29 +31,40 @@ CALL = (
 def test_default_configuration_serves_chat_and_summaries():
     # Given the shipped endpoint.yaml with its default, weight-free backends
     config = load_config(environ={})
+    seed_chat = json.dumps({"chat": [{"role": "user", "content": "Hello?"}], "parameters": {"max_new_tokens": 30}})
+    streamed_chat = json.dumps({"messages": [{"role": "user", "content": "Hello?"}], "max_tokens": 30, "stream": True})
     with start_endpoint(config, port=0) as running:
         runtime = client("sagemaker-runtime", running.url)
-        # When the chat component (seed form, streamed too) and the summarizer are invoked
-        chat = runtime.invoke_endpoint(
-            EndpointName=config.endpoint.name,
-            InferenceComponentName="chat",
-            Body=json.dumps({"chat": [{"role": "user", "content": "Hello?"}], "parameters": {"max_new_tokens": 30}}),
-        )
-        stream = runtime.invoke_endpoint_with_response_stream(
-            EndpointName=config.endpoint.name,
-            InferenceComponentName="chat",
-            Body=json.dumps({"chat": [{"role": "user", "content": "Hello?"}], "parameters": {"max_new_tokens": 30}}),
-        )
-        lines = [json.loads(line) for event in stream["Body"] for line in event["PayloadPart"]["Bytes"].splitlines()]
-        summary = runtime.invoke_endpoint(
-            EndpointName=config.endpoint.name,
-            InferenceComponentName="summarizer",
-            Body=json.dumps({"inputs": CALL}),
-        )
-    # Then the answers have the contracts' shapes, and the streamed pieces make up the full text
-    chat_answer = json.loads(chat["Body"].read())
+
+        def invoke(body: str, component: str = "chat") -> dict:
+            return runtime.invoke_endpoint(
+                EndpointName=config.endpoint.name, InferenceComponentName=component, Body=body
+            )
+
+        def stream(body: str) -> list[bytes]:
+            response = runtime.invoke_endpoint_with_response_stream(
+                EndpointName=config.endpoint.name, InferenceComponentName="chat", Body=body
+            )
+            return [event["PayloadPart"]["Bytes"] for event in response["Body"]]
+
+        # When the chat component is invoked in the seed form and in the OpenAI form with `"stream": true`, each
+        # through both APIs, and the summarizer once
+        chat, chat_parts = invoke(seed_chat), stream(seed_chat)
+        chunks_buffered, chunk_parts = invoke(streamed_chat), stream(streamed_chat)
+        summary = invoke(json.dumps({"inputs": CALL}), "summarizer")
+        chat_body, chunks_body = chat["Body"].read(), chunks_buffered["Body"].read()
+    # Then the seed form is one assistant message, through the response stream too (one part, as LMI answers it)
+    chat_answer = json.loads(chat_body)
     assert chat_answer["role"] == "assistant" and chat_answer["content"]
-    assert "".join(line["token"]["text"] for line in lines) == lines[-1]["generated_text"]
+    assert len(chat_parts) == 1 and json.loads(chat_parts[0]) == chat_answer
+    # And the streamed request is chat.completion.chunk lines through both APIs, as jsonlines when buffered
+    assert chunks_buffered["ContentType"] == "application/jsonlines"
+    for body in (chunks_body, b"".join(chunk_parts)):
+        chunks = [json.loads(line) for line in body.decode().splitlines() if line]
+        assert {chunk["object"] for chunk in chunks} == {"chat.completion.chunk"}
+        assert "".join(chunk["choices"][0]["delta"]["content"] for chunk in chunks).strip()
+        assert chunks[-1]["choices"][0]["finish_reason"] in {"stop", "length"}
+    assert len(chunk_parts) > 3  # streamed piece by piece
     [summary_answer] = json.loads(summary["Body"].read())
     assert "refund" in summary_answer["summary_text"]
 

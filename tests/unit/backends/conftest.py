@@ -57,13 +57,14 @@ def component() -> Callable[..., Component]:
 
 @pytest.fixture
 def run_streamed() -> Callable[[Any, dict[str, Any]], tuple[list[dict[str, Any]], Any]]:
-    """Runs one request streamed: returns the JSON lines its sink received and run_batch's return value."""
+    """Runs one request through a sink (InvokeEndpointWithResponseStream): returns the JSON lines its sink received,
+    without the empty line that ends a stream (vLLM's [DONE]), and run_batch's return value."""
 
     def run(backend: Any, payload: dict[str, Any]) -> tuple[list[dict[str, Any]], Any]:
         parts: list[bytes] = []
         [result] = backend.run_batch([backend.prepare(payload)], [parts.append])
         text = b"".join(parts).decode("utf-8")
         assert all(part.endswith(b"\n") for part in parts), "every part holds whole lines"
-        return [json.loads(line) for line in text.splitlines()], result
+        return [json.loads(line) for line in text.splitlines() if line], result
 
     return run

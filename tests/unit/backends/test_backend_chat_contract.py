@@ -1,4 +1,5 @@
-"""The chat payload contract shared by the chat backends: parsing each form, every error, stop handling."""
+"""The chat payload contract shared by the chat backends: parsing each form, every error, stop handling, and
+framing answers as the LMI container does."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ from typing import Any
 
 import pytest
 
-from local.backends.base import PayloadError
+from local.backends.base import ModelResponse, PayloadError
 from local.backends.chat_contract import (
     DEFAULT_MAX_NEW_TOKENS,
+    ONE_PIECE_FORM_MESSAGE,
+    ChatAnswer,
     ChatForm,
-    ChatStream,
     Message,
     find_stop,
     parse_chat_request,
@@ -72,6 +74,19 @@ def test_openai_form_samples_unless_temperature_is_zero():
     )
 
 
+def test_only_an_openai_request_asking_for_it_streams():
+    # Given OpenAI-style requests without stream, with stream, and with stream and usage
+    plain = parse_chat_request({"messages": [USER], "stream_options": {}})
+    streamed = parse_chat_request({"messages": [USER], "stream": True})
+    with_usage = parse_chat_request({"messages": [USER], "stream": True, "stream_options": {"include_usage": True}})
+    # And the LMI forms, which never stream
+    lmi = [parse_chat_request({"chat": [USER]}), parse_chat_request({"inputs": "hi"})]
+    # Then only the requests with `"stream": true` stream, and only the one that asks ends with usage
+    assert [plain.stream, streamed.stream, with_usage.stream] == [False, True, True]
+    assert [plain.include_usage, streamed.include_usage, with_usage.include_usage] == [False, False, True]
+    assert [request.stream for request in lmi] == [False, False]
+
+
 def test_openai_text_content_parts_are_joined():
     # Given a message whose content is a list of text parts
     content = [{"type": "text", "text": "Hello "}, {"type": "text", "text": "there"}]
@@ -117,6 +132,26 @@ def test_openai_text_content_parts_are_joined():
         ({"inputs": "  "}, "`inputs` is empty"),
         ({"messages": [USER], "n": 2}, "`n` must be 1"),
         ({"messages": [USER], "stream": "yes"}, "`stream` must be true or false"),
+        ({"chat": [USER], "stream": True}, ONE_PIECE_FORM_MESSAGE),
+        ({"inputs": "hi", "stream": False, "extra": 1}, ONE_PIECE_FORM_MESSAGE),
+        (
+            {"messages": [USER], "stream_options": {"include_usage": True}},
+            "Stream options can only be defined when `stream=True`.",
+        ),
+        ({"messages": [USER], "stream": True, "stream_options": True}, "`stream_options` must be an object"),
+        ({"messages": [USER], "stream": True, "stream_options": {"x": 1}}, "unsupported stream option(s) ['x']"),
+        (
+            {"messages": [USER], "stream": True, "stream_options": {"include_usage": 1}},
+            "`stream_options.include_usage` must be true or false",
+        ),
+        (
+            {
+                "messages": [USER],
+                "stream": True,
+                "stream_options": {"include_usage": True, "continuous_usage_stats": True},
+            },
+            "`stream_options.continuous_usage_stats` is not served locally",
+        ),
         ({"messages": [USER], "model": 3}, "`model` must be a string"),
         ({"messages": [USER], "max_tokens": 1, "max_completion_tokens": 1}, "not both"),
         ({"messages": [USER], "max_tokens": -3}, "`max_tokens` must be a positive integer"),
@@ -194,26 +229,89 @@ def test_openai_response_has_choices_and_usage():
     assert body["usage"] == {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
 
 
-def test_stream_lines_for_lmi_and_openai_forms():
-    # Given a stream for each form
-    parts: dict[str, list[bytes]] = {"chat": [], "messages": []}
-    for form, payload in (("chat", {"chat": [USER]}), ("messages", {"messages": [USER]})):
-        stream = ChatStream(parse_chat_request(payload), parts[form].append, model="chat")
-        # When two pieces and the end are written
-        stream.piece("Hel")
-        stream.piece("lo")
-        stream.finish("Hello", "stop", prompt_tokens=4, completion_tokens=2)
-    # Then the LMI form has token lines and a last line with the full text
-    lmi = [json.loads(part) for part in parts["chat"]]
-    assert lmi == [
-        {"token": {"text": "Hel"}},
-        {"token": {"text": "lo"}},
-        {"token": {"text": ""}, "generated_text": "Hello"},
+def answer(payload: dict[str, Any], sink: Any, pieces: tuple[str, ...] = ("Hel", "lo")) -> Any:
+    """Frames an answer of two pieces, "Hello", that ended on a stop sequence after 2 of 4 tokens."""
+    writer = ChatAnswer(parse_chat_request(payload), sink, model="chat")
+    for piece in pieces:
+        writer.piece(piece)
+    return writer.finish("".join(pieces), "stop", prompt_tokens=4, completion_tokens=2)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [{"chat": [USER]}, {"inputs": "hi"}, {"messages": [USER]}, {"messages": [USER], "stream": False}],
+    ids=["chat", "inputs", "messages", "messages stream false"],
+)
+def test_an_answer_not_asked_to_stream_comes_whole_even_through_a_stream(payload: dict[str, Any]):
+    # Given a request that does not ask for a stream
+    # When it is answered through InvokeEndpoint (no sink) and through the response stream (a sink)
+    whole = answer(payload, None)
+    parts: list[bytes] = []
+    returned = answer(payload, parts.append)
+    # Then both give the form's one JSON object: returned as is, or as one part of that JSON plus a newline
+    assert isinstance(whole, dict) and returned is None
+    assert len(parts) == 1 and parts[0].endswith(b"}\n") and parts[0].count(b"\n") == 1
+    streamed = json.loads(parts[0])
+    assert without_id(streamed) == without_id(whole)  # each answer has its own id and creation time
+    assert streamed.get("object", "chat.completion") == "chat.completion"
+
+
+def without_id(body: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in body.items() if key not in {"id", "created"}}
+
+
+def test_a_streamed_answer_is_openai_chunks_closed_by_an_empty_line():
+    # Given an OpenAI-style request with `"stream": true`, answered through the response stream
+    parts: list[bytes] = []
+    returned = answer({"messages": [USER], "stream": True}, parts.append)
+    # Then every part is one line: the role first, a chunk per piece, the finish reason, and vLLM's [DONE] as ""
+    assert returned is None
+    assert all(part.endswith(b"\n") and part.count(b"\n") == 1 for part in parts)
+    assert parts[-1] == b"\n"
+    chunks = [json.loads(part) for part in parts[:-1]]
+    assert {chunk["object"] for chunk in chunks} == {"chat.completion.chunk"}
+    assert [chunk["choices"][0]["delta"] for chunk in chunks] == [
+        {"role": "assistant", "content": ""},
+        {"content": "Hel"},
+        {"content": "lo"},
+        {"content": ""},
     ]
-    # And the OpenAI form has chunks with deltas, then a finish_reason and usage
-    chunks = [json.loads(part) for part in parts["messages"]]
-    assert [chunk["object"] for chunk in chunks] == ["chat.completion.chunk"] * 3
-    assert [chunk["choices"][0]["delta"] for chunk in chunks] == [{"content": "Hel"}, {"content": "lo"}, {}]
+    assert [chunk["choices"][0]["finish_reason"] for chunk in chunks] == [None, None, None, "stop"]
+    # And it carries no usage (vLLM's default), and one id, creation time and model throughout
+    assert not any("usage" in chunk for chunk in chunks)
+    assert len({(chunk["id"], chunk["created"], chunk["model"]) for chunk in chunks}) == 1
+    assert chunks[0]["id"].startswith("chatcmpl-") and chunks[0]["model"] == "chat"
+
+
+def test_a_stream_asking_for_usage_ends_with_a_usage_chunk():
+    # Given a streamed request with stream_options.include_usage
+    payload = {"messages": [USER], "stream": True, "stream_options": {"include_usage": True}, "model": "m"}
+    parts: list[bytes] = []
+    answer(payload, parts.append)
+    # Then after the finishing chunk comes one with no choices and the usage, then the empty line
+    *chunks, usage = [json.loads(part) for part in parts[:-1]]
     assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
-    assert chunks[-1]["usage"]["total_tokens"] == 6
-    assert len({chunk["id"] for chunk in chunks}) == 1
+    assert usage["choices"] == [] and usage["model"] == "m" and usage["id"] == chunks[0]["id"]
+    assert usage["usage"] == {"prompt_tokens": 4, "completion_tokens": 2, "total_tokens": 6}
+    assert parts[-1] == b"\n"
+
+
+def test_a_streamed_answer_through_invoke_endpoint_is_the_jsonlines_body():
+    # Given an OpenAI-style request with `"stream": true` served without a sink (plain InvokeEndpoint)
+    response = answer({"messages": [USER], "stream": True}, None)
+    # Then the result is the whole stream as one jsonlines body, which the endpoint sends as is
+    assert isinstance(response, ModelResponse)
+    assert response.content_type == "application/jsonlines"
+    lines = response.body.decode().split("\n")
+    assert lines[-2:] == ["", ""]  # the last chunk's newline, then the empty [DONE] line
+    chunks = [json.loads(line) for line in lines[:-2]]
+    assert "".join(chunk["choices"][0]["delta"]["content"] for chunk in chunks) == "Hello"
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+
+
+def test_empty_pieces_are_not_sent():
+    # Given a streamed answer whose generation produced an empty piece
+    parts: list[bytes] = []
+    answer({"messages": [USER], "stream": True}, parts.append, pieces=("Hel", "", "lo"))
+    # Then no chunk carries it: the role, two pieces, the finish, the empty line
+    assert len(parts) == 5

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
-from local.backends.base import PayloadError
+from local.backends.base import ModelResponse, PayloadError
 from local.backends.chat_contract import Message, parse_chat_request
 from local.backends.hf_causal import HuggingFaceCausalBackend, llama2_prompt
 from local.backends.smoke import SmokeCausalBackend
@@ -23,6 +24,22 @@ PROMPTS = [
 
 def greedy(prompt: str, max_new_tokens: int, **parameters: Any) -> dict[str, Any]:
     return {"inputs": prompt, "parameters": {"max_new_tokens": max_new_tokens, **parameters}}
+
+
+def chat(prompt: str, max_tokens: int, **fields: Any) -> dict[str, Any]:
+    """A greedy OpenAI-style request (add `stream=True` to stream it)."""
+    return {"messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens, "temperature": 0, **fields}
+
+
+def content(body: dict[str, Any]) -> str:
+    return body["choices"][0]["message"]["content"]
+
+
+def streamed_pieces(lines: list[dict[str, Any]]) -> list[str]:
+    """The text pieces of a stream's chunks, without the role chunk and the finishing chunk (both empty)."""
+    assert lines[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    assert lines[-1]["choices"][0]["delta"] == {"content": ""} and lines[-1]["choices"][0]["finish_reason"]
+    return [line["choices"][0]["delta"]["content"] for line in lines[1:-1]]
 
 
 def serve(backend: HuggingFaceCausalBackend, payloads: list[dict[str, Any]]) -> list[Any]:
@@ -140,15 +157,37 @@ def test_stop_sequences_end_a_row_early(causal_backend: HuggingFaceCausalBackend
 
 
 def test_streamed_pieces_concatenate_to_the_full_text(causal_backend: HuggingFaceCausalBackend, run_streamed):
-    # Given a streamed LMI request and the same request answered whole
-    payload = greedy(PROMPTS[2], 24)
-    whole = serve(causal_backend, [payload])[0]["generated_text"]
+    # Given a request with `"stream": true` and the same request answered whole
+    whole = content(serve(causal_backend, [chat(PROMPTS[2], 24)])[0])
     # When streamed
-    lines, _ = run_streamed(causal_backend, payload)
-    # Then the token pieces make up the full text, which the last line repeats
-    pieces = [line["token"]["text"] for line in lines[:-1]]
+    lines, result = run_streamed(causal_backend, chat(PROMPTS[2], 24, stream=True))
+    # Then the chunks' pieces make up the whole answer, and the last chunk says it ended at max_tokens
+    pieces = streamed_pieces(lines)
     assert len(pieces) > 1
-    assert "".join(pieces) == lines[-1]["generated_text"] == whole
+    assert "".join(pieces) == whole
+    assert lines[-1]["choices"][0]["finish_reason"] == "length" and result is None
+
+
+def test_a_stream_through_invoke_endpoint_is_the_jsonlines_body(causal_backend: HuggingFaceCausalBackend):
+    # Given a request with `"stream": true` served without a sink (plain InvokeEndpoint)
+    [response] = serve(causal_backend, [chat(PROMPTS[0], 6, stream=True)])
+    # Then the result is the chunk lines as one application/jsonlines body, closed by the empty [DONE] line
+    assert isinstance(response, ModelResponse) and response.content_type == "application/jsonlines"
+    assert response.body.endswith(b"}\n\n")
+    chunks = [json.loads(line) for line in response.body.decode().splitlines() if line]
+    assert "".join(streamed_pieces(chunks)) == content(serve(causal_backend, [chat(PROMPTS[0], 6)])[0])
+
+
+@pytest.mark.parametrize("payload", [greedy(PROMPTS[1], 5), chat(PROMPTS[1], 5)], ids=["inputs", "messages"])
+def test_an_answer_not_asked_to_stream_is_one_part_through_a_stream(causal_backend, payload, run_streamed):
+    # Given a request without `"stream": true` sent through the response stream
+    [whole] = serve(causal_backend, [payload])
+    # When it is answered
+    lines, result = run_streamed(causal_backend, payload)
+    # Then the stream holds that one answer (the LMI container does not stream it)
+    assert result is None and len(lines) == 1
+    assert lines[0].get("generated_text") == whole.get("generated_text")
+    assert lines[0].get("choices") == whole.get("choices") and lines[0].get("usage") == whole.get("usage")
 
 
 def test_streamed_openai_chunks_with_stop_sequence(causal_backend: HuggingFaceCausalBackend, run_streamed):
@@ -157,7 +196,7 @@ def test_streamed_openai_chunks_with_stop_sequence(causal_backend: HuggingFaceCa
     full = serve(causal_backend, [base])[0]["choices"][0]["message"]["content"]
     stop = full[len(full) // 2 : len(full) // 2 + 2]
     # When streamed
-    lines, _ = run_streamed(causal_backend, {**base, "stop": stop})
+    lines, _ = run_streamed(causal_backend, {**base, "stop": stop, "stream": True})
     # Then the chunks carry the text up to the stop sequence and never any part of it, then finish with "stop"
     streamed = "".join(line["choices"][0]["delta"].get("content", "") for line in lines)
     assert streamed == full[: full.index(stop)]
@@ -166,22 +205,24 @@ def test_streamed_openai_chunks_with_stop_sequence(causal_backend: HuggingFaceCa
 
 def test_batch_mixes_streamed_and_whole_requests(causal_backend: HuggingFaceCausalBackend):
     # Given a batch where only the second request is streamed
-    payloads = [greedy(PROMPTS[0], 6), greedy(PROMPTS[1], 10)]
+    payloads = [greedy(PROMPTS[0], 6), chat(PROMPTS[1], 10, stream=True)]
     parts: list[bytes] = []
     # When it runs
     results = causal_backend.run_batch([causal_backend.prepare(p) for p in payloads], [None, parts.append])
     # Then the first gets its body, the second its stream, each with its own answer
     assert results[0] == serve(causal_backend, [payloads[0]])[0]
     assert results[1] is None
-    assert b'"generated_text"' in parts[-1]
+    chunks = [json.loads(part) for part in parts[:-1]]
+    assert "".join(streamed_pieces(chunks)) == content(serve(causal_backend, [chat(PROMPTS[1], 10)])[0])
 
 
-def test_a_failing_sink_fails_only_its_own_request(causal_backend: HuggingFaceCausalBackend):
-    # Given a streamed request whose client has gone away, batched with a normal one
+@pytest.mark.parametrize("first", [chat(PROMPTS[0], 6, stream=True), greedy(PROMPTS[0], 6)], ids=["chunks", "whole"])
+def test_a_failing_sink_fails_only_its_own_request(causal_backend: HuggingFaceCausalBackend, first: dict[str, Any]):
+    # Given a request through the response stream whose client has gone away, batched with a normal one
     def broken_sink(_: bytes) -> None:
         raise BrokenPipeError("client closed the stream")
 
-    payloads = [greedy(PROMPTS[0], 6), greedy(PROMPTS[1], 6)]
+    payloads = [first, greedy(PROMPTS[1], 6)]
     # When the batch runs
     results = causal_backend.run_batch([causal_backend.prepare(p) for p in payloads], [broken_sink, None])
     # Then the broken one reports its error and the other is answered
@@ -237,11 +278,11 @@ def test_multibyte_characters_are_streamed_whole(causal_backend: HuggingFaceCaus
     assert len(answer.encode("utf-8")) > len(answer)  # the text really has multi-byte characters
     monkeypatch.setattr(causal_backend, "_next_token", lambda row, logits: next(script))
     # When it is streamed
-    lines, _ = run_streamed(causal_backend, greedy("Hi", 50))
+    lines, _ = run_streamed(causal_backend, chat("Hi", 50, stream=True))
     # Then no piece holds half a character and the pieces make up the answer
-    pieces = [line["token"]["text"] for line in lines[:-1]]
+    pieces = streamed_pieces(lines)
     assert all("\ufffd" not in piece for piece in pieces)
-    assert "".join(pieces) == answer == lines[-1]["generated_text"]
+    assert "".join(pieces) == answer
 
 
 def test_long_non_ascii_answers_stream_whole_characters_that_add_up_to_the_text(
@@ -259,10 +300,10 @@ def test_long_non_ascii_answers_stream_whole_characters_that_add_up_to_the_text(
         return payload
 
     # When it is streamed, and when it is answered whole
-    lines, _ = run_streamed(causal_backend, scripted(greedy("Hi", 1000)))
-    whole = serve(causal_backend, [scripted(greedy("Hi", 1000))])[0]["generated_text"]
-    # Then every piece holds whole characters, and the pieces, the final line and the whole answer agree
-    pieces = [line["token"]["text"] for line in lines[:-1]]
+    lines, _ = run_streamed(causal_backend, scripted(chat("Hi", len(answer_ids) + 1, stream=True)))
+    whole = content(serve(causal_backend, [scripted(chat("Hi", len(answer_ids) + 1))])[0])
+    # Then every piece holds whole characters, and the pieces and the whole answer agree
+    pieces = streamed_pieces(lines)
     assert len(pieces) > 20
     assert all("\ufffd" not in piece for piece in pieces)
-    assert "".join(pieces) == lines[-1]["generated_text"] == whole == answer
+    assert "".join(pieces) == whole == answer

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from local.backends.base import PayloadError
+from local.backends.base import ModelResponse, PayloadError
 from local.backends.standin import StandinChatBackend
 
 CONVERSATION = [
@@ -60,24 +62,80 @@ def test_max_new_tokens_and_stop_sequences_are_honoured(standin: StandinChatBack
     assert stopped_body["generated_text"] == full[: full.index("model")]
 
 
-def test_streams_word_by_word_in_lmi_lines(standin: StandinChatBackend, run_streamed):
-    # Given a streamed chat request
-    lines, result = run_streamed(standin, {"chat": CONVERSATION})
-    # Then every word is its own token line and the pieces make up the full text of the last line
-    pieces = [line["token"]["text"] for line in lines[:-1]]
+def test_streams_word_by_word_in_openai_chunks_when_asked(standin: StandinChatBackend, run_streamed):
+    # Given an OpenAI-style request with `"stream": true`
+    payload = {"messages": CONVERSATION, "stream": True}
+    [whole] = standin.run_batch([standin.prepare({"messages": CONVERSATION})], [None])
+    # When it is streamed
+    lines, result = run_streamed(standin, payload)
+    # Then the role comes first, then every word is its own chunk, and the words make up the whole answer
+    assert lines[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    pieces = [line["choices"][0]["delta"]["content"] for line in lines[1:-1]]
     assert len(pieces) > 10 and all(len(piece.split()) == 1 for piece in pieces)
-    assert "".join(pieces) == lines[-1]["generated_text"]
-    assert lines[-1]["token"] == {"text": ""}
+    assert "".join(pieces) == whole["choices"][0]["message"]["content"]
+    assert lines[-1]["choices"][0]["finish_reason"] == "stop"
     assert result is None
 
 
-def test_streams_openai_chunks(standin: StandinChatBackend, run_streamed):
-    # Given a streamed OpenAI-style request
-    lines, _ = run_streamed(standin, {"messages": [{"role": "user", "content": "hello"}], "max_tokens": 5})
-    # Then five content chunks are followed by a final chunk that says why it ended
-    assert [line["object"] for line in lines] == ["chat.completion.chunk"] * 6
+def test_streamed_chunks_stop_at_max_tokens(standin: StandinChatBackend, run_streamed):
+    # Given a streamed OpenAI-style request for 5 tokens
+    payload = {"messages": [{"role": "user", "content": "hello"}], "max_tokens": 5, "stream": True}
+    # When streamed
+    lines, _ = run_streamed(standin, payload)
+    # Then the role chunk and five content chunks are followed by a final chunk that says why it ended
+    assert [line["object"] for line in lines] == ["chat.completion.chunk"] * 7
     assert len([line for line in lines if line["choices"][0]["delta"].get("content")]) == 5
-    assert lines[-1]["choices"][0] == {"index": 0, "delta": {}, "finish_reason": "length"}
+    assert lines[-1]["choices"][0] == {
+        "index": 0,
+        "delta": {"content": ""},
+        "logprobs": None,
+        "finish_reason": "length",
+    }
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"chat": CONVERSATION},
+        {"inputs": "Tell me a story"},
+        {"messages": CONVERSATION},
+    ],
+    ids=["chat", "inputs", "messages"],
+)
+def test_requests_not_asking_to_stream_answer_whole_through_the_stream(
+    standin: StandinChatBackend, payload, run_streamed
+):
+    # Given a request of each form without `"stream": true`
+    [whole] = standin.run_batch([standin.prepare(payload)], [None])
+    # When it is sent through the response stream
+    lines, result = run_streamed(standin, payload)
+    # Then the stream holds the one answer the request gets without a stream (as the LMI container answers it)
+    assert result is None
+    assert len(lines) == 1
+    assert without_id(lines[0]) == without_id(whole)  # each answer has its own id and creation time
+
+
+def without_id(body: dict) -> dict:
+    return {key: value for key, value in body.items() if key not in {"id", "created"}}
+
+
+def test_a_streamed_request_through_invoke_endpoint_gets_the_jsonlines_body(standin: StandinChatBackend):
+    # Given an OpenAI-style request with `"stream": true`, served without a sink (plain InvokeEndpoint)
+    payload = {"messages": [{"role": "user", "content": "hello"}], "max_tokens": 3, "stream": True}
+    # When it is answered
+    [response] = standin.run_batch([standin.prepare(payload)], [None])
+    # Then it is every chunk line as one application/jsonlines body, for the endpoint to send as is
+    assert isinstance(response, ModelResponse) and response.content_type == "application/jsonlines"
+    chunks = [json.loads(line) for line in response.body.decode().splitlines() if line]
+    assert [chunk["choices"][0]["finish_reason"] for chunk in chunks] == [None, None, None, None, "length"]
+
+
+@pytest.mark.parametrize("payload", [{"chat": CONVERSATION, "stream": True}, {"inputs": "hi", "stream": False}])
+def test_a_stream_field_in_the_lmi_forms_is_refused_as_the_chat_package_does(standin: StandinChatBackend, payload):
+    # When a seed chat or LMI plain request carries `stream`, then it is refused with the chat package's message
+    with pytest.raises(PayloadError) as caught:
+        standin.prepare(payload)
+    assert str(caught.value) == "this form answers in one piece; to stream, send `messages` with `stream: true`"
 
 
 def test_prompt_beyond_context_window_is_refused():

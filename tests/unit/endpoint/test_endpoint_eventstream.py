@@ -17,7 +17,8 @@ def decode_all(data: bytes) -> list:
 
 
 def test_payload_part_matches_the_verified_wire_bytes():
-    # Given the payload of the reference capture
+    # Given the payload of the reference capture (opaque bytes to the encoder: a line of the chat framing the
+    # capture was taken with, kept byte for byte because the expected CRCs below are the captured ones)
     payload = b'{"token": "Hel"}\n'
     # When it is encoded as a PayloadPart
     message = payload_part(payload)
