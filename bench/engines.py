@@ -246,7 +246,7 @@ def main() -> None:
         ),
     ]
     for name, value, baseline in rows:
-        print(f"{name:<52}{value:>10.3f}{baseline:>10.3f}{value / baseline:>7.2f}x")
+        print(f"{name:<60}{value:>10.3f}{baseline:>10.3f}{value / baseline:>7.2f}x")
     print(
         f"tokens generated: vLLM {vllm.tokens}, max_num_seqs 1 {one.tokens}, hf-causal {hf.tokens}; "
         f"mean chat latency (s): vLLM {statistics.mean(vllm.latencies):.3f}, "

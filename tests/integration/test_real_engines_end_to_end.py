@@ -168,16 +168,23 @@ def test_the_standin_answers_in_the_containers_shapes(stack: LocalStack, runtime
 
 @pytest.mark.parametrize("streamed", [False, True], ids=["buffered", "response stream"])
 def test_the_standin_streams_openai_chunks_as_the_container_does(stack: LocalStack, runtime: Any, streamed: bool):
+    # Given a chat completion that asks to stream, sent through either API (LMI streams it on both)
     payload = {**FORMS["openai messages"], "stream": True}
     standin = create_backend("chat", load_config(environ={}).components["chat"])
-    real = streamed_lines(stream(stack, runtime, payload)) if streamed else None
-    parts: list[bytes] = []
-    standin.run_batch([standin.prepare(payload)], [parts.append])
-    imitation = streamed_lines(parts)
-    if real is None:  # buffered: a stream request still streams its chunks on LMI
-        real = [json.loads(line) for line in invoke_raw(stack, runtime, payload).decode().splitlines() if line]
+    if streamed:
+        real = streamed_lines(stream(stack, runtime, payload))
+        parts: list[bytes] = []
+        standin.run_batch([standin.prepare(payload)], [parts.append])
+        imitation = streamed_lines(parts)
+    else:
+        real = streamed_lines([invoke_raw(stack, runtime, payload)])
+        [response] = standin.run_batch([standin.prepare(payload)], [None])
+        imitation = streamed_lines([response.body])
+    # Then both are chunk lines; the stand-in's opening, middle and closing chunks have nothing the real ones lack
     assert {line["object"] for line in imitation} == {line["object"] for line in real} == {"chat.completion.chunk"}
-    assert [problem for line in imitation[:-1] for problem in missing_from(shape(real[0]), shape(line))] == []
+    pairs = [(real[0], imitation[0]), (real[-1], imitation[-1])] + [(real[1], line) for line in imitation[1:-1]]
+    assert [problem for truth, line in pairs for problem in missing_from(shape(truth), shape(line))] == []
+    assert imitation[-1]["choices"][0]["finish_reason"] in {"stop", "length"}
 
 
 def test_the_runtime_client_reads_every_answer_and_knows_an_over_long_prompt(stack: LocalStack, runtime: Any):
