@@ -11,6 +11,7 @@ BENCHMARKS = {
     "api": "bench.api",  # conversations API: read units per turn, overhead, cold import
     "transcripts": "bench.transcripts",  # batch pipeline: transcripts per minute, peak memory
     "parsing": "bench.parsing",  # transcript parsers: MB/s on the largest accepted file vs json.loads
+    "call_context": "bench.call_context",  # ask about a call: context build per question, tokens vs transcript
 }
 
 
