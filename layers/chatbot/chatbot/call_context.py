@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import tantivy
 
 from chatbot.summarization import Turn
-from chatbot.tokens import estimate_tokens, prefix_end
+from chatbot.tokens import estimate_tokens, fits, prefix_end
 
 # A turn longer than this share of the budget for turns is split into passages, so it cannot crowd out the rest.
 _PASSAGE_SHARE = 4
@@ -37,6 +37,11 @@ _RECENT_MESSAGES_BOOST = 0.5
 _WRITER_HEAP_BYTES = 15_000_000
 _SENTENCE_END = re.compile(r"(?<=[.!?…])\s+")
 _NEWLINE_TOKENS = estimate_tokens("\n")
+# The cheapest line there can be (index 0, no speaker, one letter): less room than this ends the filling.
+_MIN_LINE_TOKENS = estimate_tokens("[turn 0] : a") + _NEWLINE_TOKENS
+# No piece of text costs less than a token per five characters ("abcd "), nor more than a token per UTF-8 byte:
+# bounds that spare most lines of a long call an exact count.
+_MAX_CHARS_PER_TOKEN = 5
 
 _ANALYZER = (
     tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple())
@@ -83,7 +88,6 @@ class _Passage:
     turn: CallTurn
     text: str  # what is indexed: the speaker and time label stay out, or every turn would match a speaker's name
     line: str
-    tokens: int  # of the line and its newline
 
 
 def call_turns(turns: Iterable[Turn]) -> list[CallTurn]:
@@ -110,7 +114,7 @@ def build_call_context(
     summary_tokens = estimate_tokens(summary_part)
     whole = [_whole(turn) for turn in spoken]
     everything = _heading(len(spoken), len(spoken), selection=False, matched=True)
-    if summary_tokens + estimate_tokens(everything) + sum(passage.tokens for passage in whole) <= max_tokens:
+    if fits("".join([summary_part, everything, *(f"\n{passage.line}" for passage in whole)]), max_tokens):
         return _context(summary_part, everything, whole, range(len(whole)), selection=False, matched=True)
 
     # Digits cost a token each, so a heading is dearest with the total in both places.
@@ -184,21 +188,28 @@ def _label(turn: CallTurn, excerpt: bool) -> str:
 def _whole(turn: CallTurn) -> _Passage:
     text = " ".join(turn.text.split())
     line = _label(turn, excerpt=False) + text
-    return _Passage(turn, text, line, estimate_tokens(line) + _NEWLINE_TOKENS)
+    return _Passage(turn, text, line)
+
+
+def _tokens(passage: _Passage) -> int:
+    """The passage's line and the newline before it."""
+    return estimate_tokens(passage.line) + _NEWLINE_TOKENS
 
 
 def _split_long(passages: Sequence[_Passage], max_passage_tokens: int) -> list[_Passage]:
     """Each whole-turn passage, or sentence-bounded pieces of one longer than `max_passage_tokens`."""
     split = []
     for passage in passages:
-        if passage.tokens <= max_passage_tokens:
+        if len(passage.line.encode("utf-8")) + _NEWLINE_TOKENS <= max_passage_tokens or (
+            _tokens(passage) <= max_passage_tokens
+        ):
             split.append(passage)
             continue
         label = _label(passage.turn, excerpt=True)
         text_room = max(max_passage_tokens - estimate_tokens(label) - _NEWLINE_TOKENS, _MIN_PASSAGE_TOKENS)
         for piece in _pieces(passage.text, text_room):
             line = label + piece
-            split.append(_Passage(passage.turn, piece, line, estimate_tokens(line) + _NEWLINE_TOKENS))
+            split.append(_Passage(passage.turn, piece, line))
     return split
 
 
@@ -279,12 +290,14 @@ def _ends(count: int) -> list[int]:
 
 def _fill(passages: Sequence[_Passage], candidates: Iterable[int], room: int) -> list[int]:
     """The candidates that fit in `room` tokens, taken in order (skipping those too big for what is left)."""
-    smallest = min(passage.tokens for passage in passages)
     chosen = []
     for ordinal in candidates:
-        if room < smallest:
+        if room < _MIN_LINE_TOKENS:
             break
-        if passages[ordinal].tokens <= room:
+        if len(passages[ordinal].line) > _MAX_CHARS_PER_TOKEN * room:
+            continue
+        tokens = _tokens(passages[ordinal])
+        if tokens <= room:
             chosen.append(ordinal)
-            room -= passages[ordinal].tokens
+            room -= tokens
     return sorted(chosen)
