@@ -7,9 +7,10 @@ accent-folded, English-stemmed, and English stop words are dropped, so "was a re
 follow-up ("and when is it due?") still finds the turns the earlier question was about.
 
 Within the token budget (chatbot.tokens' estimate, speaker names and times included):
-- every turn, when they all fit;
+- every turn, when they all fit (the only case that is not a selection);
 - otherwise the best-scoring turns first, then the turns beside them (an answer often follows its question),
-  each that still fits; a turn that does not fit is passed over for smaller ones further down;
+  each that still fits; a turn that does not fit is passed over for smaller ones further down; turns that
+  neither match nor sit beside a match stay out, however much room is left;
 - with no word in common with the question, the call's opening and closing turns, alternately (the reason for
   the call, then its outcome and next steps), and the result says that nothing matched.
 A turn longer than a quarter of the budget is split on sentence boundaries (words, characters for a
@@ -33,7 +34,7 @@ from chatbot.tokens import estimate_tokens, fits, prefix_end
 _PASSAGE_SHARE = 4
 _MIN_PASSAGE_TOKENS = 48
 _RECENT_MESSAGES_BOOST = 0.5
-# Tantivy's smallest indexing arena; one writer thread keeps the build off the Lambda's other work.
+# Tantivy's smallest indexing arena, for one writer thread: a Lambda function of 512 MB has less than a vCPU.
 _WRITER_HEAP_BYTES = 15_000_000
 _SENTENCE_END = re.compile(r"(?<=[.!?…])\s+")
 _NEWLINE_TOKENS = estimate_tokens("\n")
@@ -79,7 +80,7 @@ class CallContext:
     text: str  # for the chat model's system/context message
     turns: tuple[TurnReference, ...]  # the turns quoted in `text`, in call order
     selection: bool  # some turns (or parts of turns) were left out
-    matched: bool  # some turn shares a word with the question (else opening and closing turns were used)
+    matched: bool  # False when a selection holds no word of the question: the call's opening and closing instead
     tokens: int  # estimate_tokens(text)
 
 
