@@ -31,6 +31,13 @@ answer streams depends on the request alone, never on the SageMaker API that car
   InvokeEndpointWithResponseStream every line is its own PayloadPart, sent as soon as it is produced; through
   InvokeEndpoint the body is all the lines, returned as a `ModelResponse` typed application/jsonlines.
 All chunks of one answer share its id, created time and model; their fields are a subset of vLLM's, with its types.
+
+Refusals, as the LMI container answers them (`lmi_refusal`; local/containers/lmi.py frames them the same way): what
+vLLM itself refuses (`EngineRefusal`: a prompt that does not fit the context window, a sampling parameter of the
+messages form out of range, a chat template that refuses the messages) is vLLM's 400 with its message, `{"error":
+"<message>","code":400}`; anything else the request breaks, including a body that is not JSON, is the chat package's
+input hook (or LMI's decoding) refusing it: 424 `{"error":"Input parsing failed: <message>","code":424}`. Both are
+compact JSON with Gson's HTML-safe escapes. The endpoint relays them as SageMaker's ModelError.
 """
 
 from __future__ import annotations
@@ -42,7 +49,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal
 
-from local.backends.base import ModelResponse, PayloadError, TokenSink
+from local.backends.base import ModelResponse, ModelServerError, PayloadError, TokenSink
+from local.containers.lmi import gson
 
 FinishReason = Literal["stop", "length"]
 ROLES = ("system", "user", "assistant")
@@ -51,6 +59,7 @@ MAX_STOP_SEQUENCES = 16
 #: The chat package's refusal of `stream` in the chat and inputs forms (provisioning/chat_package/model.py).
 ONE_PIECE_FORM_MESSAGE = "this form answers in one piece; to stream, send `messages` with `stream: true`"
 STREAM_CONTENT_TYPE = "application/jsonlines"  # LMI's streamed answers (djl_python async_utils.py)
+ONE_PIECE_CONTENT_TYPE = "application/json"  # LMI's answers in one piece (async_utils.create_non_stream_output)
 
 _LMI_PARAMETERS = {"max_new_tokens", "temperature", "top_p", "top_k", "do_sample", "stop", "stop_sequences", "seed"}
 _OPENAI_FIELDS = {
@@ -68,6 +77,30 @@ _OPENAI_FIELDS = {
     "n",
     "user",
 }
+
+
+class EngineRefusal(PayloadError):
+    """What vLLM refuses rather than the chat package's input hook: LMI answers it with vLLM's 400."""
+
+
+def lmi_refusal(error: PayloadError) -> ModelServerError:
+    """The LMI container's answer to a request that breaks the chat contract (see the module doc)."""
+    if isinstance(error, EngineRefusal):
+        return ModelServerError(400, gson({"error": str(error), "code": 400}).decode())
+    return ModelServerError(424, gson({"error": f"Input parsing failed: {error}", "code": 424}).decode())
+
+
+class LmiFraming:
+    """Mixed into the chat backends: they refuse requests and type their answers as the LMI container does."""
+
+    def refuse(self, error: PayloadError) -> ModelServerError:
+        return lmi_refusal(error)
+
+    def answer_content_type(self, prepared: Any) -> str:
+        """A `messages` request with `"stream": true` is answered in JSON lines, any other in one JSON piece.
+        (Every chat backend's prepared request holds its ChatRequest as `.request`.)"""
+        request: ChatRequest = prepared.request
+        return STREAM_CONTENT_TYPE if request.stream else ONE_PIECE_CONTENT_TYPE
 
 
 class ChatForm(StrEnum):
@@ -142,6 +175,7 @@ def parse_chat_request(payload: Any) -> ChatRequest:
         stop_field=stop_field,
         prefix="parameters.",
         sample_by_default=False,
+        out_of_range=PayloadError,  # the chat package's hook checks them
     )
     if form is ChatForm.INPUTS:
         prompt = payload["inputs"]
@@ -172,6 +206,7 @@ def _parse_openai(payload: dict[str, Any]) -> ChatRequest:
         stop_field="stop",
         prefix="",
         sample_by_default=True,
+        out_of_range=EngineRefusal,
     )
     return ChatRequest(
         form=ChatForm.MESSAGES,
@@ -240,23 +275,41 @@ def _message_content(content: Any, where: str, field: str) -> str:
 
 
 def _generation_parameters(
-    source: dict[str, Any], *, max_tokens_field: str, stop_field: str, prefix: str, sample_by_default: bool
+    source: dict[str, Any],
+    *,
+    max_tokens_field: str,
+    stop_field: str,
+    prefix: str,
+    sample_by_default: bool,
+    out_of_range: type[PayloadError],
 ) -> GenerationParameters:
+    """The sampling settings of a request. A value of the wrong type fails the request's parsing; a value out of range
+    raises `out_of_range`: vLLM's refusal in the messages form (its SamplingParams check it), the input hook's in the
+    LMI forms."""
+
     def name(field: str) -> str:
         return f"`{prefix}{field}`"
 
     max_new_tokens = source.get(max_tokens_field)
-    if max_new_tokens is not None and (not _is_int(max_new_tokens) or max_new_tokens < 1):
+    if max_new_tokens is not None and not _is_int(max_new_tokens):
         raise PayloadError(f"{name(max_tokens_field)} must be a positive integer, got {max_new_tokens!r}")
+    if max_new_tokens is not None and max_new_tokens < 1:
+        raise out_of_range(f"{name(max_tokens_field)} must be a positive integer, got {max_new_tokens!r}")
     temperature = source.get("temperature", 1.0)
-    if not _is_number(temperature) or temperature < 0:
+    if not _is_number(temperature):
         raise PayloadError(f"{name('temperature')} must be a number >= 0, got {temperature!r}")
+    if temperature < 0:
+        raise out_of_range(f"{name('temperature')} must be a number >= 0, got {temperature!r}")
     top_p = source.get("top_p", 1.0)
-    if not _is_number(top_p) or not 0 < top_p <= 1:
+    if not _is_number(top_p):
         raise PayloadError(f"{name('top_p')} must be a number in (0, 1], got {top_p!r}")
+    if not 0 < top_p <= 1:
+        raise out_of_range(f"{name('top_p')} must be a number in (0, 1], got {top_p!r}")
     top_k = source.get("top_k", 0)
-    if not _is_int(top_k) or top_k < 0:
+    if not _is_int(top_k):
         raise PayloadError(f"{name('top_k')} must be an integer >= 0, got {top_k!r}")
+    if top_k < 0:
+        raise out_of_range(f"{name('top_k')} must be an integer >= 0, got {top_k!r}")
     seed = source.get("seed")
     if seed is not None and not _is_int(seed):
         raise PayloadError(f"{name('seed')} must be an integer, got {seed!r}")
@@ -309,17 +362,18 @@ def _json_type(value: Any) -> str:
 
 
 def resolve_max_new_tokens(parameters: GenerationParameters, prompt_tokens: int, context_tokens: int) -> int:
-    """How many tokens the answer may have; PayloadError if the prompt leaves no room for it in the context window."""
+    """How many tokens the answer may have; EngineRefusal (vLLM's) if the prompt leaves no room for it in the context
+    window."""
     if parameters.max_new_tokens is None:
         room = context_tokens - prompt_tokens
         if room < 1:
-            raise PayloadError(
+            raise EngineRefusal(
                 f"prompt is too long: {prompt_tokens} tokens leave no room for an answer "
                 f"in the context window of {context_tokens} tokens"
             )
         return min(DEFAULT_MAX_NEW_TOKENS, room)
     if prompt_tokens + parameters.max_new_tokens > context_tokens:
-        raise PayloadError(
+        raise EngineRefusal(
             f"prompt is too long: {prompt_tokens} tokens plus max_new_tokens {parameters.max_new_tokens} exceed "
             f"the context window of {context_tokens} tokens (the prompt may use at most "
             f"{max(context_tokens - parameters.max_new_tokens, 0)})"

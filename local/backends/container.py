@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from local.backends.base import ContinuousBatchingBackend, Invocation, ModelResponse, ModelServerError, TokenSink
+from local.backends.base import ContinuousBatchingBackend, Invocation, ModelResponse, ModelServerError, StreamSink
 from provisioning.config import Component
 from provisioning.packaging import container_environment, huggingface_environment, serving_properties
 
@@ -98,7 +98,7 @@ class ContainerBackend(ContinuousBatchingBackend):
     def prepare(self, payload: Invocation) -> Invocation:
         return payload  # the container reads and validates the request itself, as the real one does
 
-    def serve(self, prepared: Invocation, sink: TokenSink | None) -> ModelResponse | None:
+    def serve(self, prepared: Invocation, sink: StreamSink | None) -> ModelResponse | None:
         # SageMaker hands the container the body with the caller's Content-Type and Accept, nothing else.
         headers = {"Content-Type": prepared.content_type, "Accept": prepared.accept}
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.spec.request_timeout_s)
@@ -112,10 +112,11 @@ class ContainerBackend(ContinuousBatchingBackend):
             response = connection.getresponse()
             if response.status >= 300:
                 raise ModelServerError(response.status, response.read().decode("utf-8", "replace"))
+            content_type = response.getheader("Content-Type", "application/json")
             if sink is None:
-                return ModelResponse(response.read(), response.getheader("Content-Type", "application/json"))
+                return ModelResponse(response.read(), content_type)
             while chunk := response.read1(_READ_SIZE):
-                sink(chunk)
+                sink(chunk, content_type)
             return None
         finally:
             connection.close()

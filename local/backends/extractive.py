@@ -24,6 +24,7 @@ from chatbot.tokens import estimate_tokens
 from local.backends.base import Backend, TokenSink
 from local.backends.summary_contract import (
     SummaryRequest,
+    ToolkitFraming,
     check_input_length,
     deliver,
     parse_summary_request,
@@ -247,7 +248,7 @@ def summary_budget(request: SummaryRequest, input_tokens: int) -> tuple[int, int
     return budget, min(minimum, budget)
 
 
-class ExtractiveSummarizerBackend(Backend):
+class ExtractiveSummarizerBackend(ToolkitFraming, Backend):
     label = "extractive: weight-free extractive dialogue summarizer"
 
     def __init__(self, context_tokens: int):

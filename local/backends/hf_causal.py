@@ -1,6 +1,7 @@
 """Chat from a Hugging Face causal LM in a local directory (backend `hf-causal`; `smoke-llama` uses it too).
 
-It speaks the chat contract and frames answers as described in `chat_contract` (as the LMI container does).
+It speaks the chat contract and frames answers and refusals as described in `chat_contract` (as the LMI container
+does).
 Messages are rendered with the tokenizer's chat template, or in the Llama-2 `[INST]` / `<<SYS>>` format when the
 tokenizer has none.
 
@@ -27,13 +28,15 @@ import torch
 from jinja2 import TemplateError
 from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 
-from local.backends.base import Backend, PayloadError, TokenSink
+from local.backends.base import Backend, TokenSink
 from local.backends.chat_contract import (
     ChatAnswer,
     ChatForm,
     ChatRequest,
+    EngineRefusal,
     FinishReason,
     GenerationParameters,
+    LmiFraming,
     Message,
     find_stop,
     parse_chat_request,
@@ -54,7 +57,7 @@ def llama2_prompt(messages: tuple[Message, ...], bos: str = "<s>", eos: str = "<
         expected = "user" if index % 2 == 0 else "assistant"
         if message.role != expected:
             position = index + (1 if system is not None else 0)
-            raise PayloadError(
+            raise EngineRefusal(  # in the LMI container the chat package's Llama-2 template refuses it, in vLLM
                 f"message {position} is from {message.role!r} but the Llama-2 chat format needs user and assistant "
                 f"turns to alternate, starting with the user (expected {expected!r})"
             )
@@ -135,7 +138,7 @@ class _Row:
         return self.finish_reason is not None or self.error is not None
 
 
-class HuggingFaceCausalBackend(Backend):
+class HuggingFaceCausalBackend(LmiFraming, Backend):
     def __init__(self, component_name: str, checkpoint: Path, context_tokens: int):
         self.component_name = component_name
         self.label = f"hf-causal: {checkpoint}"
@@ -184,7 +187,7 @@ class HuggingFaceCausalBackend(Backend):
             with self._tokenizer_lock:
                 return self.tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
         except TemplateError as exc:  # templates reject what their model can't read (e.g. a system role)
-            raise PayloadError(f"the model's chat template refused the messages: {exc}") from None
+            raise EngineRefusal(f"the model's chat template refused the messages: {exc}") from None
 
     def encode_prompt(self, request: ChatRequest) -> tuple[int, ...]:
         text = self.render_prompt(request)
@@ -193,7 +196,7 @@ class HuggingFaceCausalBackend(Backend):
         with self._tokenizer_lock:
             ids = self.tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"]
         if not ids:
-            raise PayloadError("the prompt encodes to no tokens")
+            raise EngineRefusal("the prompt encodes to no tokens")
         return tuple(ids)
 
     # -- copy worker thread ---------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from local.backends.base import Backend, TokenSink
 from local.backends.hf_loading import load_for_cpu
 from local.backends.summary_contract import (
     SummaryRequest,
+    ToolkitFraming,
     check_input_length,
     deliver,
     parse_summary_request,
@@ -34,7 +35,7 @@ class PreparedSummary:
     input_ids: tuple[tuple[int, ...], ...]
 
 
-class HuggingFaceSeq2SeqBackend(Backend):
+class HuggingFaceSeq2SeqBackend(ToolkitFraming, Backend):
     def __init__(self, checkpoint: Path, context_tokens: int):
         self.label = f"hf-seq2seq: {checkpoint}"
         self.tokenizer = AutoTokenizer.from_pretrained(checkpoint)

@@ -1,9 +1,9 @@
 """The default chat backend: a deterministic stand-in that needs no weights.
 
 It answers readably and says plainly that it is a stand-in, so the local stack can be demonstrated and
-tested without a model. It speaks the whole chat contract (see `chat_contract`) and frames its answers as the LMI
-container does: it honours max_new_tokens (counted in words) and stop sequences, and streams word by word when a
-`messages` request asks for `"stream": true`.
+tested without a model. It speaks the whole chat contract (see `chat_contract`), and frames its answers and its
+refusals as the LMI container does: it honours max_new_tokens (counted in words) and stop sequences, and streams
+word by word when a `messages` request asks for `"stream": true`.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from local.backends.chat_contract import (
     ChatForm,
     ChatRequest,
     FinishReason,
+    LmiFraming,
     find_stop,
     parse_chat_request,
     resolve_max_new_tokens,
@@ -35,7 +36,7 @@ class _Prepared:
     max_new_tokens: int
 
 
-class StandinChatBackend(Backend):
+class StandinChatBackend(LmiFraming, Backend):
     label = "standin: deterministic local stand-in, not a language model"
 
     def __init__(self, component_name: str, context_tokens: int):

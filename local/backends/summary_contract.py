@@ -5,7 +5,12 @@ per input, in input order. Parameters: max_length, min_length, max_new_tokens, m
 do_sample, temperature, top_p, top_k, length_penalty, no_repeat_ngram_size, early_stopping, repetition_penalty.
 An input longer than the model reads is refused ("input is N tokens; the model reads at most M"), never
 truncated: callers split long conversations on turn boundaries and summarize the parts.
-A streamed request gets the same JSON document as one part.
+A streamed request gets the same JSON document as one part, typed application/json as the toolkit types it.
+
+Refusals, as the Hugging Face container answers them (`toolkit_refusal`): whatever the request breaks, including a
+body that is not JSON, the toolkit raises a PredictionException(message, 400) and MMS's frontend answers 400 with
+its pretty-printed Gson body `{"code": 400, "type": "InternalServerException", "message": "<message>"}` (the bytes
+local/containers/huggingface.py writes). The endpoint relays it as SageMaker's ModelError.
 """
 
 from __future__ import annotations
@@ -14,7 +19,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from local.backends.base import PayloadError, TokenSink
+from local.backends.base import ModelServerError, PayloadError, TokenSink
+from local.containers.huggingface import mms_error_body  # the frontend's bytes, shared so they never drift
 
 _INT_PARAMETERS = {
     "max_length": 1,
@@ -29,6 +35,18 @@ _POSITIVE_NUMBER_PARAMETERS = {"temperature", "repetition_penalty"}
 _NUMBER_PARAMETERS = {"length_penalty", "top_p"}
 _BOOL_PARAMETERS = {"do_sample", "early_stopping"}
 SUPPORTED_PARAMETERS = frozenset(_INT_PARAMETERS) | _POSITIVE_NUMBER_PARAMETERS | _NUMBER_PARAMETERS | _BOOL_PARAMETERS
+
+
+def toolkit_refusal(error: PayloadError) -> ModelServerError:
+    """The Hugging Face container's answer to a request that breaks the summarizer contract (see the module doc)."""
+    return ModelServerError(400, mms_error_body(400, str(error)).decode())
+
+
+class ToolkitFraming:
+    """Mixed into the summarizer backends: they refuse requests as the Hugging Face container does."""
+
+    def refuse(self, error: PayloadError) -> ModelServerError:
+        return toolkit_refusal(error)
 
 
 @dataclass(frozen=True)

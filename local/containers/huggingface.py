@@ -114,7 +114,7 @@ def _frontend_response(reply: bytes) -> ContainerResponse:
 
     code, message = integer(), blob().decode()
     if code != 200:
-        return ContainerResponse(code, "application/json", _error_body(code, message))
+        return ContainerResponse(code, "application/json", mms_error_body(code, message))
     blob()  # request id
     content_type = blob().decode()
     status = integer()
@@ -124,7 +124,7 @@ def _frontend_response(reply: bytes) -> ContainerResponse:
     return ContainerResponse(status, content_type, blob())
 
 
-def _error_body(code: int, message: str) -> bytes:
+def mms_error_body(code: int, message: str) -> bytes:
     """MMS's error body, byte for byte as its Gson writes it (see the module docstring)."""
     text = json.dumps(
         {"code": code, "type": "InternalServerException", "message": message}, indent=2, ensure_ascii=False

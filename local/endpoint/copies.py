@@ -30,7 +30,10 @@ _WAKE = object()  # wakes a retiring worker so it can check whether it has drain
 
 @dataclass
 class Job:
-    """One request's way through a copy. Events: ("part", bytes), ("result", value), ("error", exc)."""
+    """One request's way through a copy. Events: ("part", bytes), ("result", value), ("error", exc).
+
+    `content_type` types the answer: what the backend said when the request was prepared, or, for a model server's
+    stream, what its response said (set with the parts, so it is known once the first part is received)."""
 
     prepared: Any
     streaming: bool
@@ -38,7 +41,9 @@ class Job:
     events: queue.SimpleQueue[tuple[str, Any]] = field(default_factory=queue.SimpleQueue)
     abandoned: bool = False  # the caller gave up (timeout or disconnect); skip it if not started
 
-    def send_part(self, part: bytes) -> None:
+    def send_part(self, part: bytes, content_type: str | None = None) -> None:
+        if content_type is not None:
+            self.content_type = content_type
         self.events.put(("part", part))
 
     def finish(self, outcome: Any) -> None:

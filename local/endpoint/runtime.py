@@ -169,7 +169,8 @@ class ComponentRuntime:
 
     def submit(self, invocation: Invocation, streaming: bool) -> Job:
         """Route, prepare on this thread (bad payloads fail fast), then queue on the chosen copy. A model server
-        takes the request as it came; an in-process backend takes its parsed JSON."""
+        takes the request as it came; an in-process backend takes its parsed JSON, and refuses a payload as the
+        container it imitates would: SageMaker relays that refusal as a ModelError."""
         with self._routing_lock:
             if not self._copies:
                 raise ValidationError(NO_CAPACITY_MESSAGE)
@@ -180,17 +181,15 @@ class ComponentRuntime:
                 prepared = copy.backend.prepare(invocation)
             else:
                 prepared = copy.backend.prepare(parse_json_invocation(invocation))
-        except ValidationError:
-            copy.release()
-            raise
         except PayloadError as exc:
             copy.release()
-            raise ValidationError(str(exc)) from exc
+            refusal = copy.backend.refuse(exc)
+            raise ModelError(self.name, refusal.status, refusal.body) from exc
         except Exception as exc:
             copy.release()
             logger.exception("%s: prepare failed", self.name)
             raise ModelError(self.name, 500, f"{type(exc).__name__}: {exc}") from exc
-        job = Job(prepared, streaming, copy.backend.content_type)
+        job = Job(prepared, streaming, copy.backend.answer_content_type(prepared))
         copy.submit(job)
         return job
 
@@ -237,18 +236,15 @@ class ComponentRuntime:
 
 
 def parse_json_invocation(invocation: Invocation) -> Any:
-    """The JSON body the in-process backends read; they speak JSON only."""
+    """The JSON body the in-process backends read; they speak JSON only. A body they cannot read is the container's
+    refusal (PayloadError), not SageMaker's: its message is the JSON decoder's, as in both containers."""
     content_type = invocation.content_type
     if content_type and "json" not in content_type.lower():
-        raise ValidationError(f"Content-Type {content_type!r} is not supported: send application/json.")
-    return parse_json_payload(invocation.body)
-
-
-def parse_json_payload(body: bytes) -> Any:
+        raise PayloadError(f"Content-Type {content_type!r} is not supported: send application/json.")
     try:
-        return json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValidationError(f"Request body is not valid JSON: {exc}") from None
+        return json.loads(invocation.body)
+    except ValueError as exc:  # JSONDecodeError, or UnicodeDecodeError for bytes that are not UTF-8
+        raise PayloadError(str(exc)) from None
 
 
 def tune_torch_threads(copies: int) -> None:

@@ -46,7 +46,6 @@ _INVOCATION_PATH = re.compile(r"^/endpoints/(?P<name>[^/]+)/(?P<kind>invocations
 COMPONENT_HEADER = "X-Amzn-SageMaker-Inference-Component"
 CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
 TARGET_VARIANT_HEADER = "X-Amzn-SageMaker-Target-Variant"
-STREAM_CONTENT_TYPE = "application/jsonlines"  # what the chat backends stream (LMI jsonlines)
 _CONTROL_CONTENT_TYPE = "application/x-amz-json-1.1"
 
 
@@ -287,7 +286,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, body, content_type, {"x-Amzn-Invoked-Production-Variant": VARIANT_NAME})
 
     def _stream(self, component: ComponentRuntime, job: Job, deadline: float) -> None:
-        """HTTP errors until the first part; after it, failures become in-stream ModelStreamError events."""
+        """HTTP errors until the first part; after it, failures become in-stream ModelStreamError events. The stream
+        is typed as the backend typed the answer (known with its first part)."""
         event = job.next_event(deadline)
         if event is None:
             job.abandoned = True
@@ -297,7 +297,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(200)
         self._common_headers()
         self.send_header("Content-Type", "application/vnd.amazon.eventstream")
-        self.send_header("X-Amzn-SageMaker-Content-Type", STREAM_CONTENT_TYPE)
+        self.send_header("X-Amzn-SageMaker-Content-Type", job.content_type)
         self.send_header("x-Amzn-Invoked-Production-Variant", VARIANT_NAME)
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()

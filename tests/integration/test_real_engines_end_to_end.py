@@ -4,7 +4,8 @@ Hugging Face inference toolkit (`.venv-hf`), each in its own process, on smoke c
 
 It checks what the app relies on: chat turns and summaries through the REST API, a transcript dropped in S3
 summarized by the batch job, the runtime client's reading of every chat form and of the engine's refusal of an
-over-long prompt, and that the stand-in (the instant default) answers in the same JSON shapes as the container.
+over-long prompt, and that the stand-in and the extractive summarizer (the instant defaults) answer, refuse and type
+their streams as the containers do.
 """
 
 from __future__ import annotations
@@ -18,10 +19,14 @@ import boto3
 import pytest
 import requests
 from botocore.config import Config
+from botocore.exceptions import ClientError
 from chatbot.inference import InferenceClient, InputTooLongError
 
 from local.backends import create_backend
 from local.backends.smoke import VLLM_CPU_HEAD_DIM, make_smoke_causal_lm, make_smoke_seq2seq
+from local.containers.huggingface import mms_error_body
+from local.containers.lmi import gson
+from local.endpoint.server import RunningEndpoint, start_endpoint
 from local.stack import LocalStack, Ports
 from provisioning.config import load_config
 
@@ -63,6 +68,23 @@ def runtime(stack: LocalStack) -> Any:
         aws_secret_access_key="local",
         config=Config(retries={"total_max_attempts": 1}, read_timeout=120),
     )
+
+
+@pytest.fixture(scope="module")
+def defaults() -> Iterator[tuple[RunningEndpoint, Any]]:
+    """The shipped configuration's in-process backends (stand-in chat, extractive summarizer) on their own endpoint."""
+    with start_endpoint(load_config(environ={}), port=0) as running:
+        yield (
+            running,
+            boto3.client(
+                "sagemaker-runtime",
+                endpoint_url=running.url,
+                region_name="us-east-1",
+                aws_access_key_id="local",
+                aws_secret_access_key="local",
+                config=Config(retries={"total_max_attempts": 1}, read_timeout=60),
+            ),
+        )
 
 
 def invoke(stack: LocalStack, runtime: Any, component: str, payload: dict) -> Any:
@@ -185,6 +207,78 @@ def test_the_standin_streams_openai_chunks_as_the_container_does(stack: LocalSta
     pairs = [(real[0], imitation[0]), (real[-1], imitation[-1])] + [(real[1], line) for line in imitation[1:-1]]
     assert [problem for truth, line in pairs for problem in missing_from(shape(truth), shape(line))] == []
     assert imitation[-1]["choices"][0]["finish_reason"] in {"stop", "length"}
+
+
+def model_error(runtime: Any, endpoint_name: str, component: str, body: bytes) -> dict:
+    with pytest.raises(ClientError) as raised:
+        runtime.invoke_endpoint(
+            EndpointName=endpoint_name, InferenceComponentName=component, ContentType="application/json", Body=body
+        )
+    return raised.value.response
+
+
+REFUSED = {
+    "assistant last": ("chat", {"chat": [*CHAT, {"role": "assistant", "content": "Sorry."}]}),
+    "unknown parameter": ("chat", {"chat": CHAT, "parameters": {"max_new_tokens": 8, "beams": 2}}),
+    "stream in the seed form": ("chat", {"chat": CHAT, "parameters": {"max_new_tokens": 8}, "stream": True}),
+    "not json": ("chat", "not json"),
+    "sampling out of range": ("chat", {**FORMS["openai messages"], "temperature": -1}),
+    "summary without inputs": ("summarizer", {"parameters": {"max_length": 20}}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED))
+def test_the_defaults_refuse_as_the_containers_do(stack: LocalStack, runtime: Any, defaults: Any, case: str):
+    # Given a request the component refuses, sent to the containers and to the in-process defaults
+    component, payload = REFUSED[case]
+    body = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
+    real = model_error(runtime, stack.config.endpoint.name, component, body)
+    running, default_runtime = defaults
+    imitation = model_error(default_runtime, running.endpoint.name, component, body)
+    # Then both are SageMaker's ModelError relaying the same status, in the same body shape and framing
+    for error in (real, imitation):
+        assert (error["Error"]["Code"], error["ResponseMetadata"]["HTTPStatusCode"]) == ("ModelError", 424)
+    assert imitation["OriginalStatusCode"] == real["OriginalStatusCode"]
+    real_body, imitated_body = json.loads(real["OriginalMessage"]), json.loads(imitation["OriginalMessage"])
+    assert shape(imitated_body) == shape(real_body)
+    if component == "chat":  # LMI: compact Gson; the chat package's refusals keep LMI's prefix, vLLM's do not
+        assert [gson(body).decode() for body in (real_body, imitated_body)] == [
+            real["OriginalMessage"],
+            imitation["OriginalMessage"],
+        ]
+        prefix = "Input parsing failed: "
+        assert imitated_body["error"].startswith(prefix) == real_body["error"].startswith(prefix)
+    else:  # MMS: pretty-printed Gson with a closing newline
+        assert [mms_error_body(body["code"], body["message"]).decode() for body in (real_body, imitated_body)] == [
+            real["OriginalMessage"],
+            imitation["OriginalMessage"],
+        ]
+
+
+@pytest.mark.parametrize("form", [*sorted(FORMS), "openai messages streamed", "summary"])
+def test_the_defaults_type_their_streams_as_the_containers_do(stack: LocalStack, runtime: Any, defaults: Any, form):
+    # Given a request sent through InvokeEndpointWithResponseStream to the containers and to the defaults
+    component, payload = "chat", FORMS.get(form)
+    if form == "openai messages streamed":
+        payload = {**FORMS["openai messages"], "stream": True}
+    elif form == "summary":
+        component, payload = "summarizer", {"inputs": TRANSCRIPT, "parameters": {"max_length": 20}}
+    running, default_runtime = defaults
+
+    def stream_type(client: Any, endpoint_name: str) -> str:
+        response = client.invoke_endpoint_with_response_stream(
+            EndpointName=endpoint_name,
+            InferenceComponentName=component,
+            ContentType="application/json",  # the toolkit refuses a request without one
+            Body=json.dumps(payload),
+        )
+        assert [event for event in response["Body"] if "PayloadPart" not in event] == []
+        return response["ContentType"]
+
+    # Then the stream is typed the same (one piece: application/json; chunks: application/jsonlines)
+    real = stream_type(runtime, stack.config.endpoint.name)
+    assert stream_type(default_runtime, running.endpoint.name) == real
+    assert real == ("application/jsonlines" if form == "openai messages streamed" else "application/json")
 
 
 def test_the_runtime_client_reads_every_answer_and_knows_an_over_long_prompt(stack: LocalStack, runtime: Any):

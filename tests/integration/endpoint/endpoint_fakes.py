@@ -3,7 +3,7 @@
 Requests are `{"text": str}` plus optional controls: `fail` (this request fails in the backend),
 `fail_after_parts` (streaming breaks after N parts), `wait_for` (a named gate the batch waits on),
 `unserialisable` (the answer cannot be written as JSON), `parts_as_text` (streamed parts break the
-TokenSink contract: str, not bytes). Streaming sends one part per word.
+TokenSink contract: str, not bytes), `content_type` (how the answer is typed). Streaming sends one part per word.
 """
 
 from __future__ import annotations
@@ -55,6 +55,9 @@ class EchoBackend(Backend):
         if not isinstance(payload, dict) or not isinstance(payload.get("text"), str):
             raise PayloadError("`text` is required and must be a string")
         return payload
+
+    def answer_content_type(self, prepared: Any) -> str:
+        return prepared.get("content_type", self.content_type)
 
     def run_batch(self, prepared: list[Any], sinks: list[TokenSink | None]) -> list[Any]:
         self.ran_after_close |= self.closed

@@ -46,20 +46,29 @@ def test_unknown_component_is_a_validation_error_naming_it(runtime):
     assert "translator" in error.response["Error"]["Message"]
 
 
+def test_an_oversized_payload_is_sagemakers_validation_error(runtime):
+    error = error_of(runtime, body=b"x" * (6 * 1024 * 1024 + 1))
+    assert isinstance(error, runtime.exceptions.ValidationError)
+    assert "6291457 bytes" in error.response["Error"]["Message"]
+
+
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
-        (b"not json", "not valid JSON"),
-        (b"\xff\xfe", "not valid JSON"),
+        (b"not json", "Expecting value: line 1 column 1 (char 0)"),
+        (b"\xff", "'utf-8' codec can't decode byte 0xff in position 0: invalid start byte"),
         (b'{"text": 42}', "`text` is required and must be a string"),
-        (b"x" * (6 * 1024 * 1024 + 1), "6291457 bytes"),
     ],
-    ids=["not-json", "not-utf8", "payload-error", "oversized"],
+    ids=["not-json", "not-utf8", "payload-error"],
 )
-def test_bad_payloads_are_validation_errors(runtime, body, expected):
+def test_bad_payloads_are_the_backends_refusal_relayed_as_a_model_error(runtime, body, expected):
+    # SageMaker does not read payloads: the model server refuses them, and SageMaker relays its answer
     error = error_of(runtime, body=body)
-    assert isinstance(error, runtime.exceptions.ValidationError)
-    assert expected in error.response["Error"]["Message"]
+    assert isinstance(error, runtime.exceptions.ModelError)
+    assert error.response["ResponseMetadata"]["HTTPStatusCode"] == 424
+    assert error.response["Error"]["Message"].startswith("Received client error (400) from primary")
+    # (the echo fake keeps the base class's plain refusal; the real backends frame theirs as their containers do)
+    assert (error.response["OriginalStatusCode"], error.response["OriginalMessage"]) == (400, expected)
 
 
 def test_the_connection_stays_usable_after_an_oversized_payload(runtime):
@@ -69,10 +78,16 @@ def test_the_connection_stays_usable_after_an_oversized_payload(runtime):
     assert json.loads(call(runtime)["Body"].read())["echo"] == "hi"
 
 
-def test_non_json_content_type_is_a_validation_error(runtime):
+def test_non_json_content_type_is_the_backends_refusal(runtime):
     error = error_of(runtime, ContentType="text/csv")
+    assert isinstance(error, runtime.exceptions.ModelError)
+    assert "text/csv" in error.response["OriginalMessage"]
+
+
+def test_oversized_custom_attributes_are_sagemakers_validation_error(runtime):
+    error = error_of(runtime, CustomAttributes="x" * 1025)
     assert isinstance(error, runtime.exceptions.ValidationError)
-    assert "text/csv" in error.response["Error"]["Message"]
+    assert "CustomAttributes" in error.response["Error"]["Message"]
 
 
 def test_backend_failure_is_a_model_error_with_the_original_status_and_message(runtime):
@@ -209,8 +224,8 @@ def test_a_malformed_request_line_gets_json_not_html(running):
 
 
 def test_errors_are_counted_by_code(running, runtime):
-    # Given one payload error and one model error
-    error_of(runtime, body=b"nope")
+    # Given one request SageMaker refuses and one the model fails
+    error_of(runtime, CustomAttributes="x" * 1025)
     error_of(runtime, body=json.dumps({"text": "x", "fail": True}))
     # When the status is read, then both are counted under their codes
     counters = requests.get(f"{running.url}/status", timeout=5).json()["components"]["chat"]["counters"]

@@ -39,7 +39,7 @@ def test_stream_sends_each_part_as_the_backend_produces_it(runtime, echo_factory
     response = runtime.invoke_endpoint_with_response_stream(
         EndpointName="local-test",
         InferenceComponentName="chat",
-        Body=json.dumps({"text": "one two three", "gate_after_first_part": "first-seen"}),
+        Body=json.dumps({"text": "one two three", "gate_after_first_part": "first-seen", "content_type": "text/plain"}),
     )
     events = iter(response["Body"])
     # When the first event is read, then the pause is lifted
@@ -49,7 +49,8 @@ def test_stream_sends_each_part_as_the_backend_produces_it(runtime, echo_factory
     # Then the first part arrived before the backend went on, and all parts came as PayloadPart events
     assert echo_factory.gates.timed_out == []
     assert [first, *rest] == [{"PayloadPart": {"Bytes": word}} for word in (b"one", b"two", b"three")]
-    assert response["ContentType"] == "application/jsonlines"
+    # And the stream is typed as the backend typed the answer
+    assert response["ContentType"] == "text/plain"
     assert response["InvokedProductionVariant"] == "AllTraffic"
 
 

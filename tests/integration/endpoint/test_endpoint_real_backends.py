@@ -13,6 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
+from botocore.exceptions import ClientError
+from chatbot.inference import InferenceClient, InputTooLongError
 from endpoint_fakes import client
 
 from local.endpoint import start_endpoint
@@ -41,17 +43,20 @@ def test_default_configuration_serves_chat_and_summaries():
                 EndpointName=config.endpoint.name, InferenceComponentName=component, Body=body
             )
 
-        def stream(body: str) -> list[bytes]:
+        def stream(body: str, component: str = "chat") -> list[bytes]:
             response = runtime.invoke_endpoint_with_response_stream(
-                EndpointName=config.endpoint.name, InferenceComponentName="chat", Body=body
+                EndpointName=config.endpoint.name, InferenceComponentName=component, Body=body
             )
+            stream_types[component].append(response["ContentType"])
             return [event["PayloadPart"]["Bytes"] for event in response["Body"]]
 
         # When the chat component is invoked in the seed form and in the OpenAI form with `"stream": true`, each
-        # through both APIs, and the summarizer once
+        # through both APIs, and the summarizer through both
+        stream_types: dict[str, list[str]] = {"chat": [], "summarizer": []}
         chat, chat_parts = invoke(seed_chat), stream(seed_chat)
         chunks_buffered, chunk_parts = invoke(streamed_chat), stream(streamed_chat)
         summary = invoke(json.dumps({"inputs": CALL}), "summarizer")
+        summary_parts = stream(json.dumps({"inputs": CALL}), "summarizer")
         chat_body, chunks_body = chat["Body"].read(), chunks_buffered["Body"].read()
     # Then the seed form is one assistant message, through the response stream too (one part, as LMI answers it)
     chat_answer = json.loads(chat_body)
@@ -67,6 +72,64 @@ def test_default_configuration_serves_chat_and_summaries():
     assert len(chunk_parts) > 3  # streamed piece by piece
     [summary_answer] = json.loads(summary["Body"].read())
     assert "refund" in summary_answer["summary_text"]
+    assert len(summary_parts) == 1 and json.loads(summary_parts[0]) == [summary_answer]
+    # And each response stream is typed as LMI and the toolkit type the answer: one piece JSON, chunks JSON lines
+    assert stream_types == {"chat": ["application/json", "application/jsonlines"], "summarizer": ["application/json"]}
+
+
+def test_default_backends_refuse_as_their_containers_and_the_client_reads_an_over_long_input():
+    # Given the shipped configuration's stand-in chat and extractive summarizer, and the Lambdas' client
+    config = load_config(environ={})
+    with start_endpoint(config, port=0) as running:
+        runtime = client("sagemaker-runtime", running.url)
+        inference = InferenceClient(config.endpoint.name, "chat", "summarizer", runtime, timeout_s=30)
+
+        def refusal(component: str, body: bytes) -> dict:
+            with pytest.raises(ClientError) as raised:
+                runtime.invoke_endpoint(
+                    EndpointName=config.endpoint.name,
+                    InferenceComponentName=component,
+                    ContentType="application/json",
+                    Body=body,
+                )
+            return raised.value.response
+
+        # When requests break the contracts
+        assistant_last = refusal("chat", json.dumps({"chat": [{"role": "assistant", "content": "Hi"}]}).encode())
+        not_json = refusal("chat", b"not json")
+        openai = {"messages": [{"role": "user", "content": "Hi"}], "top_p": 2}
+        bad_sampling = refusal("chat", json.dumps(openai).encode())
+        no_inputs = refusal("summarizer", json.dumps({"parameters": {"max_length": 20}}).encode())
+        # And the client sends a prompt and a text longer than the components read
+        with pytest.raises(InputTooLongError) as chat_too_long:
+            inference.chat([{"role": "user", "content": "refund " * 5000}], max_new_tokens=8)
+        with pytest.raises(InputTooLongError) as summary_too_long:
+            inference.summarize(["Customer: my parcel is late. " * 800])
+    # Then each is SageMaker's ModelError relaying the container's status and body: the chat package's 424 and
+    # vLLM's 400 as LMI frames them (compact Gson), the toolkit's 400 as MMS frames it (pretty-printed)
+    assert {error["Error"]["Code"] for error in (assistant_last, not_json, bad_sampling, no_inputs)} == {"ModelError"}
+    assert (assistant_last["OriginalStatusCode"], assistant_last["OriginalMessage"]) == (
+        424,
+        '{"error":"Input parsing failed: the last message of `chat` must be from the user, '
+        'got \\u0027assistant\\u0027","code":424}',
+    )
+    assert (not_json["OriginalStatusCode"], not_json["OriginalMessage"]) == (
+        424,
+        '{"error":"Input parsing failed: Expecting value: line 1 column 1 (char 0)","code":424}',
+    )
+    assert (bad_sampling["OriginalStatusCode"], bad_sampling["OriginalMessage"]) == (
+        400,
+        '{"error":"`top_p` must be a number in (0, 1], got 2","code":400}',
+    )
+    assert no_inputs["OriginalStatusCode"] == 400
+    assert no_inputs["OriginalMessage"] == (
+        '{\n  "code": 400,\n  "type": "InternalServerException",\n  "message": '
+        '"the request is missing `inputs` (the text to summarize, or a list of texts)"\n}\n'
+    )
+    # And the client reads the stand-in's and the summarizer's over-long refusals as "input too long" (the API's
+    # 413 path), as it reads vLLM's "maximum context length" (tests/integration/test_real_engines_end_to_end.py)
+    assert "prompt is too long" in str(chat_too_long.value)
+    assert "too long" in str(summary_too_long.value)
 
 
 def test_smoke_llama_batches_concurrent_requests_without_mixing_answers():

@@ -62,14 +62,18 @@ def test_an_error_status_travels_with_the_containers_own_body(relay: ContainerBa
 
 def test_a_stream_is_relayed_chunk_by_chunk_as_it_arrives(relay: ContainerBackend):
     # Given a streamed answer with a pause between its chunks
-    received: list[tuple[float, bytes]] = []
+    received: list[tuple[float, bytes, str | None]] = []
     prepared = relay.prepare(_invocation({"chunks": ['{"a": 1}\n', '{"b": 2}\n'], "delay_s": 0.5}))
     # When it is served with a sink
     started = time.monotonic()
-    relay.serve(prepared, lambda part: received.append((time.monotonic() - started, part)))
+    relay.serve(
+        prepared, lambda part, content_type=None: received.append((time.monotonic() - started, part, content_type))
+    )
     # Then the first chunk arrived before the pause ended, and the parts join to the whole stream
-    assert b"".join(part for _, part in received) == b'{"a": 1}\n{"b": 2}\n'
+    assert b"".join(part for _, part, _ in received) == b'{"a": 1}\n{"b": 2}\n'
     assert received[0][0] < 0.4 <= received[-1][0]
+    # And the parts come with the container's Content-Type, which types the stream
+    assert {content_type for _, _, content_type in received} == {"application/jsonlines"}
 
 
 def test_a_container_that_dies_while_loading_fails_with_its_output(tmp_path: Path):

@@ -7,8 +7,9 @@ import time
 import pytest
 from endpoint_unit_fakes import RecordingBackend, json_invocation, make_config
 
-from local.endpoint.errors import NO_CAPACITY_MESSAGE, ValidationError
-from local.endpoint.runtime import LocalEndpoint, parse_json_payload
+from local.backends.base import Invocation, PayloadError
+from local.endpoint.errors import NO_CAPACITY_MESSAGE, ModelError, ValidationError
+from local.endpoint.runtime import LocalEndpoint, parse_json_invocation
 
 
 def test_a_backend_that_fails_to_load_rolls_the_scale_up_back():
@@ -64,28 +65,46 @@ def test_scaling_to_zero_answers_with_no_capacity_and_back_up_serves_again():
     assert copy_ids == [3]
 
 
-def test_payload_errors_from_prepare_become_validation_errors_and_free_the_copy():
-    # Given a running component
-    endpoint = LocalEndpoint(make_config(copies=1), lambda name, component: RecordingBackend())
-    endpoint.start()
-    component = endpoint.components["chat"]
-    try:
-        # When a payload breaking the contract is submitted
-        with pytest.raises(ValidationError) as refused:
-            component.submit(json_invocation({"no": "value"}), streaming=False)
-        outstanding = component.snapshot()["copies"][0]["outstanding"]
-    finally:
-        endpoint.stop()
-    # Then the backend's message is the error, and the copy holds no phantom request
-    assert refused.value.message == "payload needs a `value`"
-    assert outstanding == 0
-
-
-@pytest.mark.parametrize("body", [b"", b"{", b"\xff", b"[1, 2"])
-def test_bodies_that_are_not_json_are_refused(body):
-    with pytest.raises(ValidationError, match="not valid JSON"):
-        parse_json_payload(body)
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"", "Expecting value: line 1 column 1 (char 0)"),
+        (b"{", "Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"),
+        (b"\xff", "'utf-8' codec can't decode byte 0xff in position 0: invalid start byte"),
+        (b"[1, 2", "Expecting ',' delimiter: line 1 column 6 (char 5)"),
+    ],
+)
+def test_bodies_that_are_not_json_are_the_containers_refusal_with_the_decoders_message(body, message):
+    # A payload is the container's to refuse, not SageMaker's: the backend frames the decoder's message
+    with pytest.raises(PayloadError) as refused:
+        parse_json_invocation(Invocation(body, "application/json"))
+    assert str(refused.value) == message
 
 
 def test_json_bodies_are_parsed():
-    assert parse_json_payload('{"inputs": "caf\u00e9"}'.encode()) == {"inputs": "caf\u00e9"}
+    invocation = Invocation('{"inputs": "caf\u00e9"}'.encode(), "application/json")
+    assert parse_json_invocation(invocation) == {"inputs": "caf\u00e9"}
+
+
+def test_a_payload_the_backend_refuses_is_a_model_error_with_the_backends_status_and_body():
+    # Given a component whose backend refuses payloads without a `value`
+    endpoint = LocalEndpoint(make_config(), lambda name, component: RecordingBackend())
+    endpoint.start()
+    component = endpoint.components["chat"]
+    try:
+        # When a bad payload and a body that is not JSON are submitted
+        with pytest.raises(ModelError) as bad_payload:
+            component.submit(json_invocation({"other": 1}), streaming=False)
+        with pytest.raises(ModelError) as not_json:
+            component.submit(Invocation(b"{", "application/json"), streaming=False)
+        outstanding = [copy["outstanding"] for copy in component.snapshot()["copies"]]
+    finally:
+        endpoint.stop()
+    # Then SageMaker relays the backend's refusal (RecordingBackend keeps the base class's plain 400)
+    assert (bad_payload.value.fields["OriginalStatusCode"], bad_payload.value.fields["OriginalMessage"]) == (
+        400,
+        "payload needs a `value`",
+    )
+    assert not_json.value.fields["OriginalMessage"].startswith("Expecting property name")
+    # And the refused requests do not stay counted on their copy
+    assert outstanding == [0]
