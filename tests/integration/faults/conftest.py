@@ -177,18 +177,21 @@ def faulty_stack() -> Iterator[FaultyStack]:
         endpoints.append(RestartableEndpoint(start, config, host, port))
         return endpoints[-1]
 
+    stack = LocalStack(config=_config_with_short_timeouts(), ports=Ports.ephemeral(), with_ui=False)
+    # Patched only while this stack starts: a package-scoped fixture in a folder without __init__.py lives as
+    # long as the session, and a patch left in place would wrap every later test's endpoint too.
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(endpoint_server, "start_endpoint", start_restartable)
-        stack = LocalStack(config=_config_with_short_timeouts(), ports=Ports.ephemeral(), with_ui=False)
-        with stack:
-            # A fresh default session (it reads the stack's endpoint variables) carrying the hook, before the
-            # gateway loads the API handlers on their first request, so every client they create inherits it.
-            boto3.setup_default_session()
-            boto3.DEFAULT_SESSION.events.register("before-send.dynamodb", throttle)
-            try:
-                yield FaultyStack(stack.urls["api"], stack, faults, endpoints[0], throttle)
-            finally:
-                boto3.DEFAULT_SESSION.events.unregister("before-send.dynamodb", throttle)
+        stack.start()
+    # A fresh default session (it reads the stack's endpoint variables) carrying the hook, before the
+    # gateway loads the API handlers on their first request, so every client they create inherits it.
+    boto3.setup_default_session()
+    boto3.DEFAULT_SESSION.events.register("before-send.dynamodb", throttle)
+    try:
+        yield FaultyStack(stack.urls["api"], stack, faults, endpoints[0], throttle)
+    finally:
+        boto3.DEFAULT_SESSION.events.unregister("before-send.dynamodb", throttle)
+        stack.stop()
 
 
 @pytest.fixture
