@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -33,6 +34,7 @@ LOOPBACK = "127.0.0.1"
 # The table of error causes stays short however many requests fail: the most frequent causes, then a count.
 MAX_CAUSES = 20
 EXAMPLE_CHARS = 200
+_S3_ERROR = re.compile(r"<Code>(?P<code>[^<]*)</Code>\s*<Message>(?P<message>[^<]*)</Message>")
 
 
 @dataclass(frozen=True)
@@ -98,12 +100,19 @@ class ErrorCause:
 
 
 def failure_message(failed: FailedRequest) -> str:
-    """What a failure says, with what varies per request left out: the API's JSON `message`, else the body."""
+    """What a failure says, without what varies per request (ids): the API's JSON `message`, S3's XML error
+    code and message, else the body."""
     try:
         body = json.loads(failed.body)
     except ValueError:
         body = None
-    text = str(body["message"]) if isinstance(body, dict) and "message" in body else failed.body
+    s3_error = _S3_ERROR.search(failed.body)
+    if isinstance(body, dict) and "message" in body:
+        text = str(body["message"])
+    elif s3_error:
+        text = f"{s3_error['code']}: {s3_error['message']}"
+    else:
+        text = failed.body
     return " ".join(text.split())[:EXAMPLE_CHARS]
 
 

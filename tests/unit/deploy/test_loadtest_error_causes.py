@@ -51,18 +51,28 @@ def test_a_huge_body_is_kept_bounded():
 
 
 def test_failures_are_counted_by_route_status_and_message_with_one_example_each():
-    # Given 1.5% of a run failing for two reasons, with request ids that differ per request
+    # Given failures for three reasons, with request ids that differ per request (API JSON and S3 XML errors)
     busy = [
         FailedRequest(SEND, 503, json.dumps({"message": "The model is busy.", "request_id": str(n)})) for n in range(3)
     ]
     timeout = [FailedRequest(SEND, 504, '{"message": "Endpoint request timed out"}')]
+    put = "PUT S3 PUT (presigned)"
+    denied = [
+        FailedRequest(
+            put,
+            403,
+            f"<Error><Code>AccessDenied</Code><Message>Request has expired</Message><RequestId>{n}</RequestId></Error>",
+        )
+        for n in range(2)
+    ]
 
     # When the causes are tallied
-    causes = error_causes([busy[0], timeout[0], *busy[1:]])
+    causes = error_causes([busy[0], timeout[0], *denied, *busy[1:]])
 
     # Then one row per cause, most frequent first, each with its count and the first body as its example
     assert [(c.route, c.status, c.message, c.count) for c in causes] == [
         (SEND, 503, "The model is busy.", 3),
+        (put, 403, "AccessDenied: Request has expired", 2),
         (SEND, 504, "Endpoint request timed out", 1),
     ]
     assert causes[0].example == busy[0].body
