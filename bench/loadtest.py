@@ -2,8 +2,9 @@
 
 Starts the local stack (moto, local endpoint, API gateway, transcripts poller) on free loopback ports, runs
 locust for a fixed number of users and a fixed duration (chat turns, summaries and transcript uploads), prints
-throughput, p50/p95/p99 and error rate per route, then reconciles: every sent message and every uploaded
-transcript must be accounted for (bench/reconcile.py). Exits non-zero when something is lost or duplicated.
+throughput, p50/p95/p99 and error rate per route, and the cause of every error (status and body, counted by
+cause with one example each), then reconciles: every sent message and every uploaded transcript must be
+accounted for (bench/reconcile.py). Exits non-zero when something is lost or duplicated.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -23,12 +25,16 @@ from pathlib import Path
 
 import boto3
 
-from bench.reconcile import Ledger, reconcile
+from bench.reconcile import FailedRequest, Ledger, reconcile
 from local.stack import LocalStack, Ports
 from local.template import DEFAULT_TEMPLATE_PATH, Template
 
 LOCUSTFILE = Path(__file__).with_name("locust_users.py")
 LOOPBACK = "127.0.0.1"
+# The table of error causes stays short however many requests fail: the most frequent causes, then a count.
+MAX_CAUSES = 20
+EXAMPLE_CHARS = 200
+_S3_ERROR = re.compile(r"<Code>(?P<code>[^<]*)</Code>\s*<Message>(?P<message>[^<]*)</Message>")
 
 
 @dataclass(frozen=True)
@@ -82,6 +88,60 @@ def route_stats(entries: list[dict]) -> list[RouteStats]:
 
     rows = [row(f"{entry['method']} {entry['name']}", [entry]) for entry in entries]
     return [*sorted(rows, key=lambda r: r.name), row("all requests", entries)]
+
+
+@dataclass(frozen=True)
+class ErrorCause:
+    route: str
+    status: int
+    message: str
+    count: int
+    example: str  # one body with this cause
+
+
+def failure_message(failed: FailedRequest) -> str:
+    """What a failure says, without what varies per request (ids): the API's JSON `message`, S3's XML error
+    code and message, else the body."""
+    try:
+        body = json.loads(failed.body)
+    except ValueError:
+        body = None
+    s3_error = _S3_ERROR.search(failed.body)
+    if isinstance(body, dict) and "message" in body:
+        text = str(body["message"])
+    elif s3_error:
+        text = f"{s3_error['code']}: {s3_error['message']}"
+    else:
+        text = failed.body
+    return " ".join(text.split())[:EXAMPLE_CHARS]
+
+
+def error_causes(failures: list[FailedRequest]) -> list[ErrorCause]:
+    """Failed requests grouped by route, status and message, most frequent first."""
+    groups: dict[tuple[str, int, str], list[FailedRequest]] = {}
+    for failed in failures:
+        groups.setdefault((failed.route, failed.status, failure_message(failed)), []).append(failed)
+    causes = [
+        ErrorCause(route, status, message, len(group), " ".join(group[0].body.split())[:EXAMPLE_CHARS])
+        for (route, status, message), group in groups.items()
+    ]
+    return sorted(causes, key=lambda cause: (-cause.count, cause.route, cause.status, cause.message))
+
+
+def print_error_causes(failures: list[FailedRequest]) -> None:
+    causes = error_causes(failures)
+    if not causes:
+        print("errors: none")
+        return
+    print(f"errors: {len(failures)} failed requests, {len(causes)} causes")
+    print(f"  {'count':>6} {'status':>6}  route / cause / one example body")
+    for cause in causes[:MAX_CAUSES]:
+        print(f"  {cause.count:>6} {cause.status or 'none':>6}  {cause.route}: {cause.message}")
+        if cause.example != cause.message:
+            print(f"  {'':>13}  e.g. {cause.example}")
+    left_out = causes[MAX_CAUSES:]
+    if left_out:
+        print(f"  ... {len(left_out)} more causes ({sum(cause.count for cause in left_out)} requests)")
 
 
 def run_locust(host: str, users: int, duration_s: int, workdir: Path, ledger: Ledger) -> list[RouteStats]:
@@ -157,6 +217,7 @@ def main(argv: list[str] | None = None) -> None:
         rows = run_locust(api_url, args.users, args.duration, Path(workdir), ledger)
         print(f"load phase took {time.monotonic() - started:.1f} s")
         print_stats(rows)
+        print_error_causes(ledger.failures())
         s3 = boto3.client("s3")
         report = reconcile(
             api_url,

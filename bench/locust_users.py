@@ -2,7 +2,8 @@
 
 ChatUser: starts a conversation, sends messages (each with its own Idempotency-Key), now and then asks for a
 summary. TranscriptUser: requests an upload URL and PUTs a short call transcript to it. Every request that
-reaches the API is written to the ledger named by $LOADTEST_LEDGER for reconciliation afterwards.
+reaches the API is written to the ledger named by $LOADTEST_LEDGER for reconciliation afterwards, and every
+failed request with its status and body.
 """
 
 from __future__ import annotations
@@ -11,12 +12,20 @@ import os
 import uuid
 from pathlib import Path
 
-from locust import HttpUser, between, task
+from locust import HttpUser, between, events, task
 from locust.exception import RescheduleTask
 
-from bench.reconcile import Ledger, SentMessage, UploadedTranscript, auth_headers
+from bench.reconcile import Ledger, SentMessage, UploadedTranscript, auth_headers, failed_request
 
 LEDGER = Ledger(Path(os.environ["LOADTEST_LEDGER"]))
+
+
+@events.request.add_listener
+def record_failure(request_type, name, response, exception, **_kwargs) -> None:
+    """Every failed request's status and body, for the load test's table of error causes."""
+    if exception is not None:
+        LEDGER.failure(failed_request(request_type, name, response, exception))
+
 
 CALL_LINES = (
     "Agent: Thank you for calling, how can I help you today?",

@@ -28,6 +28,9 @@ from chatbot.jobs.keys import summary_key
 
 MESSAGE = "message"
 TRANSCRIPT = "transcript"
+FAILURE = "failure"
+# A failed request's body is kept to this many characters: enough for the API's JSON error or S3's XML code.
+FAILURE_BODY_CHARS = 500
 STORED_FOR_SURE = {201, 502, 503}
 TERMINAL_JOB_STATES = {"succeeded", "failed"}
 PAGE_SIZE = 100
@@ -53,6 +56,20 @@ class UploadedTranscript:
     source_key: str
 
 
+@dataclass(frozen=True)
+class FailedRequest:
+    route: str  # "POST /v1/conversations/[id]/messages"
+    status: int  # 0: no response (connection error or client timeout)
+    body: str  # the response body, or the client's exception when there was no response
+
+
+def failed_request(request_type: str, name: str, response: Any, exception: BaseException) -> FailedRequest:
+    """What a failed locust request reports: its route, status and (bounded) body."""
+    status = int(getattr(response, "status_code", 0) or 0)
+    body = (getattr(response, "text", None) or "") if status else ""
+    return FailedRequest(f"{request_type} {name}", status, (body or repr(exception))[:FAILURE_BODY_CHARS])
+
+
 class Ledger:
     """Append-only JSON lines; one `write` is one line, so concurrent greenlets or threads never interleave."""
 
@@ -65,23 +82,27 @@ class Ledger:
     def transcript(self, uploaded: UploadedTranscript) -> None:
         self._write({"kind": TRANSCRIPT, **uploaded.__dict__})
 
+    def failure(self, failed: FailedRequest) -> None:
+        self._write({"kind": FAILURE, **failed.__dict__})
+
     def _write(self, record: dict[str, Any]) -> None:
         with self.path.open("a", encoding="utf-8") as file:
             file.write(json.dumps(record) + "\n")
 
     def read(self) -> tuple[list[SentMessage], list[UploadedTranscript]]:
-        messages: list[SentMessage] = []
-        transcripts: list[UploadedTranscript] = []
-        if not self.path.exists():
-            return messages, transcripts
-        for line in self.path.read_text(encoding="utf-8").splitlines():
-            record = json.loads(line)
-            kind = record.pop("kind")
-            if kind == MESSAGE:
-                messages.append(SentMessage(**record))
-            else:
-                transcripts.append(UploadedTranscript(**record))
-        return messages, transcripts
+        records = self._records()
+        return [SentMessage(**r) for r in records[MESSAGE]], [UploadedTranscript(**r) for r in records[TRANSCRIPT]]
+
+    def failures(self) -> list[FailedRequest]:
+        return [FailedRequest(**record) for record in self._records()[FAILURE]]
+
+    def _records(self) -> dict[str, list[dict[str, Any]]]:
+        by_kind: dict[str, list[dict[str, Any]]] = {MESSAGE: [], TRANSCRIPT: [], FAILURE: []}
+        if self.path.exists():
+            for line in self.path.read_text(encoding="utf-8").splitlines():
+                record = json.loads(line)
+                by_kind[record.pop("kind")].append(record)
+        return by_kind
 
 
 @dataclass

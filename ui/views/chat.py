@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import streamlit as st
 
 from ui.api_client import ApiError, Conversation, Message, Page, Summary, new_idempotency_key
-from ui.views.common import call_api, format_time, notify, show_error, show_notice, with_line_breaks
+from ui.views.common import call_api, format_time, notify, show_error, show_notice
+from ui.views.untrusted import show_markdown
 
 MAX_MESSAGE_CHARS = 16_000  # the API's default limit (413 above it); the API still has the last word
 HISTORY_PAGE_SIZE = 100  # the API's largest page
@@ -221,9 +222,10 @@ def _render_summary(conversation: Conversation) -> None:
         return
     with st.container(border=True, key="summary_panel"):
         st.markdown("**Summary**")
-        st.markdown(
-            with_line_breaks(summary.text) if summary.text else "_The conversation is empty: nothing to summarize._"
-        )
+        if summary.text:
+            show_markdown(summary.text, line_breaks=True)
+        else:
+            st.markdown("_The conversation is empty: nothing to summarize._")
         st.caption(f"Made {format_time(summary.created_at)}" + (" (cached)" if summary.cached else ""))
 
 
@@ -269,7 +271,7 @@ def _render_history(conversation: Conversation) -> None:
         st.caption("No messages yet. Say hello below.")
     for message in history.messages:
         with st.chat_message("user" if message.role == "user" else "assistant"):
-            st.markdown(message.content)
+            show_markdown(message.content)
             if message.unanswered:
                 st.caption("Not answered yet.")
     last = history.messages[-1] if history.messages else None
@@ -285,7 +287,7 @@ def _render_pending(pending: PendingMessage, history: list[Message]) -> bool:
     last = history[-1] if history else None
     if not (last and last.role == "user" and last.content == pending.text):
         with st.chat_message("user"):
-            st.markdown(pending.text)
+            show_markdown(pending.text)
     if pending.error is None:
         return False
     show_error(pending.error)

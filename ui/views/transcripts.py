@@ -9,7 +9,8 @@ import streamlit as st
 from chatbot.transcripts import TranscriptError, parse_transcript
 
 from ui.api_client import ApiError, TranscriptJob
-from ui.views.common import call_api, describe_error, format_time, settings, show_error, with_line_breaks
+from ui.views.common import call_api, describe_error, format_time, settings, show_error
+from ui.views.untrusted import show_markdown, without_images
 
 ACCEPTED_TYPES = ["json", "vtt", "srt", "txt"]
 # Words, not colours or emoji alone: readable by screen readers and on machines without an emoji font.
@@ -177,13 +178,16 @@ def _render_summary_beside_turns(job: TranscriptJob) -> None:
         summary_column, turns_column = st.columns(2, gap="medium")
         with summary_column:
             st.markdown("**Summary**")
-            st.markdown(with_line_breaks(job.summary) if job.summary else "_No summary text._")
-            st.caption(_job_facts(job))
+            if job.summary:
+                show_markdown(job.summary, line_breaks=True)
+            else:
+                st.markdown("_No summary text._")
+            st.caption(without_images(_job_facts(job)))
         with turns_column:
             st.markdown("**Transcript**")
             turns, note = _turns(job)
             for speaker, text in turns:
-                st.markdown(f"**{speaker}:** {text}")
+                show_markdown(f"**{speaker}:** {text}")
             if note:
                 st.caption(note)
 
