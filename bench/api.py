@@ -31,7 +31,7 @@ from aws_lambda_powertools import Metrics
 from moto import mock_aws
 
 from local.aws import DUMMY_CREDENTIALS, create_table_from_template, patched_environ, start_moto
-from local.gateway import lambda_environment, start_gateway
+from local.gateway import start_gateway
 from local.template import LOCAL_REGION, PROJECT_ROOT, Template
 
 MEASURED_TURNS = 5
@@ -222,17 +222,13 @@ def _overhead_with(clients: int, model_url: str) -> dict[str, Any]:
             aws_secret_access_key="t",
         )
         create_table_from_template(Template(), client)
-        environment = {
-            **moto.environment(),
-            "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": model_url,
-            "SAGEMAKER_ENDPOINT_NAME": "bench",
-            "CHAT_COMPONENT_NAME": "chat",
-            "SUMMARIZER_COMPONENT_NAME": "summarizer",
-        }
-        with start_gateway(port=0, environment=environment) as gateway:
+        environment = {**moto.environment(), "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": model_url}
+        parameters = {"EndpointName": "bench", "ChatComponentName": "chat", "SummarizerComponentName": "summarizer"}
+        with start_gateway(port=0, environment=environment, parameters=parameters) as gateway:
             users = _BenchUsers(gateway.url, clients)
             _run_clients(clients, users.read)  # warm every execution environment the run will use
             turn_latencies, turn_seconds = _run_clients(clients, users.turn)
+
             get_latencies, _ = _run_clients(clients, users.read)
             return {
                 "turn": _percentiles(turn_latencies),
@@ -304,7 +300,8 @@ def cold_import(repeats: int = 3) -> tuple[float, float, list[str]]:
 def main() -> None:
     # As in Lambda, the functions' environment exists before the layer is imported: Powertools reads its
     # metrics namespace at import, so the layer is imported lazily, inside this environment (quieter logs).
-    with patched_environ({**lambda_environment(Template()), "POWERTOOLS_LOG_LEVEL": "WARNING"}):
+    powertools = {"POWERTOOLS_SERVICE_NAME": "bench", "POWERTOOLS_METRICS_NAMESPACE": "Bench"}
+    with patched_environ({**powertools, "POWERTOOLS_LOG_LEVEL": "WARNING"}):
         _report()
 
 

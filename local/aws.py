@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any
 
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
@@ -20,22 +22,59 @@ _SERVICES_ON_MOTO = ("DYNAMODB", "S3", "SQS", "SSM")
 DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing"}
 
 
+#: Looks at a request's WSGI environ before moto does; returns (status, headers, body) to answer it instead.
+Interceptor = Callable[[dict[str, Any]], tuple[int, dict[str, str], bytes] | None]
+
+
 class _OneRequestAtATime:
     """WSGI wrapper: moto's backends are not safe under concurrent writes (a transaction deep-copies a
     table that another request is changing, and fails); serialized, moto behaves like one consistent service."""
 
-    def __init__(self, app: Any):
+    def __init__(self, app: Any, timings: MotoTimings, interceptor: Interceptor | None = None):
         self._app = app
+        self._timings = timings
+        self._interceptor = interceptor
         self._lock = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        answer = self._interceptor(environ) if self._interceptor else None
+        if answer is not None:
+            status, headers, body = answer
+            start_response(f"{status} {HTTPStatus(status).phrase}", list(headers.items()))
+            return [body]
+        arrived = time.perf_counter()
         with self._lock:
-            return list(self._app(environ, start_response))
+            started = time.perf_counter()
+            response = list(self._app(environ, start_response))
+            self._timings.add(queued_s=started - arrived, serving_s=time.perf_counter() - started)
+        return response
+
+
+@dataclass
+class MotoTimings:
+    """Where moto's requests spent their time (totals in seconds): waiting for the one-at-a-time lock, and
+    being served. Read by the API benchmark."""
+
+    requests: int = 0
+    queued_s: float = 0.0
+    serving_s: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, queued_s: float, serving_s: float) -> None:
+        with self._lock:
+            self.requests += 1
+            self.queued_s += queued_s
+            self.serving_s += serving_s
+
+    def snapshot(self) -> tuple[int, float, float]:
+        with self._lock:
+            return self.requests, self.queued_s, self.serving_s
 
 
 @dataclass
 class MotoHandle:
     url: str
+    timings: MotoTimings
     _server: BaseWSGIServer = field(repr=False)
     _thread: threading.Thread = field(repr=False)
 
@@ -56,15 +95,17 @@ class MotoHandle:
         self.stop()
 
 
-def start_moto(host: str = "127.0.0.1", port: int = 5000) -> MotoHandle:
-    """moto server (all services, as `moto_server`) in a background thread; port 0 picks a free port."""
+def start_moto(host: str = "127.0.0.1", port: int = 5000, *, interceptor: Interceptor | None = None) -> MotoHandle:
+    """moto server (all services, as `moto_server`) in a background thread; port 0 picks a free port.
+    `interceptor` may answer requests itself (fault injection at the wire)."""
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one access-log line per request otherwise
-    app = _OneRequestAtATime(DomainDispatcherApplication(create_backend_app))
+    timings = MotoTimings()
+    app = _OneRequestAtATime(DomainDispatcherApplication(create_backend_app), timings, interceptor)
     server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
     thread = threading.Thread(target=server.serve_forever, name="moto-server", daemon=True)
     thread.start()
     bound_host, bound_port = server.server_address[:2]
-    return MotoHandle(url=f"http://{bound_host}:{bound_port}", _server=server, _thread=thread)
+    return MotoHandle(url=f"http://{bound_host}:{bound_port}", timings=timings, _server=server, _thread=thread)
 
 
 @contextmanager

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from types import ModuleType
 
 import boto3
 import pytest
 from moto import mock_aws
 
 from local.aws import create_table_from_template
+from local.lambda_runtime import FunctionDefinition
 from local.template import Template
 
 # Powertools reads these when its objects are created at import time, before any fixture runs.
@@ -78,3 +81,21 @@ def moto_table(template: Template) -> Iterator[str]:
     """The template's DynamoDB table (keys, GSI, TTL) in in-process moto; yields its name."""
     with mock_aws():
         yield create_table_from_template(template, boto3.client("dynamodb", region_name="us-east-1"))
+
+
+@pytest.fixture
+def load_handler(template: Template) -> Callable[[str], ModuleType]:
+    """Imports a function's handler module into this test's process, from its CodeUri and Handler in the
+    template: a fresh module object per call, so its module-level wiring reads this test's environment."""
+
+    def load(logical_id: str) -> ModuleType:
+        definition = FunctionDefinition.from_template(template, logical_id)
+        module_name = definition.handler.rsplit(".", 1)[0]
+        file = definition.code_dir / (module_name.replace(".", "/") + ".py")
+        spec = importlib.util.spec_from_file_location(f"{logical_id}_{uuid.uuid4().hex[:8]}", file)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

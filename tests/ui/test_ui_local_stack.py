@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from local_stack import point_boto3_at, running_local_stack
+from local_stack import running_local_stack
 from streamlit.testing.v1 import AppTest
 from ui_helpers import bubbles, click, page_text, send, sign_in
 
@@ -37,7 +37,6 @@ def stack() -> Iterator[LocalStack]:
 
 @pytest.fixture
 def app(stack: LocalStack, monkeypatch: pytest.MonkeyPatch, app: AppTest) -> AppTest:
-    point_boto3_at(stack, monkeypatch)
     monkeypatch.setenv("CHATBOT_API_URL", stack.urls["api"])
     monkeypatch.setenv("CHATBOT_AUTH_MODE", "local")
     return app

@@ -6,19 +6,15 @@ import pytest
 from botocore.stub import Stubber
 from chatbot.settings import get_settings
 
-from local.gateway import handler_location, load_module
-
 
 @pytest.fixture
-def handler_module(moto_table, template, monkeypatch):
+def handler_module(moto_table, load_handler, monkeypatch):
     monkeypatch.setenv("TABLE_NAME", moto_table)
     monkeypatch.setenv("SAGEMAKER_ENDPOINT_NAME", "genai-chatbot")
     monkeypatch.setenv("CHAT_COMPONENT_NAME", "chat")
     monkeypatch.setenv("SUMMARIZER_COMPONENT_NAME", "summarizer")
     get_settings.cache_clear()
-    file, _ = handler_location(template, "ConversationsFunction")
-    module = load_module(file, "ConversationsFunction")
-    yield module
+    yield load_handler("ConversationsFunction")
     get_settings.cache_clear()
 
 

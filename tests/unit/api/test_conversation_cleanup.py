@@ -9,18 +9,16 @@ from chatbot.conversations.store import ConversationStore, conversation_pk, mess
 from chatbot.settings import get_settings
 
 from local.events import SAMPLE_DIR, ttl_removal_stream_event
-from local.gateway import handler_location, load_module
 
 
 @pytest.fixture
-def cleanup_module(moto_table, template, monkeypatch):
+def cleanup_module(moto_table, load_handler, monkeypatch):
     monkeypatch.setenv("TABLE_NAME", moto_table)
     monkeypatch.setenv("SAGEMAKER_ENDPOINT_NAME", "genai-chatbot")
     monkeypatch.setenv("CHAT_COMPONENT_NAME", "chat")
     monkeypatch.setenv("SUMMARIZER_COMPONENT_NAME", "summarizer")
     get_settings.cache_clear()
-    file, _ = handler_location(template, "ConversationCleanupFunction")
-    yield load_module(file, "ConversationCleanupFunction")
+    yield load_handler("ConversationCleanupFunction")
     get_settings.cache_clear()
 
 
