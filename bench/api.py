@@ -50,19 +50,6 @@ class InstantModel:
         return [text[:200] for text in texts]
 
 
-def _settings(table: str):
-    from chatbot.settings import load_settings
-
-    return load_settings(
-        {
-            "TABLE_NAME": table,
-            "SAGEMAKER_ENDPOINT_NAME": "bench",
-            "CHAT_COMPONENT_NAME": "chat",
-            "SUMMARIZER_COMPONENT_NAME": "summarizer",
-        }
-    )
-
-
 def _discard_metrics() -> None:
     """Outside Lambda nothing flushes Powertools' shared metric set; drop it per turn as log_metrics would."""
     Metrics().clear_metrics()
@@ -100,6 +87,7 @@ def _prefill(client: Any, table: str, conversation_id: str, messages: int) -> No
 def read_units_per_turn() -> dict[int, float]:
     """Mean read units of a turn once a conversation holds 10 and 1,000 messages (steady state: the
     warm-up turns fold what is older than the window into the rolling summary first)."""
+    from chatbot.conversations.policy import ChatPolicy
     from chatbot.conversations.service import ConversationService
     from chatbot.conversations.store import ConversationStore
 
@@ -108,14 +96,14 @@ def read_units_per_turn() -> dict[int, float]:
         client = boto3.client("dynamodb", region_name=LOCAL_REGION)
         table = create_table_from_template(Template(), client)
         store = ConversationStore(table, client)
-        settings = _settings(table)
-        service = ConversationService(store, InstantModel(), settings)  # type: ignore[arg-type]
+        policy = ChatPolicy()
+        service = ConversationService(store, InstantModel(), policy)  # type: ignore[arg-type]
         for stored_messages in (10, 1000):
             conversation_id = service.create_conversation("bench-user", None, "Answer briefly.")["id"]
             _prefill(client, table, conversation_id, stored_messages)
             for turn in range(WARM_UP_TURNS_MAX):
                 conversation = store.get_conversation(conversation_id)
-                if 2 * conversation["turn_count"] - conversation["summarized_through"] <= settings.chat_window_messages:
+                if 2 * conversation["turn_count"] - conversation["summarized_through"] <= policy.chat_window_messages:
                     break
                 service.send_message("bench-user", conversation_id, f"warm-up question {turn}")
                 _discard_metrics()

@@ -24,6 +24,7 @@ from chatbot.transcripts import parse_transcript
 from local.aws import create_table_from_template, patched_environ, start_moto
 from local.endpoint.server import start_endpoint
 from local.s3_pipeline import create_pipeline_resources, start_poller
+from local.stack import endpoint_parameters
 from local.template import Template
 from provisioning.config import load_config
 
@@ -53,8 +54,7 @@ def _samples() -> list[bytes]:
 def run_pipeline(template: Template, session, environment: dict[str, str], workers: int, run: str) -> float:
     """Upload TRANSCRIPTS_PER_RUN transcripts and wait for every job; returns transcripts per minute."""
     samples = _samples()
-    table = environment["TABLE_NAME"]
-    jobs = JobStore(table)
+    jobs = JobStore(template.physical_name("ChatbotTable"))
     bucket = template.physical_name("TranscriptsBucket")
     s3 = session.client("s3")
     keys = [f"incoming/bench/{run}/{index:03d}" for index in range(TRANSCRIPTS_PER_RUN)]
@@ -105,15 +105,12 @@ def main() -> None:
         environment = {
             **moto.environment(),
             "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": endpoint.url,
-            "SAGEMAKER_ENDPOINT_NAME": config.endpoint.name,
-            "CHAT_COMPONENT_NAME": "chat",
-            "SUMMARIZER_COMPONENT_NAME": "summarizer",
             "POWERTOOLS_LOG_LEVEL": "WARNING",
         }
         with patched_environ(environment):
-            template = Template()
+            template = Template(parameters=endpoint_parameters(config))
             session = boto3.session.Session()
-            environment["TABLE_NAME"] = create_table_from_template(template, session.client("dynamodb"))
+            create_table_from_template(template, session.client("dynamodb"))
             create_pipeline_resources(template, session)
             rates = {}
             for workers in (1, 2):

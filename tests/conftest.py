@@ -84,12 +84,16 @@ def moto_table(template: Template) -> Iterator[str]:
 
 
 @pytest.fixture
-def load_handler(template: Template) -> Callable[[str], ModuleType]:
-    """Imports a function's handler module into this test's process, from its CodeUri and Handler in the
-    template: a fresh module object per call, so its module-level wiring reads this test's environment."""
+def load_handler(template: Template, monkeypatch: pytest.MonkeyPatch) -> Callable[[str], ModuleType]:
+    """Imports a function's handler module into this test's process as Lambda would: with the function's own
+    template environment (Globals + its Environment, resolved; the table and bucket names are the ones the
+    moto fixtures create), from its CodeUri and Handler. A fresh module object per call."""
 
     def load(logical_id: str) -> ModuleType:
         definition = FunctionDefinition.from_template(template, logical_id)
+        for name, value in definition.environment.items():
+            if not name.startswith("POWERTOOLS_"):  # the suite's own service name and namespace stay
+                monkeypatch.setenv(name, value)
         module_name = definition.handler.rsplit(".", 1)[0]
         file = definition.code_dir / (module_name.replace(".", "/") + ".py")
         spec = importlib.util.spec_from_file_location(f"{logical_id}_{uuid.uuid4().hex[:8]}", file)

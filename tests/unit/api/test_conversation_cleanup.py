@@ -6,20 +6,13 @@ import boto3
 import pytest
 from chatbot.conversations.retention import MessagePurger
 from chatbot.conversations.store import ConversationStore, conversation_pk, message_sk, serialize
-from chatbot.settings import get_settings
 
 from local.events import SAMPLE_DIR, ttl_removal_stream_event
 
 
 @pytest.fixture
-def cleanup_module(moto_table, load_handler, monkeypatch):
-    monkeypatch.setenv("TABLE_NAME", moto_table)
-    monkeypatch.setenv("SAGEMAKER_ENDPOINT_NAME", "genai-chatbot")
-    monkeypatch.setenv("CHAT_COMPONENT_NAME", "chat")
-    monkeypatch.setenv("SUMMARIZER_COMPONENT_NAME", "summarizer")
-    get_settings.cache_clear()
-    yield load_handler("ConversationCleanupFunction")
-    get_settings.cache_clear()
+def cleanup_module(moto_table, load_handler):
+    return load_handler("ConversationCleanupFunction")
 
 
 def _put_conversation(table: str, conversation_id: str, messages: int, with_meta: bool) -> None:

@@ -6,10 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
+from chatbot.conversations.policy import ChatPolicy
 from chatbot.conversations.service import ConversationService
 from chatbot.conversations.store import ConversationStore
 from chatbot.inference import InferenceError
-from chatbot.settings import load_settings
 
 
 class ScriptedInference:
@@ -42,17 +42,6 @@ class Clock:
         self.now += timedelta(**delta)
 
 
-def make_settings(table: str, **overrides: str):
-    environ = {
-        "TABLE_NAME": table,
-        "SAGEMAKER_ENDPOINT_NAME": "genai-chatbot",
-        "CHAT_COMPONENT_NAME": "chat",
-        "SUMMARIZER_COMPONENT_NAME": "summarizer",
-        **overrides,
-    }
-    return load_settings(environ)
-
-
 @pytest.fixture
 def inference() -> ScriptedInference:
     return ScriptedInference()
@@ -70,8 +59,8 @@ def store(moto_table) -> ConversationStore:
 
 @pytest.fixture
 def make_service(store, inference, clock):
-    def build(**overrides: str) -> ConversationService:
-        return ConversationService(store, inference, make_settings(store.table_name, **overrides), clock=clock)
+    def build(**policy: int) -> ConversationService:
+        return ConversationService(store, inference, ChatPolicy(**policy), clock=clock)
 
     return build
 

@@ -108,7 +108,7 @@ def test_message_size_limits(service, make_service):
     conversation_id = service.create_conversation(ALICE, None, None)["id"]
     with pytest.raises(PayloadTooLargeError, match="limit"):
         service.send_message(ALICE, conversation_id, "x" * 8001)
-    small_context = make_service(CHAT_CONTEXT_TOKENS="1024", CHAT_MAX_NEW_TOKENS="256", MAX_MESSAGE_CHARS="100000")
+    small_context = make_service(chat_context_tokens=1024, chat_max_new_tokens=256, max_message_chars=100_000)
     with pytest.raises(PayloadTooLargeError, match="context"):
         small_context.send_message(ALICE, conversation_id, "word " * 2000)
     assert service.list_messages(ALICE, conversation_id, 10, None, False)["items"] == []
@@ -116,7 +116,7 @@ def test_message_size_limits(service, make_service):
 
 def test_memory_folds_old_messages_into_the_rolling_summary(make_service, inference, store):
     # Given a small context so messages soon fall out of the window
-    service = make_service(CHAT_CONTEXT_TOKENS="1024", CHAT_MAX_NEW_TOKENS="256", CHAT_WINDOW_MESSAGES="6")
+    service = make_service(chat_context_tokens=1024, chat_max_new_tokens=256, chat_window_messages=6)
     conversation_id = service.create_conversation(ALICE, None, "Stay on topic.")["id"]
     # When many turns are sent
     for turn in range(12):
@@ -138,7 +138,7 @@ def test_memory_folds_old_messages_into_the_rolling_summary(make_service, infere
 
 
 def test_dynamodb_reads_per_turn_do_not_grow_with_length(make_service, store):
-    service = make_service(CHAT_WINDOW_MESSAGES="6")
+    service = make_service(chat_window_messages=6)
     reads = {}
     for length in (4, 30):
         conversation_id = service.create_conversation(ALICE, None, None)["id"]

@@ -173,7 +173,7 @@ def test_delete_and_expiry_remove_the_key_items(service, store):
 
 
 def test_keyed_turn_reads_do_not_grow_with_length(make_service, store):
-    service = make_service(CHAT_WINDOW_MESSAGES="6")
+    service = make_service(chat_window_messages=6)
     reads = {}
     for length in (4, 30):
         conversation_id = service.create_conversation(ALICE, None, None)["id"]

@@ -13,14 +13,13 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
-from botocore.config import Config
 
 from chatbot.api_errors import ConflictError, NotFoundError, PayloadTooLargeError, UnprocessableError
 from chatbot.conversations.cursor import decode_cursor, encode_cursor
 from chatbot.conversations.memory import chat_messages, fixed_tokens, message_tokens, plan_context
+from chatbot.conversations.policy import ChatPolicy
 from chatbot.conversations.store import (
     MESSAGE_PREFIX,
     META,
@@ -31,7 +30,6 @@ from chatbot.conversations.store import (
     owner_index_pk,
 )
 from chatbot.inference import InferenceClient, InferenceError
-from chatbot.settings import Settings
 from chatbot.summarization import SummarizationError, Turn, summarize_turns
 
 logger = Logger(child=True)
@@ -55,19 +53,19 @@ class ConversationService:
         self,
         store: ConversationStore,
         inference: InferenceClient,
-        settings: Settings,
+        policy: ChatPolicy,
         *,
         fold_inference: Callable[[], InferenceClient] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ):
         self._store = store
         self._inference = inference
-        self._settings = settings
+        self._policy = policy
         self._fold_inference_factory = fold_inference or (lambda: inference)
         self._fold_client: InferenceClient | None = None
         self._clock = clock
         # Newest unsummarized messages read per turn: the window plus the turns that may arrive meanwhile.
-        self._turn_read_limit = settings.chat_window_messages + 8
+        self._turn_read_limit = policy.chat_window_messages + 8
 
     # -- conversations ------------------------------------------------------------------------------
 
@@ -184,9 +182,9 @@ class ConversationService:
         message if the model failed on it, or returns the stored exchange if it was answered. Otherwise
         sending again the text of the newest unanswered message answers that message instead of storing it
         twice (and a new key then names that message)."""
-        if len(content) > self._settings.max_message_chars:
+        if len(content) > self._policy.max_message_chars:
             raise PayloadTooLargeError(
-                f"The message has {len(content)} characters; the limit is {self._settings.max_message_chars}."
+                f"The message has {len(content)} characters; the limit is {self._policy.max_message_chars}."
             )
         reads_before = self._store.read_units
         conversation = self._owned(owner, conversation_id)
@@ -242,7 +240,7 @@ class ConversationService:
             raise ConflictError("The conversation has no messages to summarize.")
         started = time.perf_counter()
         result = summarize_turns(
-            turns, self._inference.summarize, max_input_tokens=self._settings.summarizer_max_input_tokens
+            turns, self._inference.summarize, max_input_tokens=self._policy.summarizer_max_input_tokens
         )
         metrics.add_metric(name="SummaryLatency", unit=MetricUnit.Milliseconds, value=_ms_since(started))
         record = {
@@ -267,7 +265,7 @@ class ConversationService:
 
     def _check_fits(self, conversation: dict[str, Any], content: str) -> None:
         fixed = fixed_tokens(conversation.get("system_prompt"), conversation.get("rolling_summary"))
-        budget = self._settings.chat_prompt_budget_tokens - fixed
+        budget = self._policy.chat_prompt_budget_tokens - fixed
         needed = message_tokens(content)
         if needed > budget:
             raise PayloadTooLargeError(
@@ -317,16 +315,16 @@ class ConversationService:
         earlier = [message for message in history if message["seq"] < question["seq"]]
         system_prompt, summary = conversation.get("system_prompt"), conversation.get("rolling_summary")
         budget = (
-            self._settings.chat_prompt_budget_tokens
+            self._policy.chat_prompt_budget_tokens
             - fixed_tokens(system_prompt, summary)
             - message_tokens(question["content"])
         )
-        plan = plan_context(earlier, budget_tokens=budget, max_messages=self._settings.chat_window_messages)
+        plan = plan_context(earlier, budget_tokens=budget, max_messages=self._policy.chat_window_messages)
         messages = chat_messages(system_prompt, summary, plan.window, question["content"])
         started = time.perf_counter()
         try:
             answer_text = self._inference.chat(
-                messages, max_new_tokens=self._settings.chat_max_new_tokens, temperature=self._settings.chat_temperature
+                messages, max_new_tokens=self._policy.chat_max_new_tokens, temperature=self._policy.chat_temperature
             )
         except InferenceError:
             self._store.set_message_status(conversation_id, question["seq"], "unanswered")
@@ -380,7 +378,7 @@ class ConversationService:
         return answer
 
     def _time_for_fold(self, remaining_ms: Callable[[], int] | None) -> bool:
-        return remaining_ms is None or remaining_ms() > (self._settings.fold_timeout_s + 1) * 1000
+        return remaining_ms is None or remaining_ms() > (self._policy.fold_timeout_s + 1) * 1000
 
     def _fold(self, conversation: dict[str, Any], fold: list[dict[str, Any]], history_truncated: bool) -> None:
         """Fold messages that left the window into the rolling summary (best effort: a failure leaves them
@@ -402,7 +400,7 @@ class ConversationService:
             self._fold_client = self._fold_inference_factory()
         try:
             result = summarize_turns(
-                turns, self._fold_client.summarize, max_input_tokens=self._settings.summarizer_max_input_tokens
+                turns, self._fold_client.summarize, max_input_tokens=self._policy.summarizer_max_input_tokens
             )
         except (InferenceError, SummarizationError, ValueError) as exc:
             metrics.add_metric(name="FoldFailures", unit=MetricUnit.Count, value=1)
@@ -468,14 +466,14 @@ class ConversationService:
         return NotFoundError("Conversation not found.")
 
     def _expires_at(self, now: datetime) -> int:
-        return int((now + timedelta(days=self._settings.conversation_ttl_days)).timestamp())
+        return int((now + timedelta(days=self._policy.conversation_ttl_days)).timestamp())
 
     def _status(self, message: dict[str, Any]) -> str | None:
         """User message status; a `pending` one older than any model call can take has failed silently."""
         status = message.get("status")
         if status == "pending":
             age = self._clock() - datetime.fromisoformat(message["created_at"].replace("Z", "+00:00"))
-            if age.total_seconds() > self._settings.model_timeout_s + self._settings.fold_timeout_s + 5:
+            if age.total_seconds() > self._policy.model_timeout_s + self._policy.fold_timeout_s + 5:
                 return "unanswered"
         return status
 
@@ -522,27 +520,3 @@ def _key_in_progress() -> ConflictError:
 
 def _ms_since(started: float) -> float:
     return (time.perf_counter() - started) * 1000
-
-
-def dynamodb_client() -> Any:
-    """A DynamoDB client with adaptive retries and timeouts short enough for the API's time budget."""
-    return boto3.client(
-        "dynamodb",
-        config=Config(retries={"mode": "adaptive", "total_max_attempts": 3}, connect_timeout=2, read_timeout=5),
-    )
-
-
-def create_service(settings: Settings, dynamodb: Any = None) -> ConversationService:
-    """The service wired to DynamoDB and the endpoint as configured (boto3 finds local endpoints by env)."""
-    return ConversationService(
-        ConversationStore(settings.table_name, dynamodb or dynamodb_client()),
-        InferenceClient.from_settings(settings),
-        settings,
-        fold_inference=lambda: InferenceClient(
-            settings.endpoint_name,
-            settings.chat_component_name,
-            settings.summarizer_component_name,
-            timeout_s=settings.fold_timeout_s,
-            max_attempts=1,
-        ),
-    )

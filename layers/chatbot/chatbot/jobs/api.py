@@ -8,9 +8,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-import boto3
 from aws_lambda_powertools import Logger
-from botocore.config import Config
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -179,17 +177,3 @@ def _is_uuid(value: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def create_service(settings: Any) -> TranscriptsService:
-    """The service as the API function runs it, from chatbot.settings.Settings."""
-    if not settings.transcripts_bucket:
-        raise ValueError("TRANSCRIPTS_BUCKET is not set for the transcripts API")
-    return TranscriptsService(
-        jobs=JobStore(settings.table_name, ttl_days=settings.job_ttl_days),
-        # SigV4 is required for presigned URLs in newer regions and for KMS-encrypted buckets.
-        s3=boto3.client("s3", config=Config(signature_version="s3v4")),
-        bucket=settings.transcripts_bucket,
-        url_expires_s=settings.upload_url_expires_s,
-        max_bytes=settings.transcript_max_bytes,
-    )

@@ -15,11 +15,10 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-import boto3
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
-from chatbot.inference import InferenceClient, InputTooLongError, ModelInvocationError
+from chatbot.inference import InputTooLongError, ModelInvocationError
 from chatbot.jobs.events import ObjectCreated, parse_notification
 from chatbot.jobs.keys import failure_key, is_incoming, job_id_for_key, summary_key
 from chatbot.jobs.store import Claim, ClaimOutcome, JobStore
@@ -227,18 +226,3 @@ def _elapsed_ms(started: float) -> float:
 
 def _iso(now: float) -> str:
     return datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def build_processor(settings: Any) -> TranscriptJobProcessor:
-    """The processor as the batch function runs it, from chatbot.settings.Settings (boto3 clients from env)."""
-    client = InferenceClient.from_settings(settings)
-    summary_tokens = settings.transcript_summary_max_tokens
-    return TranscriptJobProcessor(
-        s3=boto3.client("s3"),
-        jobs=JobStore(settings.table_name, ttl_days=settings.job_ttl_days),
-        summarize=lambda texts: client.summarize(texts, max_length=summary_tokens),
-        summarizer_label={"endpoint": settings.endpoint_name, "component": settings.summarizer_component_name},
-        max_bytes=settings.transcript_max_bytes,
-        max_input_tokens=settings.summarizer_max_input_tokens,
-        lease_s=settings.job_lease_s,
-    )
