@@ -22,6 +22,7 @@ import textwrap
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -36,7 +37,7 @@ from local.template import LOCAL_REGION, PROJECT_ROOT, Template
 
 MEASURED_TURNS = 5
 WARM_UP_TURNS_MAX = 20
-TURNS_PER_CLIENT = 20
+TOTAL_TURNS = 160  # per run, shared by its clients
 FORBIDDEN_MODULES = ("torch", "transformers", "sagemaker")
 
 
@@ -115,14 +116,31 @@ def read_units_per_turn() -> dict[int, float]:
     return results
 
 
+class _InstantEndpoint(ThreadingHTTPServer):
+    """Stands in for the SageMaker endpoint over HTTP: answers at once, and adds up its serving time."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _InstantEndpointHandler)
+        self.serving_s = 0.0
+        self.lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
 class _InstantEndpointHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    server: _InstantEndpoint
 
     def setup(self) -> None:
         super().setup()
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no 40 ms delayed-ACK stall
 
     def do_POST(self) -> None:
+        started = time.perf_counter()
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
         component = self.headers.get("X-Amzn-SageMaker-Inference-Component")
         answer: Any = {"choices": [{"message": {"role": "assistant", "content": "Noted."}}]}
@@ -134,6 +152,8 @@ class _InstantEndpointHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+        with self.server.lock:
+            self.server.serving_s += time.perf_counter() - started
 
     def log_message(self, format: str, *args: Any) -> None:
         return
@@ -145,7 +165,9 @@ def _percentiles(samples: list[float]) -> tuple[float, float]:
     return statistics.median(ordered), p95
 
 
-def _run_clients(clients: int, request: Callable[[int, int], None]) -> tuple[list[float], float]:
+def _run_clients(
+    clients: int, requests_per_client: int, request: Callable[[int, int], None]
+) -> tuple[list[float], float]:
     """Latencies (ms) of every request, and the wall time (s) of the whole run."""
     latencies: list[float] = []
     lock = threading.Lock()
@@ -153,9 +175,9 @@ def _run_clients(clients: int, request: Callable[[int, int], None]) -> tuple[lis
 
     def client(index: int) -> None:
         barrier.wait(timeout=30)
-        for turn in range(TURNS_PER_CLIENT):
+        for number in range(requests_per_client):
             started = time.perf_counter()
-            request(index, turn)
+            request(index, number)
             elapsed = (time.perf_counter() - started) * 1000
             with lock:
                 latencies.append(elapsed)
@@ -165,7 +187,7 @@ def _run_clients(clients: int, request: Callable[[int, int], None]) -> tuple[lis
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(timeout=300)
+        thread.join(timeout=600)
     return latencies, time.perf_counter() - started
 
 
@@ -198,44 +220,80 @@ class _BenchUsers:
             raise RuntimeError(f"read failed: {response.status_code} {response.text}")
 
 
-def _overhead_with(clients: int, model_url: str) -> dict[str, Any]:
-    """A fresh moto + gateway per run: moto copies the whole table in every transaction, so a table
-    left over from an earlier run would slow this one down for reasons of moto's, not ours."""
-    with start_moto(port=0) as moto:
-        client = boto3.client(
-            "dynamodb",
-            endpoint_url=moto.url,
-            region_name=LOCAL_REGION,
-            aws_access_key_id="t",
-            aws_secret_access_key="t",
-        )
-        create_table_from_template(Template(), client)
-        environment = {**moto.environment(), "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": model_url}
-        parameters = {"EndpointName": "bench", "ChatComponentName": "chat", "SummarizerComponentName": "summarizer"}
-        with start_gateway(port=0, environment=environment, parameters=parameters) as gateway:
-            users = _BenchUsers(gateway.url, clients)
-            _run_clients(clients, users.read)  # warm every execution environment the run will use
-            turn_latencies, turn_seconds = _run_clients(clients, users.turn)
+@dataclass
+class TurnRun:
+    """One measured run: latencies, throughput, and where a turn's time went (mean ms per turn)."""
 
-            get_latencies, _ = _run_clients(clients, users.read)
-            return {
-                "turn": _percentiles(turn_latencies),
-                "get": _percentiles(get_latencies),
-                "turns_per_s": len(turn_latencies) / turn_seconds,
-            }
+    clients: int
+    turns: int
+    turns_per_s: float
+    p50_ms: float
+    p95_ms: float
+    get_p50_ms: float
+    breakdown_ms: dict[str, float]
 
 
-def api_overhead() -> dict[int, dict[str, Any]]:
-    """p50/p95 ms of a turn (instant model) and of a plain GET, with 1 and 8 concurrent clients."""
-    model = ThreadingHTTPServer(("127.0.0.1", 0), _InstantEndpointHandler)
-    model.daemon_threads = True
-    threading.Thread(target=model.serve_forever, daemon=True).start()
+def _per_turn(before: tuple[float, ...], after: tuple[float, ...], turns: int) -> list[float]:
+    return [(later - earlier) * 1000 / turns for earlier, later in zip(before[1:], after[1:], strict=True)]
+
+
+def _turns_with(clients: int) -> TurnRun:
+    """TOTAL_TURNS turns shared by `clients` concurrent clients, on a fresh moto and gateway, so that every run
+    does the same work on a table of the same size (moto's transactions copy the whole table)."""
+    endpoint = _InstantEndpoint()
+    threading.Thread(target=endpoint.serve_forever, daemon=True).start()
     try:
-        model_url = f"http://127.0.0.1:{model.server_address[1]}"
-        return {clients: _overhead_with(clients, model_url) for clients in (1, 8)}
+        with start_moto(port=0) as moto:
+            client = boto3.client(
+                "dynamodb",
+                endpoint_url=moto.url,
+                region_name=LOCAL_REGION,
+                aws_access_key_id="t",
+                aws_secret_access_key="t",
+            )
+            create_table_from_template(Template(), client)
+            environment = {**moto.environment(), "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": endpoint.url}
+            parameters = {"EndpointName": "bench", "ChatComponentName": "chat", "SummarizerComponentName": "summarizer"}
+            with start_gateway(
+                port=0, environment=environment, parameters=parameters, function_logs=subprocess.DEVNULL
+            ) as gateway:
+                gateway.runtime.function("ConversationsFunction").provision(clients)
+                users = _BenchUsers(gateway.url, clients)
+                _run_clients(clients, 2, users.read)  # every environment has served a request: all warm
+                before = (gateway.timings.snapshot(), moto.timings.snapshot(), endpoint.serving_s)
+                latencies, seconds = _run_clients(clients, TOTAL_TURNS // clients, users.turn)
+                after = (gateway.timings.snapshot(), moto.timings.snapshot(), endpoint.serving_s)
+                get_latencies, _ = _run_clients(clients, 5, users.read)
     finally:
-        model.shutdown()
-        model.server_close()
+        endpoint.shutdown()
+        endpoint.server_close()
+    turns = len(latencies)
+    invoke_ms, handler_ms, _ = _per_turn(before[0], after[0], turns)
+    moto_queued_ms, moto_serving_ms = _per_turn(before[1], after[1], turns)
+    endpoint_ms = (after[2] - before[2]) * 1000 / turns
+    mean_ms = statistics.fmean(latencies)
+    p50, p95 = _percentiles(latencies)
+    return TurnRun(
+        clients=clients,
+        turns=turns,
+        turns_per_s=turns / seconds,
+        p50_ms=p50,
+        p95_ms=p95,
+        get_p50_ms=_percentiles(get_latencies)[0],
+        breakdown_ms={
+            "client + gateway": mean_ms - invoke_ms,
+            "waiting for an environment": invoke_ms - handler_ms,
+            "handler (our code, botocore)": handler_ms - moto_queued_ms - moto_serving_ms - endpoint_ms,
+            "moto: queued": moto_queued_ms,
+            "moto: serving": moto_serving_ms,
+            "endpoint": endpoint_ms,
+        },
+    )
+
+
+def api_turns() -> dict[int, TurnRun]:
+    """The same turns with 1 and with 8 concurrent clients (instant model)."""
+    return {clients: _turns_with(clients) for clients in (1, 8)}
 
 
 _IMPORT_PROBE = textwrap.dedent(
@@ -293,6 +351,30 @@ def main() -> None:
         _report()
 
 
+def print_turn_table(runs: dict[int, TurnRun]) -> None:
+    one, many = runs[1], runs[8]
+    print(f"\nAPI turns, instant model, local gateway + Lambda runtime + moto ({TOTAL_TURNS} turns per run)")
+    print("  clients   turns/s   turn p50   turn p95   GET p50   turn/GET p50")
+    for run in runs.values():
+        print(
+            f"  {run.clients:7d}  {run.turns_per_s:8.1f}  {run.p50_ms:7.1f}ms  {run.p95_ms:7.1f}ms  "
+            f"{run.get_p50_ms:6.1f}ms  {run.p50_ms / run.get_p50_ms:10.2f}x"
+        )
+    print("  goal                                                     measured")
+    print(f"  throughput at 8 clients / 1 client      >= 1.50x        {many.turns_per_s / one.turns_per_s:7.2f}x")
+    print(f"  p95 at 8 clients / p50 at 1 client      <= 6.00x        {many.p95_ms / one.p50_ms:7.2f}x")
+
+
+def print_breakdown_table(runs: dict[int, TurnRun]) -> None:
+    print("\nWhere a turn's time goes (mean ms per turn; moto serves one request at a time)")
+    print("  " + "".join(f"{f'{clients} client(s)':>14}" for clients in runs) + "   part")
+    for part in runs[1].breakdown_ms:
+        print("  " + "".join(f"{run.breakdown_ms[part]:14.1f}" for run in runs.values()) + f"   {part}")
+    for run in runs.values():
+        busy = run.breakdown_ms["moto: serving"] * run.turns_per_s / 1000
+        print(f"  moto busy at {run.clients} client(s): {busy:.0%} of the wall time")
+
+
 def _report() -> None:
     units = read_units_per_turn()
     ratio = units[1000] / units[10]
@@ -300,16 +382,9 @@ def _report() -> None:
     print(f"  10 stored messages     {units[10]:8.2f} RCU")
     print(f"  1,000 stored messages  {units[1000]:8.2f} RCU   ratio {ratio:.2f} (target 0.90-1.10)")
 
-    overhead = api_overhead()
-    print(f"\nAPI overhead per turn, instant model, via local gateway + moto ({TURNS_PER_CLIENT} turns per client)")
-    print("  clients   turn p50   turn p95   GET p50 (baseline)   turn/GET p50   turns/s")
-    for clients, figures in overhead.items():
-        (turn_p50, turn_p95), (get_p50, _) = figures["turn"], figures["get"]
-        print(
-            f"  {clients:7d}  {turn_p50:7.1f}ms  {turn_p95:7.1f}ms  {get_p50:12.1f}ms        "
-            f"{turn_p50 / get_p50:8.2f}x   {figures['turns_per_s']:7.1f}"
-        )
-    print("  (gateway, handlers, moto and clients share one Python process: at 8 clients turns queue for it)")
+    runs = api_turns()
+    print_turn_table(runs)
+    print_breakdown_table(runs)
 
     handler_s, boto3_s, forbidden = cold_import()
     print("\nCold import (fresh interpreter, median of 3)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import threading
@@ -12,6 +13,9 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 
+import moto.dynamodb.models as moto_dynamodb
+from moto.dynamodb.exceptions import MockValidationException
+from moto.dynamodb.models.table import Table
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import BaseWSGIServer, make_server
 
@@ -20,6 +24,52 @@ from local.template import LOCAL_REGION, Template
 # boto3 reads these itself, so Lambda code talks to moto without any local-only branch.
 _SERVICES_ON_MOTO = ("DYNAMODB", "S3", "SQS", "SSM")
 DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing"}
+
+
+class _CopyExceptTables:
+    """Stands in for the `copy` module inside moto's DynamoDB backend, whose transactions back up each table they
+    touch by deep-copying it, stream history included, once per item: a cost that grows with every write ever
+    made to the table (at a few hundred turns a transaction took longer than the rest of a turn). Tables are
+    not copied; `_transact_write_items` backs up only the items a transaction touches."""
+
+    @staticmethod
+    def deepcopy(value: Any, memo: dict[int, Any] | None = None) -> Any:
+        return value if isinstance(value, Table) else copy.deepcopy(value, memo)
+
+
+_moto_transact_write_items = moto_dynamodb.DynamoDBBackend.transact_write_items
+
+
+def _transact_write_items(backend: Any, transact_items: list[dict[str, Any]]) -> None:
+    """moto's transaction, rolled back on failure by restoring the items it touched (as moto's would)."""
+    backups = []
+    for entry in transact_items:
+        _, operation = next(iter(entry.items()))
+        table = backend.tables.get(operation.get("TableName"))
+        key = operation.get("Key") or operation.get("Item")
+        if table is None or not isinstance(key, dict):
+            continue
+        try:
+            hash_key, range_key = backend.get_keys_value(table, key)
+        except MockValidationException:
+            continue  # moto refuses the transaction before it changes anything
+        backups.append((table, hash_key, range_key, copy.deepcopy(table.get_item(hash_key, range_key))))
+    try:
+        _moto_transact_write_items(backend, transact_items)
+    except Exception:
+        for table, hash_key, range_key, item in reversed(backups):
+            partition = table.items[hash_key] if range_key is not None else table.items
+            slot = range_key if range_key is not None else hash_key
+            if item is None:
+                partition.pop(slot, None)
+            else:
+                partition[slot] = item
+        raise
+
+
+def _back_up_touched_items_only() -> None:
+    moto_dynamodb.copy = _CopyExceptTables  # type: ignore[attr-defined]
+    moto_dynamodb.DynamoDBBackend.transact_write_items = _transact_write_items  # type: ignore[method-assign]
 
 
 #: Looks at a request's WSGI environ before moto does; returns (status, headers, body) to answer it instead.
@@ -99,6 +149,7 @@ def start_moto(host: str = "127.0.0.1", port: int = 5000, *, interceptor: Interc
     """moto server (all services, as `moto_server`) in a background thread; port 0 picks a free port.
     `interceptor` may answer requests itself (fault injection at the wire)."""
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one access-log line per request otherwise
+    _back_up_touched_items_only()
     timings = MotoTimings()
     app = _OneRequestAtATime(DomainDispatcherApplication(create_backend_app), timings, interceptor)
     server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)

@@ -352,15 +352,17 @@ def start_gateway(
     environment: Mapping[str, str] | None = None,
     parameters: Mapping[str, str] | None = None,
     default_concurrency: int = DEFAULT_CONCURRENCY,
+    function_logs: Any = None,
 ) -> GatewayHandle:
     """Serve the template's API routes on host:port (0 = a free port) until handle.stop().
 
     `parameters` are the template's parameter values (e.g. the endpoint's names); `environment` holds the
     local platform's variables every function environment gets on top of its own (AWS_ENDPOINT_URL_* for
-    moto and the local endpoint, dummy credentials). This process's environment is left alone.
+    moto and the local endpoint, dummy credentials). This process's environment is left alone. The functions'
+    output goes to this process's stderr unless `function_logs` (a file or subprocess.DEVNULL) says otherwise.
     """
     template = Template(template_path, parameters)
-    runtime = LambdaRuntime(template, environment, default_concurrency=default_concurrency)
+    runtime = LambdaRuntime(template, environment, default_concurrency=default_concurrency, logs=function_logs)
     try:
         gateway = _Gateway(template, runtime)
         server = ThreadingHTTPServer((host, port), _handler_class(gateway))

@@ -10,7 +10,8 @@ between environments: each imports the handler once (a cold start, logged) and b
 An environment serves one invocation at a time. An invocation takes an idle environment or, when none is
 idle, starts another one, up to the function's ReservedConcurrentExecutions (or `default_concurrency`);
 beyond that it waits for one to become free (deployed Lambda would throttle instead). An invocation that
-outlives the function's Timeout kills its environment, as Lambda does.
+outlives the function's Timeout kills its environment, as Lambda does. What the functions print and log goes
+to this process's stderr, or to `logs` (a file, or subprocess.DEVNULL), as Lambda sends it to CloudWatch.
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ class InvocationResult:
 class _Environment:
     """One execution environment: a bootstrap process that has imported the handler."""
 
-    def __init__(self, definition: FunctionDefinition, platform: Mapping[str, str], number: int):
+    def __init__(self, definition: FunctionDefinition, platform: Mapping[str, str], number: int, logs: Any):
         self.definition = definition
         self.number = number
         started = time.perf_counter()
@@ -123,6 +124,7 @@ class _Environment:
             env=definition.process_environment(platform),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
+            stderr=logs,
             text=True,
             encoding="utf-8",
         )
@@ -198,10 +200,12 @@ class FunctionRuntime:
         platform_environment: Mapping[str, str] | None = None,
         *,
         default_concurrency: int = DEFAULT_CONCURRENCY,
+        logs: Any = None,
     ):
         self.definition = definition
         self.max_concurrency = definition.reserved_concurrency or default_concurrency
         self._platform = dict(platform_environment or {})
+        self._logs = logs
         self._idle: list[_Environment] = []
         self._all: list[_Environment] = []
         self._starting = 0
@@ -232,7 +236,7 @@ class FunctionRuntime:
 
     def _start(self, number: int) -> _Environment:
         try:
-            environment = _Environment(self.definition, self._platform, number)
+            environment = _Environment(self.definition, self._platform, number, self._logs)
         except BaseException:
             with self._lock:
                 self._starting -= 1
@@ -267,6 +271,24 @@ class FunctionRuntime:
             self._release(environment)
         return InvocationResult(response, handler_ms, cold_start_ms)
 
+    def provision(self, count: int) -> None:
+        """Start environments now, until `count` exist (at most the concurrency limit), as provisioned
+        concurrency does: later invocations then find them warm."""
+        starting = []
+        with self._lock:
+            while len(self._all) + self._starting + len(starting) < min(count, self.max_concurrency):
+                self._numbers += 1
+                starting.append(self._numbers)
+            self._starting += len(starting)
+        threads = [threading.Thread(target=self._start_idle, args=(number,)) for number in starting]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    def _start_idle(self, number: int) -> None:
+        self._release(self._start(number))
+
     def stop(self) -> None:
         with self._lock:
             self._closed = True
@@ -285,10 +307,12 @@ class LambdaRuntime:
         platform_environment: Mapping[str, str] | None = None,
         *,
         default_concurrency: int = DEFAULT_CONCURRENCY,
+        logs: Any = None,
     ):
         self.template = template
         self._platform = dict(platform_environment or {})
         self._default_concurrency = default_concurrency
+        self._logs = logs
         self._functions: dict[str, FunctionRuntime] = {}
         self._lock = threading.Lock()
 
@@ -297,7 +321,9 @@ class LambdaRuntime:
             runtime = self._functions.get(logical_id)
             if runtime is None:
                 definition = FunctionDefinition.from_template(self.template, logical_id)
-                runtime = FunctionRuntime(definition, self._platform, default_concurrency=self._default_concurrency)
+                runtime = FunctionRuntime(
+                    definition, self._platform, default_concurrency=self._default_concurrency, logs=self._logs
+                )
                 self._functions[logical_id] = runtime
             return runtime
 

@@ -162,6 +162,7 @@ def start_poller(
     environment: Mapping[str, str] | None = None,
     idle_wait_s: float = 0.2,
     retry_delay_s: int = DEFAULT_RETRY_DELAY_S,
+    function_logs: Any = None,
 ) -> PollerHandle:
     """Deliver the transcripts queue to the batch-summarize function until handle.stop().
 
@@ -177,7 +178,8 @@ def start_poller(
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     dlq_url = sqs.get_queue_url(QueueName=template.physical_name(DEAD_LETTER_QUEUE_ID))["QueueUrl"]
     resources = PipelineResources(template.physical_name(BUCKET_ID), queue_url, queue_arn, dlq_url)
-    runtime = FunctionRuntime(FunctionDefinition.from_template(template, FUNCTION_ID), environment)
+    definition = FunctionDefinition.from_template(template, FUNCTION_ID)
+    runtime = FunctionRuntime(definition, environment, logs=function_logs)
     stop = threading.Event()
     stats = PollerStats()
 

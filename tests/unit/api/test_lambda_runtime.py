@@ -177,3 +177,17 @@ def test_a_handler_that_cannot_be_imported_fails_its_init(runtime):
         runtime.invoke("BrokenFunction", {})
     assert raised.value.error_type == "ModuleNotFoundError"
     assert runtime.function("BrokenFunction").environments == 0
+
+
+def test_provisioned_environments_are_started_ahead_and_found_warm(runtime):
+    # Given two environments provisioned ahead of any invocation
+    function = runtime.function("BatchFunction")
+    function.provision(5)  # more than ReservedConcurrentExecutions: capped at 2
+    assert function.environments == 2
+
+    # When two invocations arrive together
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(lambda _: function.invoke({"sleep_s": 0.2}), range(2)))
+
+    # Then neither was a cold start
+    assert [result.cold_start_ms for result in results] == [None, None]
