@@ -31,13 +31,13 @@ import requests
 from aws_lambda_powertools import Metrics
 from moto import mock_aws
 
-from local.aws import DUMMY_CREDENTIALS, create_table_from_template, patched_environ, start_moto
+from local.aws import DUMMY_CREDENTIALS, create_table_from_template, patched_environ, start_moto_process
 from local.gateway import start_gateway
 from local.template import LOCAL_REGION, PROJECT_ROOT, Template
 
 MEASURED_TURNS = 5
 WARM_UP_TURNS_MAX = 20
-TOTAL_TURNS = 160  # per run, shared by its clients
+TURNS_PER_CLIENT = 30
 FORBIDDEN_MODULES = ("torch", "transformers", "sagemaker")
 
 
@@ -238,12 +238,12 @@ def _per_turn(before: tuple[float, ...], after: tuple[float, ...], turns: int) -
 
 
 def _turns_with(clients: int) -> TurnRun:
-    """TOTAL_TURNS turns shared by `clients` concurrent clients, on a fresh moto and gateway, so that every run
-    does the same work on a table of the same size (moto's transactions copy the whole table)."""
+    """TURNS_PER_CLIENT turns by each of `clients` concurrent clients (one conversation each, so every turn
+    reads and writes a conversation of the same size), on a fresh moto and gateway."""
     endpoint = _InstantEndpoint()
     threading.Thread(target=endpoint.serve_forever, daemon=True).start()
     try:
-        with start_moto(port=0) as moto:
+        with start_moto_process(port=0) as moto:
             client = boto3.client(
                 "dynamodb",
                 endpoint_url=moto.url,
@@ -261,7 +261,7 @@ def _turns_with(clients: int) -> TurnRun:
                 users = _BenchUsers(gateway.url, clients)
                 _run_clients(clients, 2, users.read)  # every environment has served a request: all warm
                 before = (gateway.timings.snapshot(), moto.timings.snapshot(), endpoint.serving_s)
-                latencies, seconds = _run_clients(clients, TOTAL_TURNS // clients, users.turn)
+                latencies, seconds = _run_clients(clients, TURNS_PER_CLIENT, users.turn)
                 after = (gateway.timings.snapshot(), moto.timings.snapshot(), endpoint.serving_s)
                 get_latencies, _ = _run_clients(clients, 5, users.read)
     finally:
@@ -353,7 +353,7 @@ def main() -> None:
 
 def print_turn_table(runs: dict[int, TurnRun]) -> None:
     one, many = runs[1], runs[8]
-    print(f"\nAPI turns, instant model, local gateway + Lambda runtime + moto ({TOTAL_TURNS} turns per run)")
+    print(f"\nAPI turns, instant model, local gateway + Lambda runtime + moto ({TURNS_PER_CLIENT} turns per client)")
     print("  clients   turns/s   turn p50   turn p95   GET p50   turn/GET p50")
     for run in runs.values():
         print(

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import os
+import subprocess
+import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -72,6 +76,8 @@ def _back_up_touched_items_only() -> None:
     moto_dynamodb.DynamoDBBackend.transact_write_items = _transact_write_items  # type: ignore[method-assign]
 
 
+TIMINGS_PATH = "/_local/moto-timings"
+
 #: Looks at a request's WSGI environ before moto does; returns (status, headers, body) to answer it instead.
 Interceptor = Callable[[dict[str, Any]], tuple[int, dict[str, str], bytes] | None]
 
@@ -87,6 +93,9 @@ class _OneRequestAtATime:
         self._lock = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        if environ.get("PATH_INFO") == TIMINGS_PATH:  # read by a parent process (start_moto_process)
+            start_response("200 OK", [("Content-Type", "application/json")])
+            return [json.dumps(self._timings.snapshot()).encode()]
         answer = self._interceptor(environ) if self._interceptor else None
         if answer is not None:
             status, headers, body = answer
@@ -159,6 +168,67 @@ def start_moto(host: str = "127.0.0.1", port: int = 5000, *, interceptor: Interc
     return MotoHandle(url=f"http://{bound_host}:{bound_port}", timings=timings, _server=server, _thread=thread)
 
 
+class _RemoteTimings:
+    """The timings of a moto server in another process, read over HTTP."""
+
+    def __init__(self, url: str):
+        self._url = url + TIMINGS_PATH
+
+    def snapshot(self) -> tuple[int, float, float]:
+        with urllib.request.urlopen(self._url, timeout=10) as response:
+            requests, queued_s, serving_s = json.load(response)
+        return int(requests), float(queued_s), float(serving_s)
+
+
+@dataclass
+class MotoProcess:
+    """moto in a process of its own (`python -m local.aws`): no Python thread of this process competes with it."""
+
+    url: str
+    timings: _RemoteTimings
+    _process: subprocess.Popen = field(repr=False)
+
+    def stop(self) -> None:
+        if self._process.stdin:
+            self._process.stdin.close()  # the server stops when its stdin closes
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+
+    def environment(self) -> dict[str, str]:
+        return MotoHandle.environment(self)  # type: ignore[arg-type]
+
+    def __enter__(self) -> MotoProcess:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def start_moto_process(host: str = "127.0.0.1", port: int = 5000) -> MotoProcess:
+    """moto server (as start_moto) in a child process; port 0 picks a free port."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "local.aws", "--host", host, "--port", str(port)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    url = process.stdout.readline().strip()
+    if not url:
+        process.wait()
+        raise RuntimeError(f"moto did not start (exit code {process.returncode})")
+    return MotoProcess(url, _RemoteTimings(url), process)
+
+
+def _serve_until_stdin_closes(host: str, port: int) -> None:
+    with start_moto(host, port) as moto:
+        print(moto.url, flush=True)
+        sys.stdin.read()
+
+
 @contextmanager
 def patched_environ(values: Mapping[str, str]) -> Iterator[None]:
     """Set environment variables for the duration of the block, then restore the previous ones."""
@@ -214,3 +284,13 @@ def create_table_from_template(template: Template, dynamodb_client: Any, logical
             TableName=name, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True}
         )
     return name
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m local.aws", description="moto server until stdin closes")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=5000)
+    arguments = parser.parse_args()
+    _serve_until_stdin_closes(arguments.host, arguments.port)

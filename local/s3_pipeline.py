@@ -121,10 +121,12 @@ class PollerStats:
     succeeded: int = 0
     failed: int = 0
     handler_errors: int = 0
+    handler_s: float = 0.0  # time inside the handler, over every batch
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def add(self, succeeded: int, failed: int, handler_error: bool) -> None:
+    def add(self, succeeded: int, failed: int, handler_error: bool, handler_s: float) -> None:
         with self._lock:
+            self.handler_s += handler_s
             self.batches += 1
             self.succeeded += succeeded
             self.failed += failed
@@ -224,8 +226,11 @@ def _poll_once(
         return 0
     event = {"Records": [_sqs_record(message, resources.queue_arn) for message in messages]}
     handler_error = False
+    handler_s = 0.0
     try:
-        response = runtime.invoke(event).response or {}
+        result = runtime.invoke(event)
+        handler_s = result.handler_ms / 1000
+        response = result.response or {}
         failed = {failure["itemIdentifier"] for failure in response.get("batchItemFailures", [])}
     except Exception:
         # As in Lambda: an invocation that fails (the handler raised, timed out, crashed) fails the whole batch.
@@ -247,5 +252,5 @@ def _poll_once(
                 for index, m in enumerate(retry)
             ],
         )
-    stats.add(len(done), len(retry), handler_error)
+    stats.add(len(done), len(retry), handler_error, handler_s)
     return len(messages)
