@@ -2,9 +2,9 @@
 twice, whatever else arrived in the conversation meanwhile; clearing or deleting forgets the keys."""
 
 import pytest
-from chatbot.api_errors import ConflictError, UnprocessableError
 from chatbot.conversations.retention import MessagePurger
 from chatbot.conversations.store import IDEMPOTENCY_KEY_PREFIX, conversation_pk, serialize
+from chatbot.errors import ConflictError, IdempotencyKeyReusedError
 from chatbot.inference import ModelInvocationError, ModelUnavailableError
 
 ALICE = "alice-sub"
@@ -79,7 +79,7 @@ def test_the_same_key_with_another_text_is_refused_and_stores_nothing(service, i
         service.send_message(ALICE, conversation_id, "First text", idempotency_key="key-1")
     before = stored(service, conversation_id)
 
-    with pytest.raises(UnprocessableError, match="Idempotency-Key"):
+    with pytest.raises(IdempotencyKeyReusedError, match="Idempotency-Key"):
         service.send_message(ALICE, conversation_id, "Other text", idempotency_key="key-1")
 
     assert stored(service, conversation_id) == before
@@ -95,7 +95,7 @@ def test_a_send_still_in_flight_under_the_key_gets_409_with_retry_after(service,
         service.send_message(ALICE, conversation_id, "Slow one", idempotency_key="key-1")
 
     # Then it is told to retry later and nothing is stored twice
-    assert raised.value.headers["Retry-After"] == "2"
+    assert raised.value.retry_after_s == 2
     assert [seq for seq, _, _ in stored(service, conversation_id)] == [1]
 
 

@@ -16,7 +16,6 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 
-from chatbot.api_errors import ConflictError, NotFoundError, PayloadTooLargeError, UnprocessableError
 from chatbot.conversations.cursor import decode_cursor, encode_cursor
 from chatbot.conversations.memory import chat_messages, fixed_tokens, message_tokens, plan_context
 from chatbot.conversations.policy import ChatPolicy
@@ -29,6 +28,7 @@ from chatbot.conversations.store import (
     conversation_pk,
     owner_index_pk,
 )
+from chatbot.errors import ConflictError, IdempotencyKeyReusedError, NotFoundError, TooLargeError
 from chatbot.inference import InferenceClient, InferenceError
 from chatbot.summarization import SummarizationError, Turn, summarize_turns
 
@@ -183,7 +183,7 @@ class ConversationService:
         sending again the text of the newest unanswered message answers that message instead of storing it
         twice (and a new key then names that message)."""
         if len(content) > self._policy.max_message_chars:
-            raise PayloadTooLargeError(
+            raise TooLargeError(
                 f"The message has {len(content)} characters; the limit is {self._policy.max_message_chars}."
             )
         reads_before = self._store.read_units
@@ -268,7 +268,7 @@ class ConversationService:
         budget = self._policy.chat_prompt_budget_tokens - fixed
         needed = message_tokens(content)
         if needed > budget:
-            raise PayloadTooLargeError(
+            raise TooLargeError(
                 f"The message is too long for the chat model's context (about {needed} tokens; at most {budget})."
             )
 
@@ -299,7 +299,7 @@ class ConversationService:
                 conversation = self._owned(conversation["owner"], conversation_id)
         raise ConflictError(
             "Too many messages are being sent to this conversation at the same time; retry.",
-            headers={"Retry-After": "1"},
+            retry_after_s=1,
         )
 
     def _answer(
@@ -422,9 +422,9 @@ class ConversationService:
             return None
         question = self._store.get_message(conversation_id, key["seq"])
         if question is None:  # removed by a clear that is still under way
-            raise ConflictError("The conversation is being cleared; retry.", headers={"Retry-After": "1"})
+            raise ConflictError("The conversation is being cleared; retry.", retry_after_s=1)
         if question["content"] != content:
-            raise UnprocessableError("This Idempotency-Key was already used with a different request body.")
+            raise IdempotencyKeyReusedError("This Idempotency-Key was already used with a different request body.")
         if self._status(question) == "pending":
             raise _key_in_progress()
         return question
@@ -439,7 +439,7 @@ class ConversationService:
         """The exchange as the first answer returned it, read back from the two stored messages."""
         answer = self._store.get_message(conversation_id, question["seq"] + 1)
         if answer is None:  # answered means the answer was stored in the same transaction; cleared meanwhile
-            raise ConflictError("The conversation is being cleared; retry.", headers={"Retry-After": "1"})
+            raise ConflictError("The conversation is being cleared; retry.", retry_after_s=1)
         return {
             "conversation_id": conversation_id,
             "user_message": self._message_view(question),
@@ -514,7 +514,7 @@ class ConversationService:
 def _key_in_progress() -> ConflictError:
     return ConflictError(
         "A request with this Idempotency-Key is still being processed; retry shortly.",
-        headers={"Retry-After": "2"},
+        retry_after_s=2,
     )
 
 

@@ -12,7 +12,7 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from chatbot.api_errors import InvalidRequestError, NotFoundError
+from chatbot.errors import InvalidInputError, NotFoundError
 from chatbot.jobs.keys import UPLOADS_PREFIX, job_id_for_key
 from chatbot.jobs.store import InvalidCursorError, JobStore
 from chatbot.jobs.summary_document import TurnsExcerpt, first_turns
@@ -145,7 +145,7 @@ class TranscriptsService:
         try:
             records, next_cursor = self._jobs.list_for_owner(owner, limit=limit, cursor=cursor)
         except InvalidCursorError as exc:
-            raise InvalidRequestError(str(exc)) from None
+            raise InvalidInputError(str(exc)) from None
         return JobList(items=[_job(record, with_summary=False) for record in records], next_cursor=next_cursor)
 
     def get_job(self, owner: str, job_id: str) -> Job:
