@@ -17,11 +17,11 @@ from subprocess import DEVNULL
 
 import boto3
 from chatbot.inference import InferenceClient
-from chatbot.jobs import pipeline
-from chatbot.jobs.keys import job_id_for_key
-from chatbot.jobs.store import JobStore
 from chatbot.summarization import summarize_turns
-from chatbot.transcripts import parse_transcript
+from chatbot.transcript_jobs import pipeline
+from chatbot.transcript_jobs.keys import job_id_for_key
+from chatbot.transcript_jobs.store import JobStore
+from chatbot.transcript_parsing import parse_transcript
 
 from local.aws import create_table_from_template, patched_environ, start_moto_process
 from local.endpoint.server import start_endpoint

@@ -1,4 +1,4 @@
-"""Transcripts REST API: HTTP onto chatbot.jobs.api (all logic lives in the layer)."""
+"""Transcripts REST API: HTTP onto chatbot.transcript_jobs.api (all logic lives in the layer)."""
 
 from http import HTTPStatus
 from typing import Annotated
@@ -8,8 +8,8 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConf
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from chatbot.api_errors import caller_id, register_error_handlers
-from chatbot.jobs.api import Job, JobList, UploadRequest, UploadResponse
 from chatbot.settings import TranscriptsApiSettings
+from chatbot.transcript_jobs.api import Job, JobList, UploadRequest, UploadResponse
 from chatbot.wiring import transcripts_api_service
 
 logger = Logger()

@@ -17,10 +17,6 @@ from chatbot.conversations.retention import MessagePurger
 from chatbot.conversations.service import ConversationService
 from chatbot.conversations.store import ConversationStore
 from chatbot.inference import InferenceClient
-from chatbot.jobs.api import TranscriptsService
-from chatbot.jobs.keys import TRANSCRIPT_MAX_BYTES
-from chatbot.jobs.pipeline import TranscriptJobProcessor
-from chatbot.jobs.store import JobStore
 from chatbot.settings import (
     BatchSummarizeSettings,
     ConversationCleanupSettings,
@@ -29,6 +25,10 @@ from chatbot.settings import (
     TranscriptsApiSettings,
 )
 from chatbot.summarization import SUMMARIZER_MAX_INPUT_TOKENS
+from chatbot.transcript_jobs.api import TranscriptsService
+from chatbot.transcript_jobs.keys import TRANSCRIPT_MAX_BYTES
+from chatbot.transcript_jobs.pipeline import TranscriptJobProcessor
+from chatbot.transcript_jobs.store import JobStore
 
 JOB_TTL_DAYS = 90
 UPLOAD_URL_EXPIRES_S = 900

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import boto3
 import pytest
-from chatbot.jobs.events import ObjectCreated
-from chatbot.jobs.pipeline import TranscriptJobProcessor
-from chatbot.jobs.store import JobStore
+from chatbot.transcript_jobs.events import ObjectCreated
+from chatbot.transcript_jobs.pipeline import TranscriptJobProcessor
+from chatbot.transcript_jobs.store import JobStore
 from chatbot.wiring import transcript_job_processor
 
 from local.template import Template

@@ -5,7 +5,7 @@ import uuid
 from pathlib import Path
 
 from chatbot.inference import ModelUnavailableError
-from chatbot.jobs.keys import failure_key, job_id_for_key, summary_key
+from chatbot.transcript_jobs.keys import failure_key, job_id_for_key, summary_key
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from transcript_events import exists, notification_body, sqs_event

@@ -5,8 +5,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import boto3
 import pytest
-from chatbot.jobs.api import MAX_TURNS, TranscriptsService
-from chatbot.jobs.keys import TRANSCRIPT_MAX_BYTES, job_id_for_key
+from chatbot.transcript_jobs.api import MAX_TURNS, TranscriptsService
+from chatbot.transcript_jobs.keys import TRANSCRIPT_MAX_BYTES, job_id_for_key
 
 from local.events import cognito_claims, rest_proxy_event
 

@@ -13,9 +13,9 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from chatbot.errors import InvalidInputError, NotFoundError
-from chatbot.jobs.keys import UPLOADS_PREFIX, job_id_for_key
-from chatbot.jobs.store import InvalidCursorError, JobStore
-from chatbot.jobs.summary_document import TurnsExcerpt, first_turns
+from chatbot.transcript_jobs.keys import UPLOADS_PREFIX, job_id_for_key
+from chatbot.transcript_jobs.store import InvalidCursorError, JobStore
+from chatbot.transcript_jobs.summary_document import TurnsExcerpt, first_turns
 
 logger = Logger(child=True)
 

@@ -4,8 +4,8 @@ import html
 import re
 
 from chatbot.summarization import Turn
-from chatbot.transcripts.model import FailureCode, ParsedTranscript, TranscriptError, TranscriptFormat
-from chatbot.transcripts.normalize import UNKNOWN_SPEAKER, merge_turns, speaker_name
+from chatbot.transcript_parsing.model import FailureCode, ParsedTranscript, TranscriptError, TranscriptFormat
+from chatbot.transcript_parsing.normalize import UNKNOWN_SPEAKER, merge_turns, speaker_name
 
 _TIMING = re.compile(
     r"^\s*(?P<start>(?:\d+:)?\d{1,2}:\d{2}[.,]\d{1,3})\s*-->\s*(?P<end>(?:\d+:)?\d{1,2}:\d{2}[.,]\d{1,3})"

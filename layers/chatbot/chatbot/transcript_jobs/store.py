@@ -21,7 +21,7 @@ import boto3
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
-from chatbot.jobs.events import ObjectCreated
+from chatbot.transcript_jobs.events import ObjectCreated
 
 _MAX_CLAIM_ATTEMPTS = 3
 # S3 sequencers are hex strings of varying length; compare them left-padded to one width.

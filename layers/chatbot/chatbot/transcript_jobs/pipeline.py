@@ -19,12 +19,12 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
 from chatbot.inference import InputTooLongError, ModelInvocationError
-from chatbot.jobs.events import ObjectCreated, parse_notification
-from chatbot.jobs.keys import failure_key, is_incoming, job_id_for_key, summary_key
-from chatbot.jobs.store import Claim, ClaimOutcome, JobStore
-from chatbot.jobs.summary_document import render_summary_document
 from chatbot.summarization import SummarizationError, summarize_turns
-from chatbot.transcripts import FailureCode, ParsedTranscript, TranscriptError, parse_transcript
+from chatbot.transcript_jobs.events import ObjectCreated, parse_notification
+from chatbot.transcript_jobs.keys import failure_key, is_incoming, job_id_for_key, summary_key
+from chatbot.transcript_jobs.store import Claim, ClaimOutcome, JobStore
+from chatbot.transcript_jobs.summary_document import render_summary_document
+from chatbot.transcript_parsing import FailureCode, ParsedTranscript, TranscriptError, parse_transcript
 
 logger = Logger(child=True)
 
