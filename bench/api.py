@@ -57,7 +57,8 @@ def _discard_metrics() -> None:
 
 
 def _prefill(client: Any, table: str, conversation_id: str, messages: int) -> None:
-    from chatbot.conversations.store import conversation_pk, message_sk, serialize
+    from chatbot.conversations.store import conversation_pk, message_sk
+    from chatbot.dynamodb import serialize
 
     """Write `messages` stored messages straight to the table (as `messages / 2` answered turns would leave
     them, but nothing folded yet): the warm-up turns then fold them through the real code path."""

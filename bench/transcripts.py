@@ -64,7 +64,7 @@ class PipelineRun:
 def run_pipeline(template: Template, session, environment: dict[str, str], moto, workers: int, run: str) -> PipelineRun:
     """Upload TRANSCRIPTS_PER_RUN transcripts and wait for every job."""
     samples = _samples()
-    jobs = JobStore(template.physical_name("ChatbotTable"))
+    jobs = JobStore(template.physical_name("ChatbotTable"), session.client("dynamodb"))
     bucket = template.physical_name("TranscriptsBucket")
     s3 = session.client("s3")
     keys = [f"incoming/bench/{run}/{index:03d}" for index in range(TRANSCRIPTS_PER_RUN)]

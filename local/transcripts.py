@@ -53,8 +53,7 @@ class Target:
         return self.session.client(service, endpoint_url=self.endpoint_url)
 
     def jobs(self) -> JobStore:
-        resource = self.session.resource("dynamodb", endpoint_url=self.endpoint_url)
-        return JobStore(self.table, table=resource.Table(self.table))
+        return JobStore(self.table, self.client("dynamodb"))
 
 
 def resolve_target(args: argparse.Namespace) -> Target:

@@ -76,11 +76,11 @@ def conversations_service(
 
 
 def transcripts_api_service(
-    settings: TranscriptsApiSettings, *, jobs_table: Any = None, s3: Any = None
+    settings: TranscriptsApiSettings, *, dynamodb: Any = None, s3: Any = None
 ) -> TranscriptsService:
     """TranscriptsApiFunction: job records and presigned upload URLs."""
     return TranscriptsService(
-        jobs=JobStore(settings.table_name, ttl_days=JOB_TTL_DAYS, table=jobs_table),
+        jobs=JobStore(settings.table_name, dynamodb or api_dynamodb_client(), ttl_days=JOB_TTL_DAYS),
         # SigV4 is required for presigned URLs in newer regions and for KMS-encrypted buckets.
         s3=s3 or boto3.client("s3", config=Config(signature_version="s3v4")),
         bucket=settings.transcripts_bucket,
@@ -92,7 +92,7 @@ def transcripts_api_service(
 def transcript_job_processor(
     settings: BatchSummarizeSettings,
     *,
-    jobs_table: Any = None,
+    dynamodb: Any = None,
     s3: Any = None,
     sagemaker_runtime: Any = None,
     summarize: Callable[[list[str]], list[str]] | None = None,
@@ -107,7 +107,7 @@ def transcript_job_processor(
 
     return TranscriptJobProcessor(
         s3=s3 or boto3.client("s3"),
-        jobs=JobStore(settings.table_name, ttl_days=JOB_TTL_DAYS, table=jobs_table),
+        jobs=JobStore(settings.table_name, dynamodb or boto3.client("dynamodb"), ttl_days=JOB_TTL_DAYS),
         summarize=summarize,
         summarizer_label={"endpoint": settings.endpoint_name, "component": settings.summarizer_component_name},
         max_bytes=TRANSCRIPT_MAX_BYTES,

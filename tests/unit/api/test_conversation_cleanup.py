@@ -5,7 +5,8 @@ import json
 import boto3
 import pytest
 from chatbot.conversations.retention import MessagePurger
-from chatbot.conversations.store import ConversationStore, conversation_pk, message_sk, serialize
+from chatbot.conversations.store import ConversationStore, conversation_pk, message_sk
+from chatbot.dynamodb import serialize
 
 from local.events import SAMPLE_DIR, ttl_removal_stream_event
 

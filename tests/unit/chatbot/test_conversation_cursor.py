@@ -2,7 +2,7 @@ import base64
 import json
 
 import pytest
-from chatbot.conversations.cursor import decode_cursor, encode_cursor
+from chatbot.cursor import decode_cursor, encode_cursor
 from chatbot.errors import InvalidInputError
 
 ATTRIBUTES = frozenset({"pk", "sk"})

@@ -3,7 +3,8 @@ twice, whatever else arrived in the conversation meanwhile; clearing or deleting
 
 import pytest
 from chatbot.conversations.retention import MessagePurger
-from chatbot.conversations.store import IDEMPOTENCY_KEY_PREFIX, conversation_pk, serialize
+from chatbot.conversations.store import IDEMPOTENCY_KEY_PREFIX, conversation_pk
+from chatbot.dynamodb import serialize
 from chatbot.errors import ConflictError, IdempotencyKeyReusedError
 from chatbot.inference import ModelInvocationError, ModelUnavailableError
 

@@ -51,7 +51,7 @@ def bucket(moto_table: str, template: Template) -> str:
 
 @pytest.fixture
 def jobs(moto_table: str) -> JobStore:
-    return JobStore(moto_table)
+    return JobStore(moto_table, boto3.client("dynamodb"))
 
 
 @pytest.fixture

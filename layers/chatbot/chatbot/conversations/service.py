@@ -16,7 +16,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 
-from chatbot.conversations.cursor import decode_cursor, encode_cursor
+from chatbot.clock import iso_utc, parse_iso
 from chatbot.conversations.memory import chat_messages, fixed_tokens, message_tokens, plan_context
 from chatbot.conversations.policy import ChatPolicy
 from chatbot.conversations.store import (
@@ -28,6 +28,7 @@ from chatbot.conversations.store import (
     conversation_pk,
     owner_index_pk,
 )
+from chatbot.cursor import decode_cursor, encode_cursor
 from chatbot.errors import ConflictError, IdempotencyKeyReusedError, NotFoundError, TooLargeError
 from chatbot.inference import InferenceClient, InferenceError
 from chatbot.summarization import SummarizationError, Turn, summarize_turns
@@ -42,10 +43,6 @@ DEFAULT_LABELS = ("User", "AI")
 _CONVERSATION_CURSOR = frozenset({"pk", "sk", "gsi1pk", "gsi1sk"})
 _MESSAGE_CURSOR = frozenset({"pk", "sk"})
 _EDITABLE = frozenset({"title", "system_prompt"})  # conversation attributes a caller may change
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class ConversationService:
@@ -80,10 +77,10 @@ class ConversationService:
             "owner": owner,
             "title": title,
             "system_prompt": system_prompt,
-            "created_at": _iso(now),
-            "last_active_at": _iso(now),
+            "created_at": iso_utc(now),
+            "last_active_at": iso_utc(now),
             "gsi1pk": owner_index_pk(owner),
-            "gsi1sk": _iso(now),
+            "gsi1sk": iso_utc(now),
             "turn_count": 0,
             "message_count": 0,
             "version": 0,
@@ -141,7 +138,7 @@ class ConversationService:
             conversation = self._owned(owner, conversation_id)
             now = self._clock()
             try:
-                self._store.reset_conversation(conversation, _iso(now), self._expires_at(now))
+                self._store.reset_conversation(conversation, iso_utc(now), self._expires_at(now))
                 break
             except ConditionFailedError:
                 self._backoff(attempt)
@@ -251,7 +248,7 @@ class ConversationService:
             "rounds": result.rounds,
             "user_label": user_label,
             "assistant_label": assistant_label,
-            "created_at": _iso(self._clock()),
+            "created_at": iso_utc(self._clock()),
         }
         # Cached only if no message arrived meanwhile; the answer is returned either way.
         self._store.save_cached_summary(conversation_id, record, expected_version=conversation["version"])
@@ -286,10 +283,10 @@ class ConversationService:
                 "role": "user",
                 "content": content,
                 "status": "pending",
-                "created_at": _iso(now),
+                "created_at": iso_utc(now),
             }
             try:
-                self._store.start_turn(conversation, question, _iso(now), self._expires_at(now), idempotency_key)
+                self._store.start_turn(conversation, question, iso_utc(now), self._expires_at(now), idempotency_key)
                 return conversation, question
             except IdempotencyKeyTakenError:
                 raise _key_in_progress() from None
@@ -361,11 +358,16 @@ class ConversationService:
             "role": "assistant",
             "content": text,
             "reply_to": question["seq"],
-            "created_at": _iso(now),
+            "created_at": iso_utc(now),
         }
         try:
             self._store.finish_turn(
-                conversation_id, conversation["generation"], question["seq"], answer, _iso(now), self._expires_at(now)
+                conversation_id,
+                conversation["generation"],
+                question["seq"],
+                answer,
+                iso_utc(now),
+                self._expires_at(now),
             )
         except ConditionFailedError as exc:
             slot_taken = bool(exc.reasons) and exc.reasons[0] == "ConditionalCheckFailed"
@@ -472,7 +474,7 @@ class ConversationService:
         """User message status; a `pending` one older than any model call can take has failed silently."""
         status = message.get("status")
         if status == "pending":
-            age = self._clock() - datetime.fromisoformat(message["created_at"].replace("Z", "+00:00"))
+            age = self._clock() - parse_iso(message["created_at"])
             if age.total_seconds() > self._policy.model_timeout_s + self._policy.fold_timeout_s + 5:
                 return "unanswered"
         return status
@@ -489,7 +491,7 @@ class ConversationService:
             "created_at": item["created_at"],
             "last_active_at": item["last_active_at"],
             "message_count": item.get("message_count", 0),
-            "expires_at": _iso(datetime.fromtimestamp(item["expires_at"], UTC)),
+            "expires_at": iso_utc(item["expires_at"]),
         }
 
     def _message_view(self, item: dict[str, Any]) -> dict[str, Any]:

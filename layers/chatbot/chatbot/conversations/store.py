@@ -20,11 +20,11 @@ import contextlib
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
+
+from chatbot.dynamodb import deserialize, serialize
 
 META = "META"
 MESSAGE_PREFIX = "MSG#"
@@ -32,9 +32,6 @@ IDEMPOTENCY_KEY_PREFIX = "IDEMKEY#"
 _SEQ_DIGITS = 10
 _BATCH_WRITE_SIZE = 25
 _READ_UNIT_BYTES = 4096
-
-_serializer = TypeSerializer()
-_deserializer = TypeDeserializer()
 
 
 class ConditionFailedError(Exception):
@@ -63,25 +60,6 @@ def message_sk(seq: int) -> str:
 
 def idempotency_key_sk(idempotency_key: str) -> str:
     return f"{IDEMPOTENCY_KEY_PREFIX}{idempotency_key}"
-
-
-def serialize(item: dict[str, Any]) -> dict[str, Any]:
-    return {key: _serializer.serialize(value) for key, value in item.items() if value is not None}
-
-
-def deserialize(item: dict[str, Any]) -> dict[str, Any]:
-    return {key: _plain(_deserializer.deserialize(value)) for key, value in item.items()}
-
-
-def _plain(value: Any) -> Any:
-    """DynamoDB numbers come back as Decimal; ours are all integers."""
-    if isinstance(value, Decimal):
-        return int(value)
-    if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_plain(item) for item in value]
-    return value
 
 
 def item_size(item: dict[str, Any]) -> int:

@@ -11,13 +11,13 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
+from chatbot.clock import iso_utc
 from chatbot.inference import InputTooLongError, ModelInvocationError
 from chatbot.summarization import SummarizationError, summarize_turns
 from chatbot.transcript_jobs.events import ObjectCreated, parse_notification
@@ -128,7 +128,7 @@ class TranscriptJobProcessor:
             "rounds": summary.rounds,
             "summarizer": self._summarizer_label,
             "timings_ms": {name: round(value, 1) for name, value in timings.items()},
-            "created_at": _iso(self._clock()),
+            "created_at": iso_utc(self._clock(), "seconds"),
         }
         output_key = summary_key(source.key)
         self._put_document(source.bucket, output_key, render_summary_document(document, parsed.turns))
@@ -185,7 +185,7 @@ class TranscriptJobProcessor:
             "job_id": job_id,
             "source": _source_fields(source),
             "format": parsed.format.value if parsed else None,
-            "failed_at": _iso(self._clock()),
+            "failed_at": iso_utc(self._clock(), "seconds"),
         }
         self._put_document(
             source.bucket, output_key, json.dumps(document, ensure_ascii=False, indent=2).encode("utf-8")
@@ -222,7 +222,3 @@ def _too_large(size: int, limit: int) -> str:
 
 def _elapsed_ms(started: float) -> float:
     return (time.perf_counter() - started) * 1000
-
-
-def _iso(now: float) -> str:
-    return datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
