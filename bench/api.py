@@ -31,6 +31,7 @@ import requests
 from aws_lambda_powertools import Metrics
 from moto import mock_aws
 
+from bench.read_units import ReadUnitMeter
 from local.aws import DUMMY_CREDENTIALS, create_table_from_template, patched_environ, start_moto_process
 from local.gateway import start_gateway
 from local.template import LOCAL_REGION, PROJECT_ROOT, Template
@@ -98,6 +99,7 @@ def read_units_per_turn() -> dict[int, float]:
         client = boto3.client("dynamodb", region_name=LOCAL_REGION)
         table = create_table_from_template(Template(), client)
         store = ConversationStore(table, client)
+        meter = ReadUnitMeter(client)
         policy = ChatPolicy()
         service = ConversationService(store, InstantModel(), policy)  # type: ignore[arg-type]
         for stored_messages in (10, 1000):
@@ -109,11 +111,11 @@ def read_units_per_turn() -> dict[int, float]:
                     break
                 service.send_message("bench-user", conversation_id, f"warm-up question {turn}")
                 _discard_metrics()
-            before = store.read_units
+            before = meter.total
             for turn in range(MEASURED_TURNS):
                 service.send_message("bench-user", conversation_id, f"measured question {turn}")
                 _discard_metrics()
-            results[stored_messages] = (store.read_units - before) / MEASURED_TURNS
+            results[stored_messages] = (meter.total - before) / MEASURED_TURNS
     return results
 
 

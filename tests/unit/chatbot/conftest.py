@@ -11,6 +11,8 @@ from chatbot.conversations.service import ConversationService
 from chatbot.conversations.store import ConversationStore
 from chatbot.inference import InferenceError
 
+from bench.read_units import ReadUnitMeter
+
 
 class ScriptedInference:
     """Records every call; answers deterministically; fails when told to."""
@@ -53,8 +55,19 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def store(moto_table) -> ConversationStore:
-    return ConversationStore(moto_table, boto3.client("dynamodb", region_name="us-east-1"))
+def dynamodb(moto_table):
+    return boto3.client("dynamodb", region_name="us-east-1")
+
+
+@pytest.fixture
+def store(moto_table, dynamodb) -> ConversationStore:
+    return ConversationStore(moto_table, dynamodb)
+
+
+@pytest.fixture
+def read_meter(dynamodb) -> ReadUnitMeter:
+    """Read units of every read the store makes, as DynamoDB would bill them."""
+    return ReadUnitMeter(dynamodb)
 
 
 @pytest.fixture

@@ -183,7 +183,6 @@ class ConversationService:
             raise TooLargeError(
                 f"The message has {len(content)} characters; the limit is {self._policy.max_message_chars}."
             )
-        reads_before = self._store.read_units
         conversation = self._owned(owner, conversation_id)
         question = None
         if idempotency_key is not None:
@@ -201,13 +200,12 @@ class ConversationService:
         if question is None:
             self._check_fits(conversation, content)
             conversation, question = self._start_turn(conversation, content, idempotency_key)
-        return self._answer(conversation, question, history, page.last_key is not None, reads_before, remaining_ms)
+        return self._answer(conversation, question, history, page.last_key is not None, remaining_ms)
 
     def retry_last_message(
         self, owner: str, conversation_id: str, remaining_ms: Callable[[], int] | None = None
     ) -> dict[str, Any]:
         """Answer the newest user message if it is unanswered (the model failed on it)."""
-        reads_before = self._store.read_units
         conversation = self._owned(owner, conversation_id)
         page = self._store.newest_messages(
             conversation_id, after_seq=conversation["summarized_through"], limit=self._turn_read_limit
@@ -216,7 +214,7 @@ class ConversationService:
         users = [message for message in history if message["role"] == "user"]
         if not users or self._status(users[-1]) != "unanswered":
             raise ConflictError("There is no unanswered message to retry in this conversation.")
-        return self._answer(conversation, users[-1], history, page.last_key is not None, reads_before, remaining_ms)
+        return self._answer(conversation, users[-1], history, page.last_key is not None, remaining_ms)
 
     def summarize_conversation(
         self, owner: str, conversation_id: str, user_label: str = "User", assistant_label: str = "AI"
@@ -305,7 +303,6 @@ class ConversationService:
         question: dict[str, Any],
         history: list[dict[str, Any]],
         history_truncated: bool,
-        reads_before: float,
         remaining_ms: Callable[[], int] | None,
     ) -> dict[str, Any]:
         conversation_id = conversation["conversation_id"]
@@ -331,7 +328,6 @@ class ConversationService:
             metrics.add_metric(name="ModelLatency", unit=MetricUnit.Milliseconds, value=_ms_since(started))
         answer = self._store_answer(conversation, question, answer_text)
         metrics.add_metric(name="Turns", unit=MetricUnit.Count, value=1)
-        metrics.add_metric(name="TurnReadUnits", unit=MetricUnit.Count, value=self._store.read_units - reads_before)
         logger.info(
             "turn answered",
             extra={
