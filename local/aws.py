@@ -30,6 +30,12 @@ _SERVICES_ON_MOTO = ("DYNAMODB", "S3", "SQS", "SSM")
 DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing"}
 
 
+def moto_environment(url: str) -> dict[str, str]:
+    """boto3 environment variables that point DynamoDB, S3, SQS and SSM at the moto server at `url`."""
+    env = {f"AWS_ENDPOINT_URL_{service}": url for service in _SERVICES_ON_MOTO}
+    return {**env, **DUMMY_CREDENTIALS, "AWS_DEFAULT_REGION": LOCAL_REGION, "AWS_REGION": LOCAL_REGION}
+
+
 class _CopyExceptTables:
     """Stands in for the `copy` module inside moto's DynamoDB backend, whose transactions back up each table they
     touch by deep-copying it, stream history included, once per item: a cost that grows with every write ever
@@ -143,9 +149,7 @@ class MotoHandle:
         self._thread.join(timeout=10)
 
     def environment(self) -> dict[str, str]:
-        """boto3 environment variables that point DynamoDB, S3, SQS and SSM at this server."""
-        env = {f"AWS_ENDPOINT_URL_{service}": self.url for service in _SERVICES_ON_MOTO}
-        return {**env, **DUMMY_CREDENTIALS, "AWS_DEFAULT_REGION": LOCAL_REGION, "AWS_REGION": LOCAL_REGION}
+        return moto_environment(self.url)
 
     def __enter__(self) -> MotoHandle:
         return self
@@ -198,7 +202,7 @@ class MotoProcess:
             self._process.wait()
 
     def environment(self) -> dict[str, str]:
-        return MotoHandle.environment(self)  # type: ignore[arg-type]
+        return moto_environment(self.url)
 
     def __enter__(self) -> MotoProcess:
         return self
