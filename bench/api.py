@@ -3,9 +3,11 @@
 1. DynamoDB read units per turn with 10 and with 1,000 stored messages (target: within 10%). Units are
    computed from the sizes of the items each turn reads, the way DynamoDB bills them (4 KB per unit,
    Query totals rounded up, strongly consistent = 1 unit), because moto's ConsumedCapacity is a constant.
-2. API overhead per turn, excluding model time, p50/p95 with 1 and 8 concurrent clients, over HTTP through
-   the local gateway and moto server, with a model that answers instantly; the baseline is a plain
-   GET of the conversation through the same stack in the same run.
+2. Chat turns with 1 and 8 concurrent clients (TURNS_PER_CLIENT each, one conversation per client), over HTTP
+   through the local gateway, the functions' own execution environments and a moto server in its own process,
+   with a model endpoint that answers instantly: turns/s, p50/p95 (a plain GET of the conversation is the
+   baseline), and where a turn's time goes (gateway, waiting for an environment, the handler's own work,
+   moto queued and serving, endpoint), from the gateway's, moto's and the endpoint's own counters.
 3. Cold import of the conversations handler in a fresh interpreter, against `import boto3` alone, and a
    check that no torch / transformers / sagemaker SDK module is loaded.
 """
