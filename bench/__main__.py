@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 
 BENCHMARKS = {
     "endpoint": "bench.endpoint",  # local endpoint: batching, HTTP overhead, routing
@@ -24,6 +25,7 @@ def main(argv: list[str] | None = None) -> None:
     unknown = sorted(set(names) - set(BENCHMARKS))
     if unknown:
         parser.error(f"unknown benchmark(s): {', '.join(unknown)}")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # tables only: no loading bars of the smoke models
     for name in names:
         print(f"\n=== {name} ===", flush=True)
         importlib.import_module(BENCHMARKS[name]).main()

@@ -3,9 +3,11 @@
 1. DynamoDB read units per turn with 10 and with 1,000 stored messages (target: within 10%). Units are
    computed from the sizes of the items each turn reads, the way DynamoDB bills them (4 KB per unit,
    Query totals rounded up, strongly consistent = 1 unit), because moto's ConsumedCapacity is a constant.
-2. API overhead per turn, excluding model time, p50/p95 with 1 and 8 concurrent clients, over HTTP through
-   the local gateway and moto server, with a model that answers instantly; the baseline is a plain
-   GET of the conversation through the same stack in the same run.
+2. Chat turns with 1 and 8 concurrent clients (TURNS_PER_CLIENT each, one conversation per client), over HTTP
+   through the local gateway, the functions' own execution environments and a moto server in its own process,
+   with a model endpoint that answers instantly: turns/s, p50/p95 (a plain GET of the conversation is the
+   baseline), and where a turn's time goes (gateway, waiting for an environment, the handler's own work,
+   moto queued and serving, endpoint), from the gateway's, moto's and the endpoint's own counters.
 3. Cold import of the conversations handler in a fresh interpreter, against `import boto3` alone, and a
    check that no torch / transformers / sagemaker SDK module is loaded.
 """
@@ -22,6 +24,7 @@ import textwrap
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -30,13 +33,14 @@ import requests
 from aws_lambda_powertools import Metrics
 from moto import mock_aws
 
-from local.aws import DUMMY_CREDENTIALS, create_table_from_template, patched_environ, start_moto
-from local.gateway import lambda_environment, start_gateway
+from bench.read_units import ReadUnitMeter
+from local.aws import DUMMY_CREDENTIALS, create_table_from_template, patched_environ, start_moto_process
+from local.gateway import start_gateway
 from local.template import LOCAL_REGION, PROJECT_ROOT, Template
 
 MEASURED_TURNS = 5
 WARM_UP_TURNS_MAX = 20
-TURNS_PER_CLIENT = 20
+TURNS_PER_CLIENT = 30
 FORBIDDEN_MODULES = ("torch", "transformers", "sagemaker")
 
 
@@ -50,26 +54,14 @@ class InstantModel:
         return [text[:200] for text in texts]
 
 
-def _settings(table: str):
-    from chatbot.settings import load_settings
-
-    return load_settings(
-        {
-            "TABLE_NAME": table,
-            "SAGEMAKER_ENDPOINT_NAME": "bench",
-            "CHAT_COMPONENT_NAME": "chat",
-            "SUMMARIZER_COMPONENT_NAME": "summarizer",
-        }
-    )
-
-
 def _discard_metrics() -> None:
     """Outside Lambda nothing flushes Powertools' shared metric set; drop it per turn as log_metrics would."""
     Metrics().clear_metrics()
 
 
 def _prefill(client: Any, table: str, conversation_id: str, messages: int) -> None:
-    from chatbot.conversations.store import conversation_pk, message_sk, serialize
+    from chatbot.conversations.store import conversation_pk, message_sk
+    from chatbot.dynamodb import serialize
 
     """Write `messages` stored messages straight to the table (as `messages / 2` answered turns would leave
     them, but nothing folded yet): the warm-up turns then fold them through the real code path."""
@@ -100,6 +92,7 @@ def _prefill(client: Any, table: str, conversation_id: str, messages: int) -> No
 def read_units_per_turn() -> dict[int, float]:
     """Mean read units of a turn once a conversation holds 10 and 1,000 messages (steady state: the
     warm-up turns fold what is older than the window into the rolling summary first)."""
+    from chatbot.conversations.policy import ChatPolicy
     from chatbot.conversations.service import ConversationService
     from chatbot.conversations.store import ConversationStore
 
@@ -108,33 +101,51 @@ def read_units_per_turn() -> dict[int, float]:
         client = boto3.client("dynamodb", region_name=LOCAL_REGION)
         table = create_table_from_template(Template(), client)
         store = ConversationStore(table, client)
-        settings = _settings(table)
-        service = ConversationService(store, InstantModel(), settings)  # type: ignore[arg-type]
+        meter = ReadUnitMeter(client)
+        policy = ChatPolicy()
+        service = ConversationService(store, InstantModel(), policy)  # type: ignore[arg-type]
         for stored_messages in (10, 1000):
             conversation_id = service.create_conversation("bench-user", None, "Answer briefly.")["id"]
             _prefill(client, table, conversation_id, stored_messages)
             for turn in range(WARM_UP_TURNS_MAX):
                 conversation = store.get_conversation(conversation_id)
-                if 2 * conversation["turn_count"] - conversation["summarized_through"] <= settings.chat_window_messages:
+                if 2 * conversation["turn_count"] - conversation["summarized_through"] <= policy.chat_window_messages:
                     break
                 service.send_message("bench-user", conversation_id, f"warm-up question {turn}")
                 _discard_metrics()
-            before = store.read_units
+            before = meter.total
             for turn in range(MEASURED_TURNS):
                 service.send_message("bench-user", conversation_id, f"measured question {turn}")
                 _discard_metrics()
-            results[stored_messages] = (store.read_units - before) / MEASURED_TURNS
+            results[stored_messages] = (meter.total - before) / MEASURED_TURNS
     return results
+
+
+class _InstantEndpoint(ThreadingHTTPServer):
+    """Stands in for the SageMaker endpoint over HTTP: answers at once, and adds up its serving time."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _InstantEndpointHandler)
+        self.serving_s = 0.0
+        self.lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
 
 
 class _InstantEndpointHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    server: _InstantEndpoint
 
     def setup(self) -> None:
         super().setup()
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no 40 ms delayed-ACK stall
 
     def do_POST(self) -> None:
+        started = time.perf_counter()
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
         component = self.headers.get("X-Amzn-SageMaker-Inference-Component")
         answer: Any = {"choices": [{"message": {"role": "assistant", "content": "Noted."}}]}
@@ -146,6 +157,8 @@ class _InstantEndpointHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+        with self.server.lock:
+            self.server.serving_s += time.perf_counter() - started
 
     def log_message(self, format: str, *args: Any) -> None:
         return
@@ -157,7 +170,9 @@ def _percentiles(samples: list[float]) -> tuple[float, float]:
     return statistics.median(ordered), p95
 
 
-def _run_clients(clients: int, request: Callable[[int, int], None]) -> tuple[list[float], float]:
+def _run_clients(
+    clients: int, requests_per_client: int, request: Callable[[int, int], None]
+) -> tuple[list[float], float]:
     """Latencies (ms) of every request, and the wall time (s) of the whole run."""
     latencies: list[float] = []
     lock = threading.Lock()
@@ -165,9 +180,9 @@ def _run_clients(clients: int, request: Callable[[int, int], None]) -> tuple[lis
 
     def client(index: int) -> None:
         barrier.wait(timeout=30)
-        for turn in range(TURNS_PER_CLIENT):
+        for number in range(requests_per_client):
             started = time.perf_counter()
-            request(index, turn)
+            request(index, number)
             elapsed = (time.perf_counter() - started) * 1000
             with lock:
                 latencies.append(elapsed)
@@ -177,7 +192,7 @@ def _run_clients(clients: int, request: Callable[[int, int], None]) -> tuple[lis
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(timeout=300)
+        thread.join(timeout=600)
     return latencies, time.perf_counter() - started
 
 
@@ -210,48 +225,80 @@ class _BenchUsers:
             raise RuntimeError(f"read failed: {response.status_code} {response.text}")
 
 
-def _overhead_with(clients: int, model_url: str) -> dict[str, Any]:
-    """A fresh moto + gateway per run: moto copies the whole table in every transaction, so a table
-    left over from an earlier run would slow this one down for reasons of moto's, not ours."""
-    with start_moto(port=0) as moto:
-        client = boto3.client(
-            "dynamodb",
-            endpoint_url=moto.url,
-            region_name=LOCAL_REGION,
-            aws_access_key_id="t",
-            aws_secret_access_key="t",
-        )
-        create_table_from_template(Template(), client)
-        environment = {
-            **moto.environment(),
-            "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": model_url,
-            "SAGEMAKER_ENDPOINT_NAME": "bench",
-            "CHAT_COMPONENT_NAME": "chat",
-            "SUMMARIZER_COMPONENT_NAME": "summarizer",
-        }
-        with start_gateway(port=0, environment=environment) as gateway:
-            users = _BenchUsers(gateway.url, clients)
-            _run_clients(clients, users.read)  # warm every execution environment the run will use
-            turn_latencies, turn_seconds = _run_clients(clients, users.turn)
-            get_latencies, _ = _run_clients(clients, users.read)
-            return {
-                "turn": _percentiles(turn_latencies),
-                "get": _percentiles(get_latencies),
-                "turns_per_s": len(turn_latencies) / turn_seconds,
-            }
+@dataclass
+class TurnRun:
+    """One measured run: latencies, throughput, and where a turn's time went (mean ms per turn)."""
+
+    clients: int
+    turns: int
+    turns_per_s: float
+    p50_ms: float
+    p95_ms: float
+    get_p50_ms: float
+    breakdown_ms: dict[str, float]
 
 
-def api_overhead() -> dict[int, dict[str, Any]]:
-    """p50/p95 ms of a turn (instant model) and of a plain GET, with 1 and 8 concurrent clients."""
-    model = ThreadingHTTPServer(("127.0.0.1", 0), _InstantEndpointHandler)
-    model.daemon_threads = True
-    threading.Thread(target=model.serve_forever, daemon=True).start()
+def _per_turn(before: tuple[float, ...], after: tuple[float, ...], turns: int) -> list[float]:
+    return [(later - earlier) * 1000 / turns for earlier, later in zip(before[1:], after[1:], strict=True)]
+
+
+def _turns_with(clients: int) -> TurnRun:
+    """TURNS_PER_CLIENT turns by each of `clients` concurrent clients (one conversation each, so every turn
+    reads and writes a conversation of the same size), on a fresh moto and gateway."""
+    endpoint = _InstantEndpoint()
+    threading.Thread(target=endpoint.serve_forever, daemon=True).start()
     try:
-        model_url = f"http://127.0.0.1:{model.server_address[1]}"
-        return {clients: _overhead_with(clients, model_url) for clients in (1, 8)}
+        with start_moto_process(port=0) as moto:
+            client = boto3.client(
+                "dynamodb",
+                endpoint_url=moto.url,
+                region_name=LOCAL_REGION,
+                aws_access_key_id="t",
+                aws_secret_access_key="t",
+            )
+            create_table_from_template(Template(), client)
+            environment = {**moto.environment(), "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": endpoint.url}
+            parameters = {"EndpointName": "bench", "ChatComponentName": "chat", "SummarizerComponentName": "summarizer"}
+            with start_gateway(
+                port=0, environment=environment, parameters=parameters, function_logs=subprocess.DEVNULL
+            ) as gateway:
+                gateway.runtime.function("ConversationsFunction").provision(clients)
+                users = _BenchUsers(gateway.url, clients)
+                _run_clients(clients, 2, users.read)  # every environment has served a request: all warm
+                before = (gateway.timings.snapshot(), moto.timings.snapshot(), endpoint.serving_s)
+                latencies, seconds = _run_clients(clients, TURNS_PER_CLIENT, users.turn)
+                after = (gateway.timings.snapshot(), moto.timings.snapshot(), endpoint.serving_s)
+                get_latencies, _ = _run_clients(clients, 5, users.read)
     finally:
-        model.shutdown()
-        model.server_close()
+        endpoint.shutdown()
+        endpoint.server_close()
+    turns = len(latencies)
+    invoke_ms, handler_ms, _ = _per_turn(before[0], after[0], turns)
+    moto_queued_ms, moto_serving_ms = _per_turn(before[1], after[1], turns)
+    endpoint_ms = (after[2] - before[2]) * 1000 / turns
+    mean_ms = statistics.fmean(latencies)
+    p50, p95 = _percentiles(latencies)
+    return TurnRun(
+        clients=clients,
+        turns=turns,
+        turns_per_s=turns / seconds,
+        p50_ms=p50,
+        p95_ms=p95,
+        get_p50_ms=_percentiles(get_latencies)[0],
+        breakdown_ms={
+            "client + gateway": mean_ms - invoke_ms,
+            "waiting for an environment": invoke_ms - handler_ms,
+            "handler (our code, botocore)": handler_ms - moto_queued_ms - moto_serving_ms - endpoint_ms,
+            "moto: queued": moto_queued_ms,
+            "moto: serving": moto_serving_ms,
+            "endpoint": endpoint_ms,
+        },
+    )
+
+
+def api_turns() -> dict[int, TurnRun]:
+    """The same turns with 1 and with 8 concurrent clients (instant model)."""
+    return {clients: _turns_with(clients) for clients in (1, 8)}
 
 
 _IMPORT_PROBE = textwrap.dedent(
@@ -304,8 +351,33 @@ def cold_import(repeats: int = 3) -> tuple[float, float, list[str]]:
 def main() -> None:
     # As in Lambda, the functions' environment exists before the layer is imported: Powertools reads its
     # metrics namespace at import, so the layer is imported lazily, inside this environment (quieter logs).
-    with patched_environ({**lambda_environment(Template()), "POWERTOOLS_LOG_LEVEL": "WARNING"}):
+    powertools = {"POWERTOOLS_SERVICE_NAME": "bench", "POWERTOOLS_METRICS_NAMESPACE": "Bench"}
+    with patched_environ({**powertools, "POWERTOOLS_LOG_LEVEL": "WARNING"}):
         _report()
+
+
+def print_turn_table(runs: dict[int, TurnRun]) -> None:
+    one, many = runs[1], runs[8]
+    print(f"\nAPI turns, instant model, local gateway + Lambda runtime + moto ({TURNS_PER_CLIENT} turns per client)")
+    print("  clients   turns/s   turn p50   turn p95   GET p50   turn/GET p50")
+    for run in runs.values():
+        print(
+            f"  {run.clients:7d}  {run.turns_per_s:8.1f}  {run.p50_ms:7.1f}ms  {run.p95_ms:7.1f}ms  "
+            f"{run.get_p50_ms:6.1f}ms  {run.p50_ms / run.get_p50_ms:10.2f}x"
+        )
+    print("  goal                                                     measured")
+    print(f"  throughput at 8 clients / 1 client      >= 1.50x        {many.turns_per_s / one.turns_per_s:7.2f}x")
+    print(f"  p95 at 8 clients / p50 at 1 client      <= 6.00x        {many.p95_ms / one.p50_ms:7.2f}x")
+
+
+def print_breakdown_table(runs: dict[int, TurnRun]) -> None:
+    print("\nWhere a turn's time goes (mean ms per turn; moto serves one request at a time)")
+    print("  " + "".join(f"{f'{clients} client(s)':>14}" for clients in runs) + "   part")
+    for part in runs[1].breakdown_ms:
+        print("  " + "".join(f"{run.breakdown_ms[part]:14.1f}" for run in runs.values()) + f"   {part}")
+    for run in runs.values():
+        busy = run.breakdown_ms["moto: serving"] * run.turns_per_s / 1000
+        print(f"  moto busy at {run.clients} client(s): {busy:.0%} of the wall time")
 
 
 def _report() -> None:
@@ -315,16 +387,9 @@ def _report() -> None:
     print(f"  10 stored messages     {units[10]:8.2f} RCU")
     print(f"  1,000 stored messages  {units[1000]:8.2f} RCU   ratio {ratio:.2f} (target 0.90-1.10)")
 
-    overhead = api_overhead()
-    print(f"\nAPI overhead per turn, instant model, via local gateway + moto ({TURNS_PER_CLIENT} turns per client)")
-    print("  clients   turn p50   turn p95   GET p50 (baseline)   turn/GET p50   turns/s")
-    for clients, figures in overhead.items():
-        (turn_p50, turn_p95), (get_p50, _) = figures["turn"], figures["get"]
-        print(
-            f"  {clients:7d}  {turn_p50:7.1f}ms  {turn_p95:7.1f}ms  {get_p50:12.1f}ms        "
-            f"{turn_p50 / get_p50:8.2f}x   {figures['turns_per_s']:7.1f}"
-        )
-    print("  (gateway, handlers, moto and clients share one Python process: at 8 clients turns queue for it)")
+    runs = api_turns()
+    print_turn_table(runs)
+    print_breakdown_table(runs)
 
     handler_s, boto3_s, forbidden = cold_import()
     print("\nCold import (fresh interpreter, median of 3)")

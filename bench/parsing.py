@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 
 from chatbot.settings import Settings
-from chatbot.transcripts import parse_transcript
+from chatbot.transcript_parsing import parse_transcript
 
 MAX_BYTES = Settings.model_fields["transcript_max_bytes"].default
 RUNS = 3

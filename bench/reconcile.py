@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from chatbot.jobs.keys import summary_key
+from chatbot.transcript_jobs.keys import summary_key
 
 MESSAGE = "message"
 TRANSCRIPT = "transcript"

@@ -11,19 +11,22 @@ from __future__ import annotations
 import time
 import tracemalloc
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from subprocess import DEVNULL
 
 import boto3
 from chatbot.inference import InferenceClient
-from chatbot.jobs import pipeline
-from chatbot.jobs.keys import job_id_for_key
-from chatbot.jobs.store import JobStore
 from chatbot.summarization import summarize_turns
-from chatbot.transcripts import parse_transcript
+from chatbot.transcript_jobs import pipeline
+from chatbot.transcript_jobs.keys import job_id_for_key
+from chatbot.transcript_jobs.store import JobStore
+from chatbot.transcript_parsing import parse_transcript
 
-from local.aws import create_table_from_template, patched_environ, start_moto
+from local.aws import create_table_from_template, patched_environ, start_moto_process
 from local.endpoint.server import start_endpoint
 from local.s3_pipeline import create_pipeline_resources, start_poller
+from local.stack import endpoint_parameters
 from local.template import Template
 from provisioning.config import load_config
 
@@ -50,15 +53,26 @@ def _samples() -> list[bytes]:
     return [path.read_bytes() for path in sorted(FIXTURES.iterdir())]
 
 
-def run_pipeline(template: Template, session, environment: dict[str, str], workers: int, run: str) -> float:
-    """Upload TRANSCRIPTS_PER_RUN transcripts and wait for every job; returns transcripts per minute."""
+@dataclass
+class PipelineRun:
+    workers: int
+    per_minute: float
+    handler_s: float  # per transcript, inside the batch function
+    moto_s: float  # per transcript, moto serving requests (the function's and the poller's)
+
+
+def run_pipeline(template: Template, session, environment: dict[str, str], moto, workers: int, run: str) -> PipelineRun:
+    """Upload TRANSCRIPTS_PER_RUN transcripts and wait for every job."""
     samples = _samples()
-    table = environment["TABLE_NAME"]
-    jobs = JobStore(table)
+    jobs = JobStore(template.physical_name("ChatbotTable"), session.client("dynamodb"))
     bucket = template.physical_name("TranscriptsBucket")
     s3 = session.client("s3")
     keys = [f"incoming/bench/{run}/{index:03d}" for index in range(TRANSCRIPTS_PER_RUN)]
-    with start_poller(template, session, workers=workers, environment=environment, retry_delay_s=1):
+    with start_poller(
+        template, session, workers=workers, environment=environment, retry_delay_s=1, function_logs=DEVNULL
+    ) as poller:
+        poller.runtime.provision(workers)  # warm environments, as after the first minutes of a real burst
+        moto_before = moto.timings.snapshot()
         started = time.perf_counter()
         for index, key in enumerate(keys):
             s3.put_object(Bucket=bucket, Key=key, Body=samples[index % len(samples)])
@@ -68,9 +82,12 @@ def run_pipeline(template: Template, session, environment: dict[str, str], worke
             pending = {job for job in pending if (jobs.get(job) or {}).get("status") not in ("succeeded", "failed")}
             time.sleep(0.05)
         elapsed = time.perf_counter() - started
+        moto_serving_s = moto.timings.snapshot()[2] - moto_before[2]
     if pending:
         raise RuntimeError(f"{len(pending)} of {len(keys)} transcripts unfinished after {TIMEOUT_S} s")
-    return len(keys) / elapsed * 60
+    return PipelineRun(
+        workers, len(keys) / elapsed * 60, poller.stats.handler_s / len(keys), moto_serving_s / len(keys)
+    )
 
 
 def peak_memory_of_long_summary(summarize: Callable[[list[str]], list[str]]) -> tuple[float, float, int, float]:
@@ -101,25 +118,24 @@ def main() -> None:
     print("transcripts: local pipeline throughput (moto + local endpoint, extractive summarizer)")
     pipeline.logger.setLevel("WARNING")  # one log line per transcript otherwise
     config = load_config()
-    with start_moto(port=0) as moto, start_endpoint(config, port=0) as endpoint:
+    with start_moto_process(port=0) as moto, start_endpoint(config, port=0) as endpoint:
         environment = {
             **moto.environment(),
             "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": endpoint.url,
-            "SAGEMAKER_ENDPOINT_NAME": config.endpoint.name,
-            "CHAT_COMPONENT_NAME": "chat",
-            "SUMMARIZER_COMPONENT_NAME": "summarizer",
             "POWERTOOLS_LOG_LEVEL": "WARNING",
         }
         with patched_environ(environment):
-            template = Template()
+            template = Template(parameters=endpoint_parameters(config))
             session = boto3.session.Session()
-            environment["TABLE_NAME"] = create_table_from_template(template, session.client("dynamodb"))
+            create_table_from_template(template, session.client("dynamodb"))
             create_pipeline_resources(template, session)
-            rates = {}
-            for workers in (1, 2):
-                rates[workers] = run_pipeline(template, session, environment, workers, f"workers-{workers}")
-                print(f"  {workers} worker(s): {rates[workers]:8.1f} transcripts/min ({TRANSCRIPTS_PER_RUN} files)")
-            print(f"  speed-up with 2 workers: {rates[2] / rates[1]:.2f}x")
+            runs = [run_pipeline(template, session, environment, moto, n, f"workers-{n}") for n in (1, 2)]
+            print(f"  ({TRANSCRIPTS_PER_RUN} files per run; per transcript: time inside the batch function, moto)")
+            print("  workers   transcripts/min   handler s   moto s")
+            for run in runs:
+                print(f"  {run.workers:7d}  {run.per_minute:16.1f}  {run.handler_s:10.3f}  {run.moto_s:7.3f}")
+            speed_up = runs[1].per_minute / runs[0].per_minute
+            print(f"  goal: 2 workers / 1 worker >= 1.60x; measured {speed_up:.2f}x")
             print(f"transcripts: {LONG_CALL_TURNS:,}-turn transcript, parse + map-reduce")
             _print_memory("stand-in summarizer (ours only)", peak_memory_of_long_summary(first_lines))
             client = InferenceClient(config.endpoint.name, "chat", "summarizer", timeout_s=120, max_attempts=3)

@@ -1,47 +1,41 @@
 """A local API Gateway (REST API, Lambda proxy integration) for every `Api` event in template.yaml.
 
-Each route calls the same handler Lambda would: the function's CodeUri/Handler is loaded by file path,
-once per simulated execution environment (environments are not shared between concurrent requests, as
-in Lambda), and called with a REST proxy event. Local auth: `Authorization: Bearer local-<user>` stands
-for Cognito user `<user>`; its claims go where the Cognito authorizer puts them. This scheme exists only
-here: the deployed API only ever accepts Cognito tokens.
+The gateway only turns requests into REST proxy events and routes them: each function runs in execution
+environments of its own (`local.lambda_runtime`: one process per environment, the function's own template
+environment, one request at a time, scaled out up to its concurrency).
+
+Local auth: `Authorization: Bearer local-<user>` stands for Cognito user `<user>`; its claims go where the
+Cognito authorizer puts them. This scheme exists only here: the deployed API only ever accepts Cognito tokens.
 """
 
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
 import logging
-import os
 import re
 import socket
 import threading
+import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from chatbot.settings import get_settings
-
 from local.events import cognito_claims, rest_proxy_event
-from local.lambda_context import LocalLambdaContext
+from local.lambda_runtime import DEFAULT_CONCURRENCY, InvocationError, LambdaRuntime
 from local.template import DEFAULT_TEMPLATE_PATH, Template
 
 logger = logging.getLogger(__name__)
 
 INTEGRATION_TIMEOUT_S = 29.0  # API Gateway's REST integration timeout
 MAX_PAYLOAD_BYTES = 10 * 1024 * 1024  # API Gateway's request payload limit
-MAX_ENVIRONMENTS_PER_FUNCTION = 16
 LOCAL_TOKEN = re.compile(r"^Bearer local-([A-Za-z0-9._@+-]{1,128})$")
 _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
-# Lambda sets these itself; the metrics default keeps EMF lines out of a developer's terminal.
-_LOCAL_LAMBDA_DEFAULTS = {"POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_METRICS_DISABLED": "true"}
 
 
 @dataclass(frozen=True)
@@ -120,96 +114,20 @@ def read_routes(template: Template) -> tuple[list[Route], dict[str | None, Cors]
     return routes, cors
 
 
-def handler_location(template: Template, logical_id: str) -> tuple[Path, str]:
-    """(handler file, function name) from a function's CodeUri and Handler."""
-    code_uri = template.function_property(logical_id, "CodeUri")
-    handler = template.function_property(logical_id, "Handler")
-    if not code_uri or not handler or "." not in handler:
-        raise ValueError(f"{logical_id}: CodeUri and Handler (module.function) are required")
-    module_path, handler_name = handler.rsplit(".", 1)
-    file = (template.root / str(code_uri) / (module_path.replace(".", "/") + ".py")).resolve()
-    if not file.is_file():
-        raise ValueError(f"{logical_id}: handler file {file} does not exist")
-    return file, handler_name
-
-
-def load_module(file: Path, logical_id: str) -> ModuleType:
-    """A fresh, private copy of a handler module, loaded by file path (no sys.path changes)."""
-    name = f"_local_lambda_{logical_id}_{uuid.uuid4().hex[:8]}"
-    spec = importlib.util.spec_from_file_location(name, file)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load {file}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-class _Environment:
-    """One execution environment: a private copy of the function's module (its own resolver state)."""
-
-    def __init__(self, module: ModuleType, handler: Callable[[dict, Any], dict]):
-        self.module = module
-        self.handler = handler
-
-
-class _FunctionPool:
-    """Lambda-like scaling for one function: reuse an idle environment or start a new one."""
-
-    def __init__(self, template: Template, logical_id: str):
-        self.logical_id = logical_id
-        self._file, self._handler_name = handler_location(template, logical_id)
-        self.timeout_s = float(template.function_property(logical_id, "Timeout") or 3)
-        self.memory_mb = int(template.function_property(logical_id, "MemorySize") or 128)
-        self._idle: list[_Environment] = []
-        self._started = 0
-        self._lock = threading.Condition()
-
-    def _start_environment(self) -> _Environment:
-        module = load_module(self._file, self.logical_id)
-        return _Environment(module, getattr(module, self._handler_name))
-
-    def acquire(self) -> _Environment:
-        with self._lock:
-            while not self._idle and self._started >= MAX_ENVIRONMENTS_PER_FUNCTION:
-                self._lock.wait(timeout=INTEGRATION_TIMEOUT_S)
-            if self._idle:
-                return self._idle.pop()
-            self._started += 1
-        try:
-            return self._start_environment()
-        except BaseException:
-            with self._lock:
-                self._started -= 1
-                self._lock.notify()
-            raise
-
-    def release(self, environment: _Environment) -> None:
-        with self._lock:
-            self._idle.append(environment)
-            self._lock.notify()
-
-    def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
-        environment = self.acquire()
-        try:
-            context = LocalLambdaContext(self.logical_id, self.timeout_s, self.memory_mb)
-            return environment.handler(event, context)
-        finally:
-            self.release(environment)
-
-
 @dataclass
 class GatewayHandle:
     url: str
     routes: list[Route]
+    runtime: LambdaRuntime
+    timings: GatewayTimings
     _server: ThreadingHTTPServer = field(repr=False)
     _thread: threading.Thread = field(repr=False)
-    _restore_environ: Callable[[], None] = field(repr=False)
 
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=10)
-        self._restore_environ()
+        self.runtime.stop()
 
     def __enter__(self) -> GatewayHandle:
         return self
@@ -218,12 +136,36 @@ class GatewayHandle:
         self.stop()
 
 
+@dataclass
+class GatewayTimings:
+    """Where the proxied requests' time went (totals in seconds): in the gateway's own work (parsing, routing,
+    events, responses, process hand-offs) and inside the handlers. Read by the API benchmark."""
+
+    requests: int = 0
+    total_s: float = 0.0
+    handler_s: float = 0.0
+    cold_start_s: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, total_s: float, handler_s: float, cold_start_s: float) -> None:
+        with self._lock:
+            self.requests += 1
+            self.total_s += total_s
+            self.handler_s += handler_s
+            self.cold_start_s += cold_start_s
+
+    def snapshot(self) -> tuple[int, float, float, float]:
+        with self._lock:
+            return self.requests, self.total_s, self.handler_s, self.cold_start_s
+
+
 class _Gateway:
-    def __init__(self, template: Template):
+    def __init__(self, template: Template, runtime: LambdaRuntime):
         self.template = template
+        self.runtime = runtime
         self.routes, self.cors = read_routes(template)
-        self.pools = {route.function: _FunctionPool(template, route.function) for route in self.routes}
         self.stage = str(template.parameters.get("Stage") or "dev")
+        self.timings = GatewayTimings()
 
     def handle(
         self, method: str, raw_path: str, headers: list[tuple[str, str]], body: bytes
@@ -302,23 +244,31 @@ class _Gateway:
 
         def call() -> None:
             try:
-                outcome["response"] = self.pools[route.function].invoke(event)
-            except BaseException as exc:  # a crashing handler is a 502, as in API Gateway
+                outcome["result"] = self.runtime.invoke(route.function, event)
+            except BaseException as exc:  # a failed invocation is a 502, as in API Gateway
                 outcome["error"] = exc
 
-        worker = threading.Thread(target=call, name=f"lambda-{route.function}", daemon=True)
+        started = time.perf_counter()
+        worker = threading.Thread(target=call, name=f"invoke-{route.function}", daemon=True)
         worker.start()
         worker.join(INTEGRATION_TIMEOUT_S)
         if worker.is_alive():
             return self._error(HTTPStatus.GATEWAY_TIMEOUT, "Endpoint request timed out", api)
         if "error" in outcome:
-            logger.error("%s failed: %r", route.function, outcome["error"], exc_info=outcome["error"])
+            error = outcome["error"]
+            if isinstance(error, InvocationError):
+                logger.error("%s failed: %s\n%s", route.function, error, "".join(error.stack_trace))
+            else:
+                logger.error("%s failed: %r", route.function, error, exc_info=error)
             return self._error(HTTPStatus.BAD_GATEWAY, "Internal server error", api)
+        result = outcome["result"]
         try:
-            return self._proxy_response(outcome["response"])
+            proxied = self._proxy_response(result.response)
         except (KeyError, TypeError, ValueError) as exc:
             logger.error("%s returned a malformed proxy response: %s", route.function, exc)
             return self._error(HTTPStatus.BAD_GATEWAY, "Internal server error", api)
+        self.timings.add(time.perf_counter() - started, result.handler_ms / 1000, (result.cold_start_ms or 0) / 1000)
+        return proxied
 
     @staticmethod
     def _proxy_response(response: dict[str, Any]) -> tuple[int, list[tuple[str, str]], bytes]:
@@ -395,52 +345,33 @@ def _handler_class(gateway: _Gateway) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def lambda_environment(template: Template, overrides: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The variables every function of the template sees locally (Globals + each function's own)."""
-    environment: dict[str, str] = dict(_LOCAL_LAMBDA_DEFAULTS)
-    for logical_id in template.resources_of_type("AWS::Serverless::Function"):
-        for name, value in template.function_environment(logical_id).items():
-            if environment.get(name, value) != value and name not in _LOCAL_LAMBDA_DEFAULTS:
-                logger.warning("%s: %s differs between functions; the local gateway uses %r", logical_id, name, value)
-            environment[name] = value
-    environment.update(overrides or {})
-    return environment
-
-
 def start_gateway(
     template_path: Path | str = DEFAULT_TEMPLATE_PATH,
     host: str = "127.0.0.1",
     port: int = 3000,
     environment: Mapping[str, str] | None = None,
     parameters: Mapping[str, str] | None = None,
+    default_concurrency: int = DEFAULT_CONCURRENCY,
+    function_logs: Any = None,
 ) -> GatewayHandle:
     """Serve the template's API routes on host:port (0 = a free port) until handle.stop().
 
-    `environment` is laid over the functions' template environment (e.g. endpoint URLs, endpoint and
-    component names, dummy credentials); it is applied to this process while the gateway runs, because
-    the handlers, like Lambda's, read their configuration from os.environ.
+    `parameters` are the template's parameter values (e.g. the endpoint's names); `environment` holds the
+    local platform's variables every function environment gets on top of its own (AWS_ENDPOINT_URL_* for
+    moto and the local endpoint, dummy credentials). This process's environment is left alone. The functions'
+    output goes to this process's stderr unless `function_logs` (a file or subprocess.DEVNULL) says otherwise.
     """
     template = Template(template_path, parameters)
-    variables = lambda_environment(template, environment)
-    previous = {name: os.environ.get(name) for name in variables}
-    os.environ.update(variables)
-    get_settings.cache_clear()  # handlers read settings once per process; this gateway's env must win
-
-    def restore() -> None:
-        for name, value in previous.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
+    runtime = LambdaRuntime(template, environment, default_concurrency=default_concurrency, logs=function_logs)
     try:
-        gateway = _Gateway(template)
+        gateway = _Gateway(template, runtime)
         server = ThreadingHTTPServer((host, port), _handler_class(gateway))
     except BaseException:
-        restore()
+        runtime.stop()
         raise
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, name="local-api-gateway", daemon=True)
     thread.start()
     bound_host, bound_port = server.server_address[:2]
-    return GatewayHandle(f"http://{bound_host}:{bound_port}", gateway.routes, server, thread, restore)
+    url = f"http://{bound_host}:{bound_port}"
+    return GatewayHandle(url, gateway.routes, runtime, gateway.timings, server, thread)

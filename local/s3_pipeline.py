@@ -4,8 +4,9 @@ delivers queue messages to the batch function's own handler the way Lambda's SQS
 Like Lambda, the poller receives up to the event's BatchSize messages, calls the handler with an SQS
 event, deletes the messages it reports as done and leaves the failed ones on the queue, so SQS counts
 receives and moves a message to the DLQ after maxReceiveCount. Failed messages come back after a short
-local retry delay rather than the deployed hour-long visibility timeout. Each worker thread is one
-execution environment with its own copy of the handler module; MaximumConcurrency sets their number.
+local retry delay rather than the deployed hour-long visibility timeout. The poller only builds events
+and routes them: the function runs in its own execution environments (`local.lambda_runtime`), at most
+the event source's MaximumConcurrency at once (one poller thread each), within its reserved concurrency.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Mapping
@@ -21,11 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
-from chatbot.jobs.pipeline import build_processor
-from chatbot.settings import load_settings
 
-from local.gateway import handler_location, load_module
-from local.lambda_context import LocalLambdaContext
+from local.lambda_runtime import FunctionDefinition, FunctionRuntime
 from local.template import LOCAL_REGION, Template
 
 logger = logging.getLogger(__name__)
@@ -124,10 +121,12 @@ class PollerStats:
     succeeded: int = 0
     failed: int = 0
     handler_errors: int = 0
+    handler_s: float = 0.0  # time inside the handler, over every batch
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def add(self, succeeded: int, failed: int, handler_error: bool) -> None:
+    def add(self, succeeded: int, failed: int, handler_error: bool, handler_s: float) -> None:
         with self._lock:
+            self.handler_s += handler_s
             self.batches += 1
             self.succeeded += succeeded
             self.failed += failed
@@ -139,6 +138,7 @@ class PollerHandle:
     workers: int
     resources: PipelineResources
     stats: PollerStats
+    runtime: FunctionRuntime
     _stop: threading.Event = field(repr=False)
     _threads: list[threading.Thread] = field(repr=False)
 
@@ -147,19 +147,13 @@ class PollerHandle:
         deadline = time.monotonic() + timeout_s
         for thread in self._threads:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        self.runtime.stop()
 
     def __enter__(self) -> PollerHandle:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
-
-
-def _function_settings(template: Template, environment: Mapping[str, str] | None) -> Any:
-    """The batch function's settings: process environment (Globals, local endpoints), then its own variables."""
-    properties = template.resources[FUNCTION_ID].get("Properties") or {}
-    own = template.resolve((properties.get("Environment") or {}).get("Variables") or {})
-    return load_settings({**os.environ, **{name: str(value) for name, value in own.items()}, **(environment or {})})
 
 
 def start_poller(
@@ -170,43 +164,31 @@ def start_poller(
     environment: Mapping[str, str] | None = None,
     idle_wait_s: float = 0.2,
     retry_delay_s: int = DEFAULT_RETRY_DELAY_S,
+    function_logs: Any = None,
 ) -> PollerHandle:
-    """Deliver the transcripts queue to the batch-summarize handler until handle.stop().
+    """Deliver the transcripts queue to the batch-summarize function until handle.stop().
 
-    `workers` defaults to the event source's MaximumConcurrency; `environment` is laid over the process
-    environment and the function's own variables from the template.
+    `workers` (concurrent batches) defaults to the event source's MaximumConcurrency; `environment` holds the
+    local platform's variables the function's environments get on top of their template environment.
     """
     function = _properties(template, FUNCTION_ID)
     event_source = next(iter((function.get("Events") or {}).values()))["Properties"]
     batch_size = int(event_source.get("BatchSize", 10))
     workers = workers or int((event_source.get("ScalingConfig") or {}).get("MaximumConcurrency", 2))
-    settings = _function_settings(template, environment)
-    sqs = session.client("sqs")
+    sqs = session.client("sqs")  # one client, shared: clients are thread-safe, their creation is not
     queue_url = sqs.get_queue_url(QueueName=template.physical_name(QUEUE_ID))["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     dlq_url = sqs.get_queue_url(QueueName=template.physical_name(DEAD_LETTER_QUEUE_ID))["QueueUrl"]
-    resources = PipelineResources(settings.transcripts_bucket, queue_url, queue_arn, dlq_url)
-    handler_file, handler_name = handler_location(template, FUNCTION_ID)
-    timeout_s = float(template.function_property(FUNCTION_ID, "Timeout") or 3)
-    memory_mb = int(template.function_property(FUNCTION_ID, "MemorySize") or 128)
+    resources = PipelineResources(template.physical_name(BUCKET_ID), queue_url, queue_arn, dlq_url)
+    definition = FunctionDefinition.from_template(template, FUNCTION_ID)
+    runtime = FunctionRuntime(definition, environment, logs=function_logs)
     stop = threading.Event()
     stats = PollerStats()
 
-    def start_environment() -> tuple[Any, Any]:
-        # One Lambda execution environment: its own module copy and clients, created here so that they
-        # bind to the endpoints in force at start. The processor is built from this function's settings
-        # because the process-wide cached settings are shared by every local function.
-        module = load_module(handler_file, FUNCTION_ID)
-        processor = build_processor(settings)
-        module.transcript_jobs = lambda: processor
-        return getattr(module, handler_name), session.client("sqs")
-
-    def run_environment(handler: Any, client: Any) -> None:
+    def poll_until_stopped() -> None:
         while not stop.is_set():
             try:
-                received = _poll_once(
-                    client, handler, resources, batch_size, retry_delay_s, timeout_s, memory_mb, stats
-                )
+                received = _poll_once(sqs, runtime, resources, batch_size, retry_delay_s, stats)
                 if not received:
                     stop.wait(idle_wait_s)
             except (BotoCoreError, ClientError) as exc:  # moto stopping, connection refused: pause, go on
@@ -215,24 +197,20 @@ def start_poller(
                     stop.wait(1)
 
     threads = [
-        threading.Thread(
-            target=run_environment, args=start_environment(), name=f"transcripts-poller-{index}", daemon=True
-        )
+        threading.Thread(target=poll_until_stopped, name=f"transcripts-poller-{index}", daemon=True)
         for index in range(workers)
     ]
     for thread in threads:
         thread.start()
-    return PollerHandle(workers, resources, stats, stop, threads)
+    return PollerHandle(workers, resources, stats, runtime, stop, threads)
 
 
 def _poll_once(
     sqs: Any,
-    handler: Any,
+    runtime: FunctionRuntime,
     resources: PipelineResources,
     batch_size: int,
     retry_delay_s: int,
-    timeout_s: float,
-    memory_mb: int,
     stats: PollerStats,
 ) -> int:
     """Receive one batch and hand it to the handler; returns the number of messages received."""
@@ -248,12 +226,15 @@ def _poll_once(
         return 0
     event = {"Records": [_sqs_record(message, resources.queue_arn) for message in messages]}
     handler_error = False
+    handler_s = 0.0
     try:
-        response = handler(event, LocalLambdaContext(FUNCTION_ID, timeout_s, memory_mb)) or {}
+        result = runtime.invoke(event)
+        handler_s = result.handler_ms / 1000
+        response = result.response or {}
         failed = {failure["itemIdentifier"] for failure in response.get("batchItemFailures", [])}
     except Exception:
-        # As in Lambda: a handler that raises fails the whole batch.
-        logger.exception("batch-summarize handler raised")
+        # As in Lambda: an invocation that fails (the handler raised, timed out, crashed) fails the whole batch.
+        logger.exception("batch-summarize invocation failed")
         handler_error = True
         failed = {message["MessageId"] for message in messages}
     done = [message for message in messages if message["MessageId"] not in failed]
@@ -271,5 +252,5 @@ def _poll_once(
                 for index, m in enumerate(retry)
             ],
         )
-    stats.add(len(done), len(retry), handler_error)
+    stats.add(len(done), len(retry), handler_error, handler_s)
     return len(messages)

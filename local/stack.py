@@ -50,6 +50,11 @@ def _ensure_free(host: str, ports: Ports) -> None:
                 raise PortInUseError(f"{host}:{port} ({name}) is in use: stop what uses it, or pass {flag}") from None
 
 
+def endpoint_parameters(config: EndpointConfig) -> dict[str, str]:
+    """template.yaml's endpoint parameters for the local endpoint that `config` describes."""
+    return {"EndpointName": config.endpoint.name, "ChatComponentName": "chat", "SummarizerComponentName": "summarizer"}
+
+
 @dataclass
 class LocalStack:
     config: EndpointConfig = field(default_factory=load_config)
@@ -60,7 +65,8 @@ class LocalStack:
     with_poller: bool = True
     urls: dict[str, str] = field(default_factory=dict)
     bucket_name: str = ""
-    #: Environment of the Lambda handlers: the template's, resolved locally, plus boto3 endpoint overrides.
+    #: The local platform's variables (boto3 endpoint overrides for moto and the endpoint, dummy credentials):
+    #: every function environment gets them on top of its own template environment.
     environment: dict[str, str] = field(default_factory=dict)
     _running: ExitStack = field(default_factory=ExitStack)
 
@@ -71,7 +77,7 @@ class LocalStack:
 
         _ensure_free(self.host, self.ports)
         try:
-            template = Template(self.template_path)
+            template = Template(self.template_path, self.template_parameters())
             on_step("moto (DynamoDB, S3, SQS)")
             moto = self._running.enter_context(start_moto(self.host, self.ports.moto))
             self.urls["moto"] = moto.url
@@ -91,12 +97,18 @@ class LocalStack:
             self.bucket_name = create_pipeline_resources(template, session).bucket
             on_step("API gateway")
             gateway = self._running.enter_context(
-                start_gateway(self.template_path, self.host, self.ports.api, environment=self.lambda_environment())
+                start_gateway(
+                    self.template_path,
+                    self.host,
+                    self.ports.api,
+                    environment=self.environment,
+                    parameters=self.template_parameters(),
+                )
             )
             self.urls["api"] = gateway.url
             if self.with_poller:
                 on_step("S3 -> SQS -> batch-summarize poller")
-                self._running.enter_context(start_poller(template, session, environment=self.lambda_environment()))
+                self._running.enter_context(start_poller(template, session, environment=self.environment))
             if self.with_ui:
                 from ui.server import start_ui
 
@@ -108,14 +120,9 @@ class LocalStack:
             raise
         return self
 
-    def lambda_environment(self) -> dict[str, str]:
-        """Handler environment: boto3 endpoint overrides plus the endpoint's real names from the config."""
-        return {
-            **self.environment,
-            "SAGEMAKER_ENDPOINT_NAME": self.config.endpoint.name,
-            "CHAT_COMPONENT_NAME": "chat",
-            "SUMMARIZER_COMPONENT_NAME": "summarizer",
-        }
+    def template_parameters(self) -> dict[str, str]:
+        """The template's parameters as the local endpoint answers them (deployed, SSM holds these names)."""
+        return endpoint_parameters(self.config)
 
     def stop(self) -> None:
         self._running.close()

@@ -25,8 +25,8 @@ from typing import Any, TextIO
 
 import boto3
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
-from chatbot.jobs.keys import INCOMING_PREFIX, job_id_for_key
-from chatbot.jobs.store import JobStore
+from chatbot.transcript_jobs.keys import INCOMING_PREFIX, job_id_for_key
+from chatbot.transcript_jobs.store import JobStore
 
 from local.s3_pipeline import BUCKET_ID, DEAD_LETTER_QUEUE_ID, QUEUE_ID
 from local.template import DEFAULT_TEMPLATE_PATH, LOCAL_ACCOUNT_ID, LOCAL_REGION, Template
@@ -53,8 +53,7 @@ class Target:
         return self.session.client(service, endpoint_url=self.endpoint_url)
 
     def jobs(self) -> JobStore:
-        resource = self.session.resource("dynamodb", endpoint_url=self.endpoint_url)
-        return JobStore(self.table, table=resource.Table(self.table))
+        return JobStore(self.table, self.client("dynamodb"))
 
 
 def resolve_target(args: argparse.Namespace) -> Target:

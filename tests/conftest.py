@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from types import ModuleType
 
 import boto3
 import pytest
 from moto import mock_aws
 
 from local.aws import create_table_from_template
+from local.lambda_runtime import FunctionDefinition
 from local.template import Template
 
 # Powertools reads these when its objects are created at import time, before any fixture runs.
@@ -78,3 +81,25 @@ def moto_table(template: Template) -> Iterator[str]:
     """The template's DynamoDB table (keys, GSI, TTL) in in-process moto; yields its name."""
     with mock_aws():
         yield create_table_from_template(template, boto3.client("dynamodb", region_name="us-east-1"))
+
+
+@pytest.fixture
+def load_handler(template: Template, monkeypatch: pytest.MonkeyPatch) -> Callable[[str], ModuleType]:
+    """Imports a function's handler module into this test's process as Lambda would: with the function's own
+    template environment (Globals + its Environment, resolved; the table and bucket names are the ones the
+    moto fixtures create), from its CodeUri and Handler. A fresh module object per call."""
+
+    def load(logical_id: str) -> ModuleType:
+        definition = FunctionDefinition.from_template(template, logical_id)
+        for name, value in definition.environment.items():
+            if not name.startswith("POWERTOOLS_"):  # the suite's own service name and namespace stay
+                monkeypatch.setenv(name, value)
+        module_name = definition.handler.rsplit(".", 1)[0]
+        file = definition.code_dir / (module_name.replace(".", "/") + ".py")
+        spec = importlib.util.spec_from_file_location(f"{logical_id}_{uuid.uuid4().hex[:8]}", file)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

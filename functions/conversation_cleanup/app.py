@@ -5,14 +5,14 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from chatbot.conversations.retention import create_purger
-from chatbot.settings import get_settings
+from chatbot.settings import ConversationCleanupSettings
+from chatbot.wiring import message_purger
 
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
 processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
-purger = create_purger(get_settings())
+purger = message_purger(ConversationCleanupSettings.from_environment())
 
 
 def purge(record: DynamoDBRecord) -> None:

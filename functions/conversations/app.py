@@ -19,14 +19,14 @@ from chatbot.conversations.models import (
     SummaryRequest,
     UpdateConversationRequest,
 )
-from chatbot.conversations.service import create_service
-from chatbot.settings import get_settings
+from chatbot.settings import ConversationsSettings
+from chatbot.wiring import conversations_service
 
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
-settings = get_settings()
-service = create_service(settings)
+settings = ConversationsSettings.from_environment()
+service = conversations_service(settings)
 
 cors = CORSConfig(
     allow_origin=settings.cors_allow_origin,

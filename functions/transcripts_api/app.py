@@ -1,20 +1,22 @@
-"""Transcripts REST API: HTTP onto chatbot.jobs.api (all logic lives in the layer)."""
+"""Transcripts REST API: HTTP onto chatbot.transcript_jobs.api (all logic lives in the layer)."""
 
 from http import HTTPStatus
 from typing import Annotated
 
-from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from chatbot.api_errors import caller_id, register_error_handlers
-from chatbot.jobs.api import Job, JobList, UploadRequest, UploadResponse, create_service
-from chatbot.settings import get_settings
+from chatbot.settings import TranscriptsApiSettings
+from chatbot.transcript_jobs.api import Job, JobList, UploadRequest, UploadResponse
+from chatbot.wiring import transcripts_api_service
 
 logger = Logger()
 tracer = Tracer()
-settings = get_settings()
-service = create_service(settings)
+metrics = Metrics()
+settings = TranscriptsApiSettings.from_environment()
+service = transcripts_api_service(settings)
 
 cors = CORSConfig(allow_origin=settings.cors_allow_origin, allow_headers=["Authorization", "Content-Type"], max_age=600)
 app = APIGatewayRestResolver(enable_validation=True, cors=cors)
@@ -39,7 +41,8 @@ def get_job(job_id: str) -> Job:
     return service.get_job(caller_id(app), job_id)
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
+@metrics.log_metrics
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     return app.resolve(event, context)

@@ -19,6 +19,7 @@ def fake_api(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeApi]:
     monkeypatch.setenv("CHATBOT_AUTH_MODE", "local")
     yield api
     api.stop()
+    assert api.state.contract_violations == [], "the fake API drifted from openapi.json"
 
 
 @pytest.fixture

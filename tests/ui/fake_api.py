@@ -1,5 +1,8 @@
 """An in-memory stand-in for the chatbot REST API (and a presigned-PUT storage URL), served over real HTTP on
-loopback, so the UI and its client are tested end to end. Failures are injected per route with `fail_next`."""
+loopback, so the UI and its client are tested end to end. Failures are injected per route with `fail_next`.
+
+Every request and answer of an API route is checked against openapi.json (`OpenApiContract`); what the real
+API would not accept or send is recorded in `contract_violations`, which the fixture requires to stay empty."""
 
 from __future__ import annotations
 
@@ -13,6 +16,10 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from openapi_contract import OpenApiContract
+
+_CONTRACT = OpenApiContract()
 
 
 @dataclass
@@ -40,6 +47,7 @@ class FakeState:
     stored_files: dict[str, bytes] = field(default_factory=dict)
     failures: dict[str, list[InjectedFailure]] = field(default_factory=dict)
     requests: list[RecordedRequest] = field(default_factory=list)
+    contract_violations: list[str] = field(default_factory=list)
     # Jobs stay "processing" until the test finishes them, to exercise the live status table.
     finish_jobs_on_upload: bool = True
     # GET of one succeeded job carries its turns, as the real API does; off = an API (or summary) without them.
@@ -91,10 +99,11 @@ class FakeApi:
                 "created_at": _now(),
                 "last_active_at": _now(),
                 "message_count": len(messages),
+                "expires_at": _expires_at(),
             }
             self.state.messages[conversation_id] = [
-                {"role": role, "content": content, "created_at": _now(), "status": status}
-                for role, content, status in (_with_status(message) for message in messages)
+                {"seq": seq, "role": role, "content": content, "created_at": _now(), "status": status}
+                for seq, (role, content, status) in enumerate((_with_status(message) for message in messages), 1)
             ]
         return conversation_id
 
@@ -104,6 +113,10 @@ class FakeApi:
 
     def requests_to(self, method: str, path_pattern: str) -> list[RecordedRequest]:
         return [r for r in self.state.requests if r.method == method and re.fullmatch(path_pattern, r.path)]
+
+
+def _expires_at() -> str:
+    return (datetime.now(UTC) + timedelta(days=30)).isoformat(timespec="milliseconds")
 
 
 def _with_status(message: tuple[str, ...]) -> tuple[str, str, str | None]:
@@ -209,6 +222,7 @@ def _handler_for(state: FakeState) -> type[BaseHTTPRequestHandler]:
                 return self._reply(401, {"message": "Unauthorized"})
             with state.lock:
                 status, payload = _answer(state, route, user, match.groupdict().get("id"), body, parse_qs(url.query))
+                state.contract_violations += _CONTRACT.problems(self.command, url.path, body, status, payload)
             self._reply(status, payload)
 
         def _user(self) -> str | None:
@@ -261,6 +275,7 @@ def _answer(
             "created_at": _now(),
             "last_active_at": _now(),
             "message_count": 0,
+            "expires_at": _expires_at(),
         }
         state.conversations[conversation_id] = conversation
         state.messages[conversation_id] = []
@@ -289,7 +304,13 @@ def _answer(
     if route == "send":
         if messages and messages[-1].get("status") == "unanswered" and messages[-1]["content"] == body["content"]:
             return 201, _answer_question(conversation, messages, messages[-1])  # a retry: answer the stored one
-        question = {"role": "user", "content": body["content"], "created_at": _now(), "status": "answered"}
+        question = {
+            "seq": len(messages) + 1,
+            "role": "user",
+            "content": body["content"],
+            "created_at": _now(),
+            "status": "answered",
+        }
         messages.append(question)
         return 201, _answer_question(conversation, messages, question)
     if route == "retry":
@@ -302,6 +323,10 @@ def _answer(
             "conversation_id": item_id,
             "summary": f"The user talked about: {text}",
             "message_count": len(messages),
+            "chunk_count": 1,
+            "rounds": 1,
+            "user_label": "User",
+            "assistant_label": "AI",
             "created_at": _now(),
             "cached": False,
         }
@@ -311,12 +336,19 @@ def _answer(
 def _store_unanswered(state: FakeState, conversation_id: str, content: str) -> None:
     messages = state.messages[conversation_id]
     if not (messages and messages[-1].get("status") == "unanswered" and messages[-1]["content"] == content):
-        messages.append({"role": "user", "content": content, "created_at": _now(), "status": "unanswered"})
+        seq = len(messages) + 1
+        messages.append({"seq": seq, "role": "user", "content": content, "created_at": _now(), "status": "unanswered"})
 
 
 def _answer_question(conversation: dict[str, Any], messages: list[dict[str, Any]], question: dict[str, Any]) -> Any:
     question["status"] = "answered"
-    answer = {"role": "assistant", "content": f"You said: {question['content']}", "created_at": _now()}
+    answer = {
+        "seq": len(messages) + 1,
+        "role": "assistant",
+        "content": f"You said: {question['content']}",
+        "created_at": _now(),
+        "reply_to": question["seq"],
+    }
     messages.append(answer)
     conversation.update(message_count=len(messages), last_active_at=_now())
     return {"conversation_id": conversation["id"], "user_message": question, "assistant_message": answer}

@@ -6,15 +6,13 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import pytest
-
 from local.stack import LocalStack, Ports
 
 
 @contextmanager
 def running_local_stack() -> Iterator[LocalStack]:
-    """Every server on a free loopback port. LocalStack points this process's boto3 at moto through os.environ
-    (the handlers run in-process); the environment is restored afterwards so later tests are not affected."""
+    """Every server on a free loopback port (the handlers run in their own environments). LocalStack points this
+    process's boto3 at moto through os.environ to create the resources; that is restored afterwards."""
     saved_environment = dict(os.environ)
     stack = LocalStack(ports=Ports.ephemeral(), with_ui=False)
     try:
@@ -23,10 +21,3 @@ def running_local_stack() -> Iterator[LocalStack]:
         stack.stop()
         os.environ.clear()
         os.environ.update(saved_environment)
-
-
-def point_boto3_at(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Undo, for one test, tests/conftest.py's removal of endpoint overrides: the in-process handlers that the
-    gateway and poller run must reach this stack's moto and endpoint."""
-    for name, value in stack.environment.items():
-        monkeypatch.setenv(name, value)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from fake_api import FakeApi, InjectedFailure
-from local_stack import point_boto3_at, running_local_stack
+from local_stack import running_local_stack
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from local.stack import LocalStack
@@ -54,11 +54,6 @@ def served_ui(stack: LocalStack) -> Iterator[UIHandle]:
 def ui_on_fake_api(fake_api: FakeApi) -> Iterator[UIHandle]:
     with start_ui(fake_api.url, "127.0.0.1", 0) as handle:
         yield handle
-
-
-@pytest.fixture
-def stack_reachable(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> None:
-    point_boto3_at(stack, monkeypatch)
 
 
 @pytest.fixture
@@ -130,7 +125,7 @@ def _unnamed_controls(page: Page) -> list[str]:
 
 @pytest.mark.parametrize("viewport_name", ["desktop", "phone"])
 def test_a_person_chats_summarizes_and_reads_a_transcript_summary_in_chromium(
-    served_ui, stack_reachable, browser, tmp_path, viewport_name
+    served_ui, browser, tmp_path, viewport_name
 ):
     # Given Chromium at desktop or phone width on the served UI
     viewport = DESKTOP if viewport_name == "desktop" else PHONE

@@ -7,12 +7,12 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from local_stack import point_boto3_at, running_local_stack
+from local_stack import running_local_stack
 from streamlit.testing.v1 import AppTest
 from ui_helpers import bubbles, click, page_text, send, sign_in
 
 from local.stack import LocalStack
-from ui.api_client import ChatbotApiClient
+from ui.api_client import ApiError, ChatbotApiClient
 
 JOB_WAIT_S = 60  # bound on waiting for the poller to finish a job; it takes about a second
 CALL = (
@@ -37,7 +37,6 @@ def stack() -> Iterator[LocalStack]:
 
 @pytest.fixture
 def app(stack: LocalStack, monkeypatch: pytest.MonkeyPatch, app: AppTest) -> AppTest:
-    point_boto3_at(stack, monkeypatch)
     monkeypatch.setenv("CHATBOT_API_URL", stack.urls["api"])
     monkeypatch.setenv("CHATBOT_AUTH_MODE", "local")
     return app
@@ -63,6 +62,21 @@ def test_chat_stores_the_question_and_shows_the_models_answer(stack, app):
     stored = api.list_messages(conversation.id).items
     assert [(m.role, m.content) for m in stored] == [(role, text) for role, text in shown]
     assert app.title[0].value == conversation.title == "Can you help me reset my password?"
+
+
+def test_the_message_box_accepts_exactly_what_the_api_accepts(stack, app):
+    # Given the chat page
+    sign_in(app, "stack-limit")
+    limit = app.chat_input[0].proto.max_chars
+    # When messages of the UI's limit and of one character more reach the real handler
+    api = api_for(stack, "stack-limit")
+    conversation = api.create_conversation(title="limits")
+    at_limit = api.send_message(conversation.id, "x" * limit)
+    with pytest.raises(ApiError) as over_limit:
+        api.send_message(conversation.id, "x" * (limit + 1))
+    # Then the first is answered and the second refused as too large
+    assert limit > 0 and at_limit.user_message.content == "x" * limit
+    assert over_limit.value.status == 413
 
 
 def test_summarize_shows_the_summarizers_summary(stack, app):

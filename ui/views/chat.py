@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import streamlit as st
+from chatbot.conversations.policy import MAX_MESSAGE_CHARS
 
 from ui.api_client import ApiError, Conversation, Message, Page, Summary, new_idempotency_key
 from ui.views.common import call_api, format_time, notify, show_error, show_notice
 from ui.views.untrusted import show_markdown
 
-MAX_MESSAGE_CHARS = 16_000  # the API's default limit (413 above it); the API still has the last word
 HISTORY_PAGE_SIZE = 100  # the API's largest page
 MAX_HISTORY_PAGES = 5  # bounded history load: the newest 500 messages of a conversation
 TITLE_WORDS = 8

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import streamlit as st
-from chatbot.transcripts import TranscriptError, parse_transcript
+from chatbot.transcript_parsing import TranscriptError, parse_transcript
 
 from ui.api_client import ApiError, TranscriptJob
 from ui.views.common import call_api, describe_error, format_time, settings, show_error

@@ -1,5 +1,6 @@
-"""HTTP errors of the REST API: domain exceptions with their status, and the Powertools handlers that
-turn every failure into a JSON body `{"message": ..., "errors"?: [...]}` (API Gateway's own shape).
+"""The REST adapter's errors: the HTTP status of each domain error (chatbot.errors), the caller's identity,
+and the Powertools handlers that turn every failure into a JSON body `{"message": ..., "errors"?: [...]}`
+(API Gateway's own shape).
 """
 
 from __future__ import annotations
@@ -16,6 +17,14 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import ClientError
 
+from chatbot.errors import (
+    ConflictError,
+    DomainError,
+    IdempotencyKeyReusedError,
+    InvalidInputError,
+    NotFoundError,
+    TooLargeError,
+)
 from chatbot.inference import InferenceError, ModelUnavailableError
 from chatbot.summarization import SummarizationError
 
@@ -29,44 +38,22 @@ _THROTTLING_CODES = frozenset(
 _THROTTLED_RETRY_AFTER_S = 2
 
 
-class ApiError(Exception):
-    """An error the caller can act on; `status` is the HTTP status it is answered with."""
-
-    status: HTTPStatus = HTTPStatus.BAD_REQUEST
-
-    def __init__(
-        self, message: str, *, errors: list[dict[str, Any]] | None = None, headers: dict[str, str] | None = None
-    ):
-        super().__init__(message)
-        self.message = message
-        self.errors = errors
-        self.headers = headers or {}
+class AuthenticationError(Exception):
+    """The request carries no caller identity (the authorizer's claims are missing)."""
 
 
-class InvalidRequestError(ApiError):
-    status = HTTPStatus.BAD_REQUEST
+# How each domain error is answered (the most specific class listed first wins).
+_DOMAIN_STATUSES: tuple[tuple[type[DomainError], HTTPStatus], ...] = (
+    (NotFoundError, HTTPStatus.NOT_FOUND),
+    (InvalidInputError, HTTPStatus.BAD_REQUEST),
+    (TooLargeError, HTTPStatus.REQUEST_ENTITY_TOO_LARGE),
+    (ConflictError, HTTPStatus.CONFLICT),
+    (IdempotencyKeyReusedError, HTTPStatus.UNPROCESSABLE_ENTITY),
+)
 
 
-class AuthenticationError(ApiError):
-    status = HTTPStatus.UNAUTHORIZED
-
-
-class NotFoundError(ApiError):
-    """Unknown resource, or one that belongs to someone else (never say which)."""
-
-    status = HTTPStatus.NOT_FOUND
-
-
-class ConflictError(ApiError):
-    status = HTTPStatus.CONFLICT
-
-
-class PayloadTooLargeError(ApiError):
-    status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
-
-
-class UnprocessableError(ApiError):
-    status = HTTPStatus.UNPROCESSABLE_ENTITY
+def domain_error_status(exc: DomainError) -> HTTPStatus:
+    return next((status for kind, status in _DOMAIN_STATUSES if isinstance(exc, kind)), HTTPStatus.BAD_REQUEST)
 
 
 def error_response(
@@ -118,10 +105,16 @@ def allowed_methods(app: Any, path: str) -> list[str]:
 def register_error_handlers(app: Any) -> None:
     """Answer every failure with a JSON body and the right status (4xx the caller can fix, 5xx ours)."""
 
-    @app.exception_handler(ApiError)
-    def _api_error(exc: ApiError) -> Response:
+    @app.exception_handler(DomainError)
+    def _domain_error(exc: DomainError) -> Response:
         metrics.add_metric(name="ClientErrors", unit=MetricUnit.Count, value=1)
-        return error_response(exc.status, exc.message, exc.errors, exc.headers)
+        retry_after = getattr(exc, "retry_after_s", None)
+        headers = {"Retry-After": str(retry_after)} if retry_after else None
+        return error_response(domain_error_status(exc), exc.message, headers=headers)
+
+    @app.exception_handler(AuthenticationError)
+    def _unauthenticated(exc: AuthenticationError) -> Response:
+        return error_response(HTTPStatus.UNAUTHORIZED, str(exc))
 
     @app.exception_handler(RequestValidationError)
     def _invalid_request(exc: RequestValidationError) -> Response:

@@ -95,18 +95,6 @@ class InferenceClient:
             ),
         )
 
-    @classmethod
-    def from_settings(cls, settings: Any, client: Any = None) -> InferenceClient:
-        """Build from chatbot.settings.Settings (typed as Any to keep this module free of its import)."""
-        return cls(
-            settings.endpoint_name,
-            settings.chat_component_name,
-            settings.summarizer_component_name,
-            client,
-            timeout_s=settings.model_timeout_s,
-            max_attempts=settings.model_max_attempts,
-        )
-
     def chat(
         self,
         messages: list[dict],

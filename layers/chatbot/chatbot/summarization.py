@@ -21,6 +21,9 @@ MAX_ROUNDS = 12
 # A speaker label is repeated on every piece of a split turn, so it must leave most of a chunk for text.
 _MAX_SPEAKER_SHARE = 4
 
+# BART reads at most 1,024 tokens: longer inputs are chunked, never truncated.
+SUMMARIZER_MAX_INPUT_TOKENS = 1024
+
 _SENTENCE_END = re.compile(r"(?<=[.!?…])\s+")
 _NEWLINE_TOKENS = estimate_tokens("\n")
 
@@ -57,7 +60,7 @@ def summarize_turns(
     turns: Sequence[Turn],
     summarize: Summarize,
     *,
-    max_input_tokens: int = 1024,
+    max_input_tokens: int = SUMMARIZER_MAX_INPUT_TOKENS,
     batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> SummaryResult:
     """Summarize `turns` map-reduce style with `summarize` (one summary per text, in order).

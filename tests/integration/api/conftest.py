@@ -15,6 +15,7 @@ from local.backends import create_backend
 from local.backends.base import Backend
 from local.endpoint.server import start_endpoint
 from local.gateway import start_gateway
+from local.stack import endpoint_parameters
 from local.template import Template
 from provisioning.config import load_config
 
@@ -59,8 +60,8 @@ def backend_factory(component_name, component):
 
 @pytest.fixture(scope="module")
 def local_stack():
-    """Gateway URL, endpoint URL and endpoint name for one test module; everything is stopped (and the
-    process environment the gateway set is restored) when the module is done."""
+    """Gateway URL, endpoint URL and endpoint name for one test module; everything is stopped when the module
+    is done."""
     template = Template()
     moto = start_moto(port=0)
     config = load_config()
@@ -70,14 +71,8 @@ def local_stack():
             "dynamodb", endpoint_url=moto.url, region_name="us-east-1", aws_access_key_id="t", aws_secret_access_key="t"
         )
         create_table_from_template(template, dynamodb)
-        environment = {
-            **moto.environment(),
-            "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": endpoint.url,
-            "SAGEMAKER_ENDPOINT_NAME": config.endpoint.name,
-            "CHAT_COMPONENT_NAME": "chat",
-            "SUMMARIZER_COMPONENT_NAME": "summarizer",
-        }
-        gateway = start_gateway(port=0, environment=environment)
+        environment = {**moto.environment(), "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": endpoint.url}
+        gateway = start_gateway(port=0, environment=environment, parameters=endpoint_parameters(config))
         try:
             yield {"url": gateway.url, "endpoint_url": endpoint.url, "endpoint_name": config.endpoint.name}
         finally:

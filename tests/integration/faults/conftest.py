@@ -4,8 +4,8 @@
   model outlives the component's invocation timeout, set to 1 s here); a wrapping backend_factory applies them.
 - `stack.endpoint.restart()`: the endpoint server stops and comes back on the same port (in-flight and new
   requests meanwhile see a refused connection).
-- `stack.throttle`: DynamoDB calls answered with ProvisionedThroughputExceededException at the wire, before
-  they leave botocore (a `before-send` hook on the default boto3 session, which the handlers' clients inherit).
+- `stack.throttle`: DynamoDB calls answered with ProvisionedThroughputExceededException at the wire (moto's
+  interceptor answers them before moto sees them), whichever function environment sent them.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import boto3
 import pytest
-from botocore.awsrequest import AWSResponse
 
 import local.endpoint.server as endpoint_server
+import local.stack
+from local.aws import start_moto
 from local.backends import Backend, create_backend
 from local.endpoint.server import RunningEndpoint
 from local.stack import LocalStack, Ports
@@ -113,10 +113,10 @@ class DynamoDBThrottle:
     injected: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def __call__(self, request: Any, **_: Any) -> AWSResponse | None:
-        if self.mode == "off":
+    def __call__(self, environ: dict[str, Any]) -> tuple[int, dict[str, str], bytes] | None:
+        if self.mode == "off" or "/dynamodb/" not in environ.get("HTTP_AUTHORIZATION", ""):
             return None
-        first_attempt = "attempt=1" in request.headers.get("amz-sdk-request", b"attempt=1").decode()
+        first_attempt = "attempt=1" in environ.get("HTTP_AMZ_SDK_REQUEST", "attempt=1")
         if self.mode == "every_first_attempt" and not first_attempt:
             return None
         with self._lock:
@@ -125,19 +125,7 @@ class DynamoDBThrottle:
             b'{"__type":"com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",'
             b'"message":"The level of configured provisioned throughput for the table was exceeded."}'
         )
-        return AWSResponse(request.url, 400, {"Content-Type": "application/x-amz-json-1.0"}, _RawBody(body))
-
-
-class _RawBody:
-    def __init__(self, body: bytes):
-        self._body = body
-
-    def stream(self, **_: Any) -> Iterator[bytes]:
-        yield self._body
-
-    def read(self, *_: Any) -> bytes:
-        body, self._body = self._body, b""
-        return body
+        return 400, {"Content-Type": "application/x-amz-json-1.0"}, body
 
 
 @dataclass
@@ -177,20 +165,19 @@ def faulty_stack() -> Iterator[FaultyStack]:
         endpoints.append(RestartableEndpoint(start, config, host, port))
         return endpoints[-1]
 
+    def start_throttling_moto(host: str, port: int) -> Any:
+        return start_moto(host, port, interceptor=throttle)
+
     stack = LocalStack(config=_config_with_short_timeouts(), ports=Ports.ephemeral(), with_ui=False)
     # Patched only while this stack starts: a package-scoped fixture in a folder without __init__.py lives as
-    # long as the session, and a patch left in place would wrap every later test's endpoint too.
+    # long as the session, and a patch left in place would wrap every later test's endpoint and moto too.
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(endpoint_server, "start_endpoint", start_restartable)
+        patch.setattr(local.stack, "start_moto", start_throttling_moto)
         stack.start()
-    # A fresh default session (it reads the stack's endpoint variables) carrying the hook, before the
-    # gateway loads the API handlers on their first request, so every client they create inherits it.
-    boto3.setup_default_session()
-    boto3.DEFAULT_SESSION.events.register("before-send.dynamodb", throttle)
     try:
         yield FaultyStack(stack.urls["api"], stack, faults, endpoints[0], throttle)
     finally:
-        boto3.DEFAULT_SESSION.events.unregister("before-send.dynamodb", throttle)
         stack.stop()
 
 
@@ -198,7 +185,7 @@ def faulty_stack() -> Iterator[FaultyStack]:
 def stack(faulty_stack: FaultyStack, monkeypatch: pytest.MonkeyPatch) -> Iterator[FaultyStack]:
     """The shared faulty stack, with every fault switched off before and after each test."""
     # The autouse aws_env fixture clears endpoint overrides for every test; the stack's clients need them back.
-    for name, value in faulty_stack.stack.lambda_environment().items():
+    for name, value in faulty_stack.stack.environment.items():
         monkeypatch.setenv(name, value)
     faulty_stack.faults.reset()
     faulty_stack.throttle.mode = "off"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -11,6 +12,8 @@ import requests
 from bench.reconcile import SentMessage, auth_headers
 
 RETRYABLE = {502, 503}
+# A resend waits this much longer after each failed attempt (0.2 s, 0.4 s, ...: under 10 s over 10 attempts).
+BACKOFF_STEP_S = 0.2
 
 
 @dataclass
@@ -49,10 +52,11 @@ def new_caller(api: str, prefix: str) -> Caller:
 def send_until_answered(
     caller: Caller, conversation_id: str, content: str, attempts: int = 10, key: str | None = None
 ) -> list[int]:
-    """A well-behaved client: resend with the same Idempotency-Key while the API answers 502/503 (bounded)."""
+    """A well-behaved client: resend with the same Idempotency-Key, backing off, while the API answers 502/503
+    (bounded)."""
     key = key or uuid.uuid4().hex
     statuses: list[int] = []
-    for _attempt in range(attempts):
+    for attempt in range(1, attempts + 1):
         try:
             status = caller.send(conversation_id, content, key)
         except requests.ConnectionError:
@@ -60,6 +64,7 @@ def send_until_answered(
         statuses.append(status)
         if status not in RETRYABLE | {0, 409}:
             break
+        time.sleep(BACKOFF_STEP_S * attempt)
     return statuses
 
 

@@ -14,12 +14,12 @@ from pathlib import Path
 import boto3
 import pytest
 import requests
-from chatbot.settings import get_settings
 
 from local.aws import create_table_from_template, patched_environ, start_moto
 from local.endpoint.server import start_endpoint
 from local.gateway import start_gateway
 from local.s3_pipeline import PipelineResources, create_pipeline_resources, start_poller
+from local.stack import endpoint_parameters
 from local.template import Template
 from local.transcripts import main as transcripts_cli
 from provisioning.config import load_config
@@ -49,22 +49,18 @@ def stack() -> Iterator[Stack]:
     with ExitStack() as running:
         moto = running.enter_context(start_moto(port=0))
         endpoint = running.enter_context(start_endpoint(config, port=0))
-        environment = {
-            **moto.environment(),
-            "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": endpoint.url,
-            "SAGEMAKER_ENDPOINT_NAME": config.endpoint.name,
-            "CHAT_COMPONENT_NAME": "chat",
-            "SUMMARIZER_COMPONENT_NAME": "summarizer",
-        }
-        running.enter_context(patched_environ(environment))
-        template = Template()
+        environment = {**moto.environment(), "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": endpoint.url}
+        running.enter_context(patched_environ(environment))  # this test's own clients (CLI, checks) reach moto
+        parameters = endpoint_parameters(config)
+        template = Template(parameters=parameters)
         session = boto3.session.Session()
         table = create_table_from_template(template, session.client("dynamodb"))
         resources = create_pipeline_resources(template, session)
-        gateway = running.enter_context(start_gateway(template.path, port=0, environment=environment))
+        gateway = running.enter_context(
+            start_gateway(template.path, port=0, environment=environment, parameters=parameters)
+        )
         running.enter_context(start_poller(template, session, environment=environment, retry_delay_s=1))
         yield Stack(moto.url, gateway.url, resources, table)
-    get_settings.cache_clear()
 
 
 def wait_for(condition, timeout_s: float = WAIT_S, interval_s: float = 0.25):

@@ -4,6 +4,7 @@ import json
 
 import pytest
 from api_event_helpers import call, model_answer, sample_event
+from chatbot.conversations.policy import MAX_MESSAGE_CHARS
 
 from local.events import SAMPLE_DIR, SAMPLE_USER, sample_events
 
@@ -91,7 +92,7 @@ def test_idempotency_key_replays_the_first_answer(handler_module, endpoint, lamb
         ({"content": 5, "extra": True}, 422, {"body.content", "body.extra"}),
         ({}, 422, {"body.content"}),
         ({"content": "   "}, 422, {"body.content"}),
-        ({"content": "x" * 8001}, 413, None),
+        ({"content": "x" * (MAX_MESSAGE_CHARS + 1)}, 413, None),
     ],
     ids=["malformed", "wrong-types", "missing", "blank", "too-large"],
 )

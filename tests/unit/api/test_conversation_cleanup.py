@@ -5,23 +5,15 @@ import json
 import boto3
 import pytest
 from chatbot.conversations.retention import MessagePurger
-from chatbot.conversations.store import ConversationStore, conversation_pk, message_sk, serialize
-from chatbot.settings import get_settings
+from chatbot.conversations.store import ConversationStore, conversation_pk, message_sk
+from chatbot.dynamodb import serialize
 
 from local.events import SAMPLE_DIR, ttl_removal_stream_event
-from local.gateway import handler_location, load_module
 
 
 @pytest.fixture
-def cleanup_module(moto_table, template, monkeypatch):
-    monkeypatch.setenv("TABLE_NAME", moto_table)
-    monkeypatch.setenv("SAGEMAKER_ENDPOINT_NAME", "genai-chatbot")
-    monkeypatch.setenv("CHAT_COMPONENT_NAME", "chat")
-    monkeypatch.setenv("SUMMARIZER_COMPONENT_NAME", "summarizer")
-    get_settings.cache_clear()
-    file, _ = handler_location(template, "ConversationCleanupFunction")
-    yield load_module(file, "ConversationCleanupFunction")
-    get_settings.cache_clear()
+def cleanup_module(moto_table, load_handler):
+    return load_handler("ConversationCleanupFunction")
 
 
 def _put_conversation(table: str, conversation_id: str, messages: int, with_meta: bool) -> None:

@@ -79,3 +79,41 @@ def test_concurrent_transactions_all_succeed(template, moto_server):
     # Then every write landed
     assert errors == []
     assert dynamodb.scan(TableName=name, Select="COUNT")["Count"] == 8 * ITEMS_PER_WRITER * 2
+
+
+def test_a_cancelled_transaction_leaves_every_item_it_touched_as_it_was(template, dynamodb):
+    # Given a table with one item, and a transaction that updates it, puts a new item, then fails a condition
+    table = create_table_from_template(template, dynamodb)
+    dynamodb.put_item(TableName=table, Item={"pk": {"S": "A"}, "sk": {"S": "META"}, "n": {"N": "1"}})
+    items = [
+        {
+            "Update": {
+                "TableName": table,
+                "Key": {"pk": {"S": "A"}, "sk": {"S": "META"}},
+                "UpdateExpression": "SET n = :two",
+                "ExpressionAttributeValues": {":two": {"N": "2"}},
+            }
+        },
+        {"Put": {"TableName": table, "Item": {"pk": {"S": "B"}, "sk": {"S": "META"}}}},
+        {
+            "ConditionCheck": {
+                "TableName": table,
+                "Key": {"pk": {"S": "C"}, "sk": {"S": "META"}},
+                "ConditionExpression": "attribute_exists(pk)",
+            }
+        },
+    ]
+
+    # When it runs
+    with pytest.raises(dynamodb.exceptions.TransactionCanceledException):
+        dynamodb.transact_write_items(TransactItems=items)
+
+    # Then nothing it wrote stayed
+    kept = dynamodb.get_item(TableName=table, Key={"pk": {"S": "A"}, "sk": {"S": "META"}}, ConsistentRead=True)
+    assert kept["Item"]["n"] == {"N": "1"}
+    assert "Item" not in dynamodb.get_item(TableName=table, Key={"pk": {"S": "B"}, "sk": {"S": "META"}})
+
+    # And without the failing check, the same writes are applied
+    dynamodb.transact_write_items(TransactItems=items[:2])
+    assert dynamodb.get_item(TableName=table, Key={"pk": {"S": "A"}, "sk": {"S": "META"}})["Item"]["n"] == {"N": "2"}
+    assert "Item" in dynamodb.get_item(TableName=table, Key={"pk": {"S": "B"}, "sk": {"S": "META"}})

@@ -6,10 +6,12 @@ from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
+from chatbot.conversations.policy import ChatPolicy
 from chatbot.conversations.service import ConversationService
 from chatbot.conversations.store import ConversationStore
 from chatbot.inference import InferenceError
-from chatbot.settings import load_settings
+
+from bench.read_units import ReadUnitMeter
 
 
 class ScriptedInference:
@@ -42,17 +44,6 @@ class Clock:
         self.now += timedelta(**delta)
 
 
-def make_settings(table: str, **overrides: str):
-    environ = {
-        "TABLE_NAME": table,
-        "SAGEMAKER_ENDPOINT_NAME": "genai-chatbot",
-        "CHAT_COMPONENT_NAME": "chat",
-        "SUMMARIZER_COMPONENT_NAME": "summarizer",
-        **overrides,
-    }
-    return load_settings(environ)
-
-
 @pytest.fixture
 def inference() -> ScriptedInference:
     return ScriptedInference()
@@ -64,14 +55,25 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def store(moto_table) -> ConversationStore:
-    return ConversationStore(moto_table, boto3.client("dynamodb", region_name="us-east-1"))
+def dynamodb(moto_table):
+    return boto3.client("dynamodb", region_name="us-east-1")
+
+
+@pytest.fixture
+def store(moto_table, dynamodb) -> ConversationStore:
+    return ConversationStore(moto_table, dynamodb)
+
+
+@pytest.fixture
+def read_meter(dynamodb) -> ReadUnitMeter:
+    """Read units of every read the store makes, as DynamoDB would bill them."""
+    return ReadUnitMeter(dynamodb)
 
 
 @pytest.fixture
 def make_service(store, inference, clock):
-    def build(**overrides: str) -> ConversationService:
-        return ConversationService(store, inference, make_settings(store.table_name, **overrides), clock=clock)
+    def build(**policy: int) -> ConversationService:
+        return ConversationService(store, inference, ChatPolicy(**policy), clock=clock)
 
     return build
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from chatbot.call_context import CallTurn, NoTurnsError, TurnReference, build_call_context, call_turns
 from chatbot.tokens import estimate_tokens
-from chatbot.transcripts import parse_transcript
+from chatbot.transcript_parsing import parse_transcript
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "transcripts"
 SUMMARY = "A customer called about a broken kettle; the agent arranged a replacement and a refund."

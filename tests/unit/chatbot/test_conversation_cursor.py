@@ -2,8 +2,8 @@ import base64
 import json
 
 import pytest
-from chatbot.api_errors import InvalidRequestError
-from chatbot.conversations.cursor import decode_cursor, encode_cursor
+from chatbot.cursor import decode_cursor, encode_cursor
+from chatbot.errors import InvalidInputError
 
 ATTRIBUTES = frozenset({"pk", "sk"})
 
@@ -44,5 +44,5 @@ def _encode(value) -> str:
     ids=["garbage", "symbols", "not-utf8", "list", "missing", "extra", "typed", "someone-elses", "huge"],
 )
 def test_tampered_cursors_are_bad_requests(cursor):
-    with pytest.raises(InvalidRequestError):
+    with pytest.raises(InvalidInputError):
         decode_cursor(cursor, attributes=ATTRIBUTES, belongs=_mine)

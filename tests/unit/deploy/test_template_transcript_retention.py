@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from chatbot.jobs.keys import FAILED_PREFIX, INCOMING_PREFIX, SUMMARIES_PREFIX
+from chatbot.transcript_jobs.keys import FAILED_PREFIX, INCOMING_PREFIX, SUMMARIES_PREFIX
 
 from local.template import DEFAULT_TEMPLATE_PATH, Template
 

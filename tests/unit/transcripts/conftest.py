@@ -2,34 +2,33 @@
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import boto3
 import pytest
-from chatbot.jobs.events import ObjectCreated
-from chatbot.jobs.pipeline import TranscriptJobProcessor
-from chatbot.jobs.store import JobStore
-from chatbot.settings import get_settings
+from chatbot.transcript_jobs.events import ObjectCreated
+from chatbot.transcript_jobs.pipeline import TranscriptJobProcessor
+from chatbot.transcript_jobs.store import JobStore
+from chatbot.wiring import transcript_job_processor
 
 from local.template import Template
 
-ROOT = Path(__file__).resolve().parents[3]
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "transcripts"
 
 
 class RecordingSummarizer:
-    """First words of each text's first line; records calls; can be told to raise instead."""
+    """First words of each text's first line; records calls; can be told to raise instead (for every call, or
+    only for calls with a text containing `error_only_for`)."""
 
     def __init__(self) -> None:
         self.calls: list[list[str]] = []
         self.error: Exception | None = None
+        self.error_only_for: str | None = None
 
     def __call__(self, texts: list[str]) -> list[str]:
-        if self.error is not None:
+        if self.error is not None and (self.error_only_for is None or any(self.error_only_for in t for t in texts)):
             raise self.error
         self.calls.append(list(texts))
         return [" ".join(text.split("\n")[0].split()[:20]) for text in texts]
@@ -52,7 +51,7 @@ def bucket(moto_table: str, template: Template) -> str:
 
 @pytest.fixture
 def jobs(moto_table: str) -> JobStore:
-    return JobStore(moto_table)
+    return JobStore(moto_table, boto3.client("dynamodb"))
 
 
 @pytest.fixture
@@ -90,33 +89,16 @@ def upload(bucket: str) -> Callable[..., ObjectCreated]:
 
 
 @pytest.fixture
-def handler_module(processor, monkeypatch):
-    """The function's own module (loaded from its file, as Lambda does) wired to the moto-backed processor."""
-    spec = importlib.util.spec_from_file_location(
-        f"batch_summarize_app_{uuid.uuid4().hex}", ROOT / "functions" / "batch_summarize" / "app.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    monkeypatch.setattr(module, "transcript_jobs", lambda: processor)
+def handler_module(moto_table, bucket, summarizer, load_handler, monkeypatch):
+    """The batch function's own module, loaded as Lambda loads it; its processor comes from the function's
+    wiring with the recording summarizer standing in for the endpoint."""
+    module = load_handler("BatchSummarizeFunction")
+    processor = transcript_job_processor(module.settings, summarize=summarizer)
+    monkeypatch.setattr(module, "transcript_jobs", processor)
     return module
 
 
 @pytest.fixture
-def api(moto_table, bucket, monkeypatch):
-    """The API function's module, loaded from its file with the template-like environment, over moto."""
-    for name, value in {
-        "TABLE_NAME": moto_table,
-        "TRANSCRIPTS_BUCKET": bucket,
-        "SAGEMAKER_ENDPOINT_NAME": "genai-chatbot-local",
-        "CHAT_COMPONENT_NAME": "chat",
-        "SUMMARIZER_COMPONENT_NAME": "summarizer",
-    }.items():
-        monkeypatch.setenv(name, value)
-    get_settings.cache_clear()
-    spec = importlib.util.spec_from_file_location(
-        f"transcripts_api_{uuid.uuid4().hex}", ROOT / "functions" / "transcripts_api" / "app.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    yield module
-    get_settings.cache_clear()
+def api(moto_table, bucket, load_handler):
+    """The transcripts API function's module, loaded as Lambda loads it, over moto."""
+    return load_handler("TranscriptsApiFunction")

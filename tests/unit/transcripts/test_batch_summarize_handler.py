@@ -5,7 +5,7 @@ import uuid
 from pathlib import Path
 
 from chatbot.inference import ModelUnavailableError
-from chatbot.jobs.keys import failure_key, job_id_for_key, summary_key
+from chatbot.transcript_jobs.keys import failure_key, job_id_for_key, summary_key
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from transcript_events import exists, notification_body, sqs_event
@@ -34,14 +34,10 @@ def test_a_batch_with_one_poison_message_fails_only_that_message(handler_module,
 
 def test_a_transient_model_error_fails_only_its_message(handler_module, upload, summarizer, bucket, lambda_context):
     # Given a summarizer that is throttled for one transcript only
-    def throttled_for_one(texts):
-        if any("THROTTLE" in text for text in texts):
-            raise ModelUnavailableError("ThrottlingException", retry_after_s=2)
-        return [text[:50] for text in texts]
-
     fine = upload("incoming/t/fine.txt", b"Agent: all good here.\n")
     busy = upload("incoming/t/busy.txt", b"Agent: THROTTLE me please.\n")
-    handler_module.transcript_jobs()._summarize = throttled_for_one
+    summarizer.error = ModelUnavailableError("ThrottlingException", retry_after_s=2)
+    summarizer.error_only_for = "THROTTLE"
 
     # When
     response = handler_module.lambda_handler(

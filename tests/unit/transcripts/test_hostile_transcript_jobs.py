@@ -3,8 +3,8 @@
 import json
 
 import pytest
-from chatbot.jobs.keys import job_id_for_key, summary_key
-from chatbot.jobs.pipeline import Result
+from chatbot.transcript_jobs.keys import job_id_for_key, summary_key
+from chatbot.transcript_jobs.pipeline import Result
 from transcript_events import exists, notification_body, read_json
 
 TOO_MANY_SPEAKERS = json.dumps([{"speaker": f"Person {index}", "text": "hello"} for index in range(101)]).encode()

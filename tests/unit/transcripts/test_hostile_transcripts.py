@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 from chatbot.summarization import Turn
-from chatbot.transcripts import FailureCode, TranscriptError, TranscriptFormat, parse_transcript
+from chatbot.transcript_parsing import FailureCode, TranscriptError, TranscriptFormat, parse_transcript
 
 # Linear work grows 4x from n to 4n, quadratic work 16x. Measured in CPU time on a loaded machine: 3.1x to 4.9x
 # for these parsers, 14.6x to 16.8x for the quadratic ones they replace.

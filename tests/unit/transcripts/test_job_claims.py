@@ -1,8 +1,8 @@
 """Who may summarize a notification, given the job record: the rules behind idempotency and ordering."""
 
 import pytest
-from chatbot.jobs.events import ObjectCreated
-from chatbot.jobs.store import ClaimOutcome, decide_claim
+from chatbot.transcript_jobs.events import ObjectCreated
+from chatbot.transcript_jobs.store import ClaimOutcome, decide_claim
 
 NOW = 1_000_000.0
 SOURCE = ObjectCreated("bucket", "incoming/a.txt", 10, "etag-2", "version-2", "00000000000000B0")

@@ -3,8 +3,8 @@
 import json
 
 import pytest
-from chatbot.jobs.summary_document import TURNS_FIELD, first_turns, render_summary_document
 from chatbot.summarization import Turn
+from chatbot.transcript_jobs.summary_document import TURNS_FIELD, first_turns, render_summary_document
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

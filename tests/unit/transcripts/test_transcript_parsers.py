@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 from chatbot.summarization import Turn
-from chatbot.transcripts import FailureCode, TranscriptError, TranscriptFormat, parse_transcript
-from chatbot.transcripts.normalize import join_words, speaker_name
+from chatbot.transcript_parsing import FailureCode, TranscriptError, TranscriptFormat, parse_transcript
+from chatbot.transcript_parsing.normalize import join_words, speaker_name
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -5,10 +5,10 @@ from pathlib import Path
 import boto3
 import pytest
 from chatbot.inference import ModelInvocationError, ModelUnavailableError
-from chatbot.jobs.events import ObjectCreated
-from chatbot.jobs.keys import failure_key, job_id_for_key, summary_key
-from chatbot.jobs.pipeline import Result, RetryLaterError
-from chatbot.jobs.store import ClaimOutcome
+from chatbot.transcript_jobs.events import ObjectCreated
+from chatbot.transcript_jobs.keys import failure_key, job_id_for_key, summary_key
+from chatbot.transcript_jobs.pipeline import Result, RetryLaterError
+from chatbot.transcript_jobs.store import ClaimOutcome
 from transcript_events import exists, notification_body, read_json
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "transcripts"

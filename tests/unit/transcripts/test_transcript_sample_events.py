@@ -3,8 +3,8 @@
 import json
 from pathlib import Path
 
-from chatbot.jobs.events import parse_notification
-from chatbot.jobs.keys import job_id_for_key
+from chatbot.transcript_jobs.events import parse_notification
+from chatbot.transcript_jobs.keys import job_id_for_key
 
 EVENTS = Path(__file__).resolve().parents[3] / "events" / "transcripts"
 

@@ -5,9 +5,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import boto3
 import pytest
-from chatbot.jobs.api import MAX_TURNS, TranscriptsService
-from chatbot.jobs.keys import job_id_for_key
-from chatbot.settings import get_settings
+from chatbot.transcript_jobs.api import MAX_TURNS, TranscriptsService
+from chatbot.transcript_jobs.keys import TRANSCRIPT_MAX_BYTES, job_id_for_key
 
 from local.events import cognito_claims, rest_proxy_event
 
@@ -41,7 +40,7 @@ def test_requesting_an_upload_returns_a_queued_job_and_a_presigned_put_url(api, 
     assert jobs.get(job["job_id"])["owner"] == "alice"
     url = urlsplit(upload["url"])
     assert bucket in upload["url"] and "X-Amz-Signature" in parse_qs(url.query)
-    assert upload["method"] == "PUT" and upload["max_bytes"] == get_settings().transcript_max_bytes
+    assert upload["method"] == "PUT" and upload["max_bytes"] == TRANSCRIPT_MAX_BYTES
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,7 @@
 """template.yaml's transcript pipeline: the wiring the code relies on, and the reliability settings."""
 
 import pytest
-from chatbot.jobs.keys import FAILED_PREFIX, INCOMING_PREFIX, SUMMARIES_PREFIX
+from chatbot.transcript_jobs.keys import FAILED_PREFIX, INCOMING_PREFIX, SUMMARIES_PREFIX
 
 
 @pytest.fixture

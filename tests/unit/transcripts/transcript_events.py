@@ -6,7 +6,7 @@ import json
 from urllib.parse import quote_plus
 
 import boto3
-from chatbot.jobs.events import ObjectCreated
+from chatbot.transcript_jobs.events import ObjectCreated
 
 
 def notification_body(*objects: ObjectCreated) -> str:

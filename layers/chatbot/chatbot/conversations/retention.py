@@ -4,14 +4,10 @@ their own and an active conversation never loses its history."""
 
 from __future__ import annotations
 
-from typing import Any
-
-import boto3
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from chatbot.conversations.store import ConversationStore
-from chatbot.settings import Settings
 
 logger = Logger(child=True)
 metrics = Metrics()
@@ -33,7 +29,3 @@ class MessagePurger:
         metrics.add_metric(name="ExpiredMessagesDeleted", unit=MetricUnit.Count, value=deleted)
         logger.info("conversation messages purged", extra={"conversation_id": conversation_id, "deleted": deleted})
         return deleted
-
-
-def create_purger(settings: Settings, client: Any = None) -> MessagePurger:
-    return MessagePurger(ConversationStore(settings.table_name, client or boto3.client("dynamodb")))

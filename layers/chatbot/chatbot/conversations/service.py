@@ -13,14 +13,12 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
-from botocore.config import Config
 
-from chatbot.api_errors import ConflictError, NotFoundError, PayloadTooLargeError, UnprocessableError
-from chatbot.conversations.cursor import decode_cursor, encode_cursor
+from chatbot.clock import iso_utc, parse_iso
 from chatbot.conversations.memory import chat_messages, fixed_tokens, message_tokens, plan_context
+from chatbot.conversations.policy import ChatPolicy
 from chatbot.conversations.store import (
     MESSAGE_PREFIX,
     META,
@@ -30,8 +28,9 @@ from chatbot.conversations.store import (
     conversation_pk,
     owner_index_pk,
 )
+from chatbot.cursor import decode_cursor, encode_cursor
+from chatbot.errors import ConflictError, IdempotencyKeyReusedError, NotFoundError, TooLargeError
 from chatbot.inference import InferenceClient, InferenceError
-from chatbot.settings import Settings
 from chatbot.summarization import SummarizationError, Turn, summarize_turns
 
 logger = Logger(child=True)
@@ -46,28 +45,24 @@ _MESSAGE_CURSOR = frozenset({"pk", "sk"})
 _EDITABLE = frozenset({"title", "system_prompt"})  # conversation attributes a caller may change
 
 
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 class ConversationService:
     def __init__(
         self,
         store: ConversationStore,
         inference: InferenceClient,
-        settings: Settings,
+        policy: ChatPolicy,
         *,
         fold_inference: Callable[[], InferenceClient] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ):
         self._store = store
         self._inference = inference
-        self._settings = settings
+        self._policy = policy
         self._fold_inference_factory = fold_inference or (lambda: inference)
         self._fold_client: InferenceClient | None = None
         self._clock = clock
         # Newest unsummarized messages read per turn: the window plus the turns that may arrive meanwhile.
-        self._turn_read_limit = settings.chat_window_messages + 8
+        self._turn_read_limit = policy.chat_window_messages + 8
 
     # -- conversations ------------------------------------------------------------------------------
 
@@ -82,10 +77,10 @@ class ConversationService:
             "owner": owner,
             "title": title,
             "system_prompt": system_prompt,
-            "created_at": _iso(now),
-            "last_active_at": _iso(now),
+            "created_at": iso_utc(now),
+            "last_active_at": iso_utc(now),
             "gsi1pk": owner_index_pk(owner),
-            "gsi1sk": _iso(now),
+            "gsi1sk": iso_utc(now),
             "turn_count": 0,
             "message_count": 0,
             "version": 0,
@@ -143,7 +138,7 @@ class ConversationService:
             conversation = self._owned(owner, conversation_id)
             now = self._clock()
             try:
-                self._store.reset_conversation(conversation, _iso(now), self._expires_at(now))
+                self._store.reset_conversation(conversation, iso_utc(now), self._expires_at(now))
                 break
             except ConditionFailedError:
                 self._backoff(attempt)
@@ -184,11 +179,10 @@ class ConversationService:
         message if the model failed on it, or returns the stored exchange if it was answered. Otherwise
         sending again the text of the newest unanswered message answers that message instead of storing it
         twice (and a new key then names that message)."""
-        if len(content) > self._settings.max_message_chars:
-            raise PayloadTooLargeError(
-                f"The message has {len(content)} characters; the limit is {self._settings.max_message_chars}."
+        if len(content) > self._policy.max_message_chars:
+            raise TooLargeError(
+                f"The message has {len(content)} characters; the limit is {self._policy.max_message_chars}."
             )
-        reads_before = self._store.read_units
         conversation = self._owned(owner, conversation_id)
         question = None
         if idempotency_key is not None:
@@ -206,13 +200,12 @@ class ConversationService:
         if question is None:
             self._check_fits(conversation, content)
             conversation, question = self._start_turn(conversation, content, idempotency_key)
-        return self._answer(conversation, question, history, page.last_key is not None, reads_before, remaining_ms)
+        return self._answer(conversation, question, history, page.last_key is not None, remaining_ms)
 
     def retry_last_message(
         self, owner: str, conversation_id: str, remaining_ms: Callable[[], int] | None = None
     ) -> dict[str, Any]:
         """Answer the newest user message if it is unanswered (the model failed on it)."""
-        reads_before = self._store.read_units
         conversation = self._owned(owner, conversation_id)
         page = self._store.newest_messages(
             conversation_id, after_seq=conversation["summarized_through"], limit=self._turn_read_limit
@@ -221,7 +214,7 @@ class ConversationService:
         users = [message for message in history if message["role"] == "user"]
         if not users or self._status(users[-1]) != "unanswered":
             raise ConflictError("There is no unanswered message to retry in this conversation.")
-        return self._answer(conversation, users[-1], history, page.last_key is not None, reads_before, remaining_ms)
+        return self._answer(conversation, users[-1], history, page.last_key is not None, remaining_ms)
 
     def summarize_conversation(
         self, owner: str, conversation_id: str, user_label: str = "User", assistant_label: str = "AI"
@@ -242,7 +235,7 @@ class ConversationService:
             raise ConflictError("The conversation has no messages to summarize.")
         started = time.perf_counter()
         result = summarize_turns(
-            turns, self._inference.summarize, max_input_tokens=self._settings.summarizer_max_input_tokens
+            turns, self._inference.summarize, max_input_tokens=self._policy.summarizer_max_input_tokens
         )
         metrics.add_metric(name="SummaryLatency", unit=MetricUnit.Milliseconds, value=_ms_since(started))
         record = {
@@ -253,7 +246,7 @@ class ConversationService:
             "rounds": result.rounds,
             "user_label": user_label,
             "assistant_label": assistant_label,
-            "created_at": _iso(self._clock()),
+            "created_at": iso_utc(self._clock()),
         }
         # Cached only if no message arrived meanwhile; the answer is returned either way.
         self._store.save_cached_summary(conversation_id, record, expected_version=conversation["version"])
@@ -267,10 +260,10 @@ class ConversationService:
 
     def _check_fits(self, conversation: dict[str, Any], content: str) -> None:
         fixed = fixed_tokens(conversation.get("system_prompt"), conversation.get("rolling_summary"))
-        budget = self._settings.chat_prompt_budget_tokens - fixed
+        budget = self._policy.chat_prompt_budget_tokens - fixed
         needed = message_tokens(content)
         if needed > budget:
-            raise PayloadTooLargeError(
+            raise TooLargeError(
                 f"The message is too long for the chat model's context (about {needed} tokens; at most {budget})."
             )
 
@@ -288,10 +281,10 @@ class ConversationService:
                 "role": "user",
                 "content": content,
                 "status": "pending",
-                "created_at": _iso(now),
+                "created_at": iso_utc(now),
             }
             try:
-                self._store.start_turn(conversation, question, _iso(now), self._expires_at(now), idempotency_key)
+                self._store.start_turn(conversation, question, iso_utc(now), self._expires_at(now), idempotency_key)
                 return conversation, question
             except IdempotencyKeyTakenError:
                 raise _key_in_progress() from None
@@ -301,7 +294,7 @@ class ConversationService:
                 conversation = self._owned(conversation["owner"], conversation_id)
         raise ConflictError(
             "Too many messages are being sent to this conversation at the same time; retry.",
-            headers={"Retry-After": "1"},
+            retry_after_s=1,
         )
 
     def _answer(
@@ -310,23 +303,22 @@ class ConversationService:
         question: dict[str, Any],
         history: list[dict[str, Any]],
         history_truncated: bool,
-        reads_before: float,
         remaining_ms: Callable[[], int] | None,
     ) -> dict[str, Any]:
         conversation_id = conversation["conversation_id"]
         earlier = [message for message in history if message["seq"] < question["seq"]]
         system_prompt, summary = conversation.get("system_prompt"), conversation.get("rolling_summary")
         budget = (
-            self._settings.chat_prompt_budget_tokens
+            self._policy.chat_prompt_budget_tokens
             - fixed_tokens(system_prompt, summary)
             - message_tokens(question["content"])
         )
-        plan = plan_context(earlier, budget_tokens=budget, max_messages=self._settings.chat_window_messages)
+        plan = plan_context(earlier, budget_tokens=budget, max_messages=self._policy.chat_window_messages)
         messages = chat_messages(system_prompt, summary, plan.window, question["content"])
         started = time.perf_counter()
         try:
             answer_text = self._inference.chat(
-                messages, max_new_tokens=self._settings.chat_max_new_tokens, temperature=self._settings.chat_temperature
+                messages, max_new_tokens=self._policy.chat_max_new_tokens, temperature=self._policy.chat_temperature
             )
         except InferenceError:
             self._store.set_message_status(conversation_id, question["seq"], "unanswered")
@@ -336,7 +328,6 @@ class ConversationService:
             metrics.add_metric(name="ModelLatency", unit=MetricUnit.Milliseconds, value=_ms_since(started))
         answer = self._store_answer(conversation, question, answer_text)
         metrics.add_metric(name="Turns", unit=MetricUnit.Count, value=1)
-        metrics.add_metric(name="TurnReadUnits", unit=MetricUnit.Count, value=self._store.read_units - reads_before)
         logger.info(
             "turn answered",
             extra={
@@ -363,11 +354,16 @@ class ConversationService:
             "role": "assistant",
             "content": text,
             "reply_to": question["seq"],
-            "created_at": _iso(now),
+            "created_at": iso_utc(now),
         }
         try:
             self._store.finish_turn(
-                conversation_id, conversation["generation"], question["seq"], answer, _iso(now), self._expires_at(now)
+                conversation_id,
+                conversation["generation"],
+                question["seq"],
+                answer,
+                iso_utc(now),
+                self._expires_at(now),
             )
         except ConditionFailedError as exc:
             slot_taken = bool(exc.reasons) and exc.reasons[0] == "ConditionalCheckFailed"
@@ -380,7 +376,7 @@ class ConversationService:
         return answer
 
     def _time_for_fold(self, remaining_ms: Callable[[], int] | None) -> bool:
-        return remaining_ms is None or remaining_ms() > (self._settings.fold_timeout_s + 1) * 1000
+        return remaining_ms is None or remaining_ms() > (self._policy.fold_timeout_s + 1) * 1000
 
     def _fold(self, conversation: dict[str, Any], fold: list[dict[str, Any]], history_truncated: bool) -> None:
         """Fold messages that left the window into the rolling summary (best effort: a failure leaves them
@@ -402,7 +398,7 @@ class ConversationService:
             self._fold_client = self._fold_inference_factory()
         try:
             result = summarize_turns(
-                turns, self._fold_client.summarize, max_input_tokens=self._settings.summarizer_max_input_tokens
+                turns, self._fold_client.summarize, max_input_tokens=self._policy.summarizer_max_input_tokens
             )
         except (InferenceError, SummarizationError, ValueError) as exc:
             metrics.add_metric(name="FoldFailures", unit=MetricUnit.Count, value=1)
@@ -424,9 +420,9 @@ class ConversationService:
             return None
         question = self._store.get_message(conversation_id, key["seq"])
         if question is None:  # removed by a clear that is still under way
-            raise ConflictError("The conversation is being cleared; retry.", headers={"Retry-After": "1"})
+            raise ConflictError("The conversation is being cleared; retry.", retry_after_s=1)
         if question["content"] != content:
-            raise UnprocessableError("This Idempotency-Key was already used with a different request body.")
+            raise IdempotencyKeyReusedError("This Idempotency-Key was already used with a different request body.")
         if self._status(question) == "pending":
             raise _key_in_progress()
         return question
@@ -441,7 +437,7 @@ class ConversationService:
         """The exchange as the first answer returned it, read back from the two stored messages."""
         answer = self._store.get_message(conversation_id, question["seq"] + 1)
         if answer is None:  # answered means the answer was stored in the same transaction; cleared meanwhile
-            raise ConflictError("The conversation is being cleared; retry.", headers={"Retry-After": "1"})
+            raise ConflictError("The conversation is being cleared; retry.", retry_after_s=1)
         return {
             "conversation_id": conversation_id,
             "user_message": self._message_view(question),
@@ -468,14 +464,14 @@ class ConversationService:
         return NotFoundError("Conversation not found.")
 
     def _expires_at(self, now: datetime) -> int:
-        return int((now + timedelta(days=self._settings.conversation_ttl_days)).timestamp())
+        return int((now + timedelta(days=self._policy.conversation_ttl_days)).timestamp())
 
     def _status(self, message: dict[str, Any]) -> str | None:
         """User message status; a `pending` one older than any model call can take has failed silently."""
         status = message.get("status")
         if status == "pending":
-            age = self._clock() - datetime.fromisoformat(message["created_at"].replace("Z", "+00:00"))
-            if age.total_seconds() > self._settings.model_timeout_s + self._settings.fold_timeout_s + 5:
+            age = self._clock() - parse_iso(message["created_at"])
+            if age.total_seconds() > self._policy.model_timeout_s + self._policy.fold_timeout_s + 5:
                 return "unanswered"
         return status
 
@@ -491,7 +487,7 @@ class ConversationService:
             "created_at": item["created_at"],
             "last_active_at": item["last_active_at"],
             "message_count": item.get("message_count", 0),
-            "expires_at": _iso(datetime.fromtimestamp(item["expires_at"], UTC)),
+            "expires_at": iso_utc(item["expires_at"]),
         }
 
     def _message_view(self, item: dict[str, Any]) -> dict[str, Any]:
@@ -516,33 +512,9 @@ class ConversationService:
 def _key_in_progress() -> ConflictError:
     return ConflictError(
         "A request with this Idempotency-Key is still being processed; retry shortly.",
-        headers={"Retry-After": "2"},
+        retry_after_s=2,
     )
 
 
 def _ms_since(started: float) -> float:
     return (time.perf_counter() - started) * 1000
-
-
-def dynamodb_client() -> Any:
-    """A DynamoDB client with adaptive retries and timeouts short enough for the API's time budget."""
-    return boto3.client(
-        "dynamodb",
-        config=Config(retries={"mode": "adaptive", "total_max_attempts": 3}, connect_timeout=2, read_timeout=5),
-    )
-
-
-def create_service(settings: Settings, dynamodb: Any = None) -> ConversationService:
-    """The service wired to DynamoDB and the endpoint as configured (boto3 finds local endpoints by env)."""
-    return ConversationService(
-        ConversationStore(settings.table_name, dynamodb or dynamodb_client()),
-        InferenceClient.from_settings(settings),
-        settings,
-        fold_inference=lambda: InferenceClient(
-            settings.endpoint_name,
-            settings.chat_component_name,
-            settings.summarizer_component_name,
-            timeout_s=settings.fold_timeout_s,
-            max_attempts=1,
-        ),
-    )

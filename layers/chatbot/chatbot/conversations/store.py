@@ -9,32 +9,24 @@ conversation order even when turns overlap, and a late answer lands in its own s
 allocated by a transaction conditioned on the turn counter the writer read (optimistic locking).
 A send's Idempotency-Key item is written in that same transaction, so a key always names exactly one
 stored message; a key item from before a clear (older generation) names nothing and may be reused.
-
-Read units are counted as DynamoDB bills them (4 KB units of the item sizes read; half for eventually
-consistent reads), because moto's ConsumedCapacity is a constant, not a measure.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
+
+from chatbot.dynamodb import deserialize, serialize
 
 META = "META"
 MESSAGE_PREFIX = "MSG#"
 IDEMPOTENCY_KEY_PREFIX = "IDEMKEY#"
 _SEQ_DIGITS = 10
 _BATCH_WRITE_SIZE = 25
-_READ_UNIT_BYTES = 4096
-
-_serializer = TypeSerializer()
-_deserializer = TypeDeserializer()
 
 
 class ConditionFailedError(Exception):
@@ -65,53 +57,6 @@ def idempotency_key_sk(idempotency_key: str) -> str:
     return f"{IDEMPOTENCY_KEY_PREFIX}{idempotency_key}"
 
 
-def serialize(item: dict[str, Any]) -> dict[str, Any]:
-    return {key: _serializer.serialize(value) for key, value in item.items() if value is not None}
-
-
-def deserialize(item: dict[str, Any]) -> dict[str, Any]:
-    return {key: _plain(_deserializer.deserialize(value)) for key, value in item.items()}
-
-
-def _plain(value: Any) -> Any:
-    """DynamoDB numbers come back as Decimal; ours are all integers."""
-    if isinstance(value, Decimal):
-        return int(value)
-    if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_plain(item) for item in value]
-    return value
-
-
-def item_size(item: dict[str, Any]) -> int:
-    """Approximate billed size of a (wire-format) item: attribute names plus values."""
-    size = 0
-    for name, value in item.items():
-        size += len(name.encode("utf-8"))
-        ((kind, content),) = value.items()
-        if kind == "S":
-            size += len(content.encode("utf-8"))
-        elif kind == "N":
-            size += 1 + math.ceil(len(content.lstrip("-").replace(".", "")) / 2)
-        elif kind == "M":
-            size += 3 + item_size(content)
-        elif kind == "L":
-            size += 3 + sum(item_size({"": entry}) for entry in content)
-        else:
-            size += len(str(content))
-    return size
-
-
-def read_units(items: list[dict[str, Any]], *, consistent: bool, per_item: bool) -> float:
-    """Read units DynamoDB bills: GetItem rounds each item up to 4 KB, Query rounds the total."""
-    sizes = [item_size(item) for item in items] or [0]
-    units = sum(math.ceil(max(size, 1) / _READ_UNIT_BYTES) for size in sizes) if per_item else 0
-    if not per_item:
-        units = max(1, math.ceil(sum(sizes) / _READ_UNIT_BYTES))
-    return units if consistent else units / 2
-
-
 @dataclass
 class Page:
     items: list[dict[str, Any]]
@@ -124,7 +69,6 @@ class ConversationStore:
     def __init__(self, table_name: str, client: Any):
         self.table_name = table_name
         self._client = client
-        self.read_units = 0.0  # running total, for metrics and the benchmark
 
     # -- conversations ------------------------------------------------------------------------------
 
@@ -135,7 +79,6 @@ class ConversationStore:
             ConsistentRead=True,
         )
         item = response.get("Item")
-        self.read_units += read_units([item] if item else [], consistent=True, per_item=True)
         return deserialize(item) if item else None
 
     def create_conversation(self, item: dict[str, Any]) -> None:
@@ -515,7 +458,6 @@ class ConversationStore:
             ConsistentRead=True,
         )
         item = response.get("Item")
-        self.read_units += read_units([item] if item else [], consistent=True, per_item=True)
         return deserialize(item) if item else None
 
     def _query(self, request: dict[str, Any], *, consistent: bool) -> Page:
@@ -523,7 +465,6 @@ class ConversationStore:
             request["ConsistentRead"] = True
         response = self._client.query(**request)
         items = response.get("Items", [])
-        self.read_units += read_units(items, consistent=consistent, per_item=False)
         last_key = response.get("LastEvaluatedKey")
         return Page([deserialize(item) for item in items], deserialize(last_key) if last_key else None)
 

@@ -9,8 +9,8 @@ Contact Lens: {"Participants": [{"ParticipantId", "ParticipantRole"}], "Transcri
 from typing import Any
 
 from chatbot.summarization import Turn
-from chatbot.transcripts.model import ParsedTranscript, TranscriptFormat
-from chatbot.transcripts.normalize import merge_turns, offset_s, speaker_name
+from chatbot.transcript_parsing.model import ParsedTranscript, TranscriptFormat
+from chatbot.transcript_parsing.normalize import merge_turns, offset_s, speaker_name
 
 
 def _segments(document: Any) -> list[dict]:

@@ -18,8 +18,8 @@ import re
 from typing import Any
 
 from chatbot.summarization import Turn
-from chatbot.transcripts.model import ParsedTranscript, TranscriptFormat
-from chatbot.transcripts.normalize import UNKNOWN_SPEAKER, join_words, merge_turns, offset_s, speaker_name
+from chatbot.transcript_parsing.model import ParsedTranscript, TranscriptFormat
+from chatbot.transcript_parsing.normalize import UNKNOWN_SPEAKER, join_words, merge_turns, offset_s, speaker_name
 
 # PCA names speakers it has no configured name for "Unknown_<n>"; "Speaker <n+1>" reads better.
 _PCA_PLACEHOLDER_NAME = re.compile(r"^Unknown_\d+$")

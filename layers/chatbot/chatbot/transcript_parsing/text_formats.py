@@ -4,8 +4,8 @@ import re
 from typing import Any
 
 from chatbot.summarization import Turn
-from chatbot.transcripts.model import ParsedTranscript, TranscriptFormat
-from chatbot.transcripts.normalize import merge_turns, offset_s, speaker_name
+from chatbot.transcript_parsing.model import ParsedTranscript, TranscriptFormat
+from chatbot.transcript_parsing.normalize import merge_turns, offset_s, speaker_name
 
 # "[00:01:02] Agent: text", "Agent (00:01): text", "AGENT: text"; a speaker holds a letter and is short.
 _TIMESTAMP = r"\[?\(?\d{1,2}:\d{2}(?::\d{2})?(?:[.,]\d+)?\)?\]?"

@@ -11,8 +11,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from chatbot.summarization import Turn
-from chatbot.transcripts.model import ParsedTranscript, TranscriptFormat
-from chatbot.transcripts.normalize import UNKNOWN_SPEAKER, join_words, merge_turns, offset_s, speaker_name
+from chatbot.transcript_parsing.model import ParsedTranscript, TranscriptFormat
+from chatbot.transcript_parsing.normalize import UNKNOWN_SPEAKER, join_words, merge_turns, offset_s, speaker_name
 
 
 def is_transcribe(document: Any) -> bool:

@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterable
 
 from chatbot.summarization import Turn
-from chatbot.transcripts.model import FailureCode, TranscriptError
+from chatbot.transcript_parsing.model import FailureCode, TranscriptError
 
 MAX_SPEAKER_CHARS = 64
 # Times are offsets into one recording. A week is far longer than any call, and the bound keeps every time a

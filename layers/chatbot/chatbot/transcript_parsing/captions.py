@@ -4,8 +4,8 @@ import html
 import re
 
 from chatbot.summarization import Turn
-from chatbot.transcripts.model import FailureCode, ParsedTranscript, TranscriptError, TranscriptFormat
-from chatbot.transcripts.normalize import (
+from chatbot.transcript_parsing.model import FailureCode, ParsedTranscript, TranscriptError, TranscriptFormat
+from chatbot.transcript_parsing.normalize import (
     MAX_OFFSET_S,
     UNKNOWN_SPEAKER,
     checked_offset_s,

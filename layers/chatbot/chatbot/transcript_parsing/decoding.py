@@ -3,7 +3,7 @@
 import codecs
 import re
 
-from chatbot.transcripts.model import FailureCode, TranscriptError
+from chatbot.transcript_parsing.model import FailureCode, TranscriptError
 
 _BOMS = (
     (codecs.BOM_UTF32_LE, "utf-32-le"),

@@ -7,21 +7,16 @@ overwrite the newer result.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-import boto3
-from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
-from chatbot.jobs.events import ObjectCreated
+from chatbot.clock import iso_utc
+from chatbot.dynamodb import deserialize, serialize
+from chatbot.transcript_jobs.events import ObjectCreated
 
 _MAX_CLAIM_ATTEMPTS = 3
 # S3 sequencers are hex strings of varying length; compare them left-padded to one width.
@@ -48,40 +43,8 @@ class Claim:
     revision: int = 0
 
 
-class InvalidCursorError(ValueError):
-    """A pagination cursor that this store did not hand out for this owner."""
-
-
-def _now_iso(now: float, timespec: str = "milliseconds") -> str:
-    return datetime.fromtimestamp(now, UTC).isoformat(timespec=timespec).replace("+00:00", "Z")
-
-
 def _padded(sequencer: str | None) -> str:
     return (sequencer or "").upper().rjust(_SEQUENCER_WIDTH, "0")
-
-
-def to_dynamodb(value: Any) -> Any:
-    """Python values as DynamoDB accepts them (floats as Decimals, no None inside maps)."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, float):
-        return Decimal(str(round(value, 3)))
-    if isinstance(value, dict):
-        return {key: to_dynamodb(item) for key, item in value.items() if item is not None}
-    if isinstance(value, list | tuple):
-        return [to_dynamodb(item) for item in value]
-    return value
-
-
-def from_dynamodb(value: Any) -> Any:
-    """DynamoDB values back as plain JSON-friendly Python (Decimals as int or float)."""
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, dict):
-        return {key: from_dynamodb(item) for key, item in value.items()}
-    if isinstance(value, list | set):
-        return [from_dynamodb(item) for item in value]
-    return value
 
 
 def decide_claim(job: dict | None, source: ObjectCreated, now: float) -> ClaimOutcome:
@@ -101,8 +64,9 @@ def decide_claim(job: dict | None, source: ObjectCreated, now: float) -> ClaimOu
 
 
 class JobStore:
-    def __init__(self, table_name: str, *, ttl_days: int = 90, table: Any = None, clock=time.time):
-        self._table = table or boto3.resource("dynamodb").Table(table_name)
+    def __init__(self, table_name: str, client: Any, *, ttl_days: int = 90, clock=time.time):
+        self.table_name = table_name
+        self._client = client
         self._ttl_s = ttl_days * 86_400
         self._clock = clock
 
@@ -111,11 +75,15 @@ class JobStore:
         return {"pk": f"JOB#{job_id}", "sk": "META"}
 
     @staticmethod
-    def _owner_partition(owner: str) -> str:
+    def owner_partition(owner: str) -> str:
         return f"USER#{owner}#JOB"
 
+    def _read(self, job_id: str) -> dict | None:
+        item = self._client.get_item(TableName=self.table_name, Key=serialize(self._key(job_id)), ConsistentRead=True)
+        return deserialize(item["Item"]) if "Item" in item else None
+
     def get(self, job_id: str) -> dict | None:
-        item = self._table.get_item(Key=self._key(job_id), ConsistentRead=True).get("Item")
+        item = self._read(job_id)
         return _public(item) if item else None
 
     def create_queued(self, job_id: str, *, owner: str, source_key: str, filename: str, bucket: str) -> dict:
@@ -125,51 +93,47 @@ class JobStore:
             **self._key(job_id),
             "job_id": job_id,
             "owner": owner,
-            "gsi1pk": self._owner_partition(owner),
+            "gsi1pk": self.owner_partition(owner),
             # Microseconds keep jobs created in one burst in their creation order.
-            "gsi1sk": f"{_now_iso(now, 'microseconds')}#{job_id}",
+            "gsi1sk": f"{iso_utc(now, 'microseconds')}#{job_id}",
             "status": JobStatus.QUEUED.value,
             "bucket": bucket,
             "source_key": source_key,
             "filename": filename,
-            "created_at": _now_iso(now),
-            "updated_at": _now_iso(now),
+            "created_at": iso_utc(now),
+            "updated_at": iso_utc(now),
             "expires_at": int(now) + self._ttl_s,
             "revision": 0,
         }
-        self._table.put_item(Item=item, ConditionExpression="attribute_not_exists(pk)")
+        self._client.put_item(
+            TableName=self.table_name, Item=serialize(item), ConditionExpression="attribute_not_exists(pk)"
+        )
         return _public(item)
 
-    def list_for_owner(self, owner: str, *, limit: int, cursor: str | None = None) -> tuple[list[dict], str | None]:
-        """The owner's jobs, newest first, and a cursor for the next page (None on the last)."""
+    def list_for_owner(
+        self, owner: str, *, limit: int, start_key: dict[str, Any] | None = None
+    ) -> tuple[list[dict], dict[str, Any] | None]:
+        """The owner's jobs, newest first, and the key to start the next page from (None on the last)."""
         query: dict[str, Any] = {
+            "TableName": self.table_name,
             "IndexName": "gsi1",
-            "KeyConditionExpression": Key("gsi1pk").eq(self._owner_partition(owner)),
+            "KeyConditionExpression": "gsi1pk = :owner",
+            "ExpressionAttributeValues": serialize({":owner": self.owner_partition(owner)}),
             "ScanIndexForward": False,
             "Limit": limit,
         }
-        if cursor:
-            query["ExclusiveStartKey"] = self._decode_cursor(cursor, owner)
-        page = self._table.query(**query)
+        if start_key:
+            query["ExclusiveStartKey"] = serialize(start_key)
+        page = self._client.query(**query)
         last = page.get("LastEvaluatedKey")
-        next_cursor = base64.urlsafe_b64encode(json.dumps(last).encode()).decode() if last else None
-        return [_public(item) for item in page.get("Items", [])], next_cursor
-
-    def _decode_cursor(self, cursor: str, owner: str) -> dict:
-        try:
-            start = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        except (ValueError, binascii.Error):
-            raise InvalidCursorError("the cursor is not one this API handed out") from None
-        if not isinstance(start, dict) or start.get("gsi1pk") != self._owner_partition(owner):
-            raise InvalidCursorError("the cursor is not one this API handed out")
-        return start
+        return [_public(deserialize(item)) for item in page.get("Items", [])], deserialize(last) if last else None
 
     def claim(self, job_id: str, source: ObjectCreated, *, lease_s: int) -> Claim:
         """Take the job for `source` if nobody has summarized it or is summarizing it now."""
         for _ in range(_MAX_CLAIM_ATTEMPTS):
-            item = self._table.get_item(Key=self._key(job_id), ConsistentRead=True).get("Item")
+            item = self._read(job_id)
             now = self._clock()
-            outcome = decide_claim(from_dynamodb(item) if item else None, source, now)
+            outcome = decide_claim(item, source, now)
             if outcome != ClaimOutcome.CLAIMED:
                 return Claim(outcome)
             revision = int(item["revision"]) + 1 if item else 1
@@ -184,13 +148,13 @@ class JobStore:
                 "source_version_id": source.version_id or "",
                 "sequencer": source.sequencer or "",
                 "lease_until": int(now) + lease_s,
-                "started_at": _now_iso(now),
-                "updated_at": _now_iso(now),
+                "started_at": iso_utc(now),
+                "updated_at": iso_utc(now),
                 "expires_at": int(now) + self._ttl_s,
                 "revision": revision,
                 "attempts": int(item.get("attempts", 0)) + 1 if same_source else 1,
             }
-            kept = {"created_at": _now_iso(now), "filename": source.key.rsplit("/", 1)[-1]}
+            kept = {"created_at": iso_utc(now), "filename": source.key.rsplit("/", 1)[-1]}
             cleared = ("failure_code", "reason", "summary", "summary_key", "failed_key", "finished_at", "last_error")
             names = {f"#{name}": name for name in (*assigned, *kept, *cleared)}
             values = {f":{name}": value for name, value in (assigned | kept).items()}
@@ -208,12 +172,13 @@ class JobStore:
             else:
                 condition = "attribute_not_exists(pk)"
             try:
-                self._table.update_item(
-                    Key=self._key(job_id),
+                self._client.update_item(
+                    TableName=self.table_name,
+                    Key=serialize(self._key(job_id)),
                     UpdateExpression=update,
                     ConditionExpression=condition,
                     ExpressionAttributeNames=names,
-                    ExpressionAttributeValues=values,
+                    ExpressionAttributeValues=serialize(values),
                 )
             except ClientError as exc:
                 if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
@@ -237,15 +202,16 @@ class JobStore:
     ) -> bool:
         """Write the outcome if the claim is still ours; False when another worker took the job over."""
         now = self._clock()
-        values = {**{k: v for k, v in fields.items() if v is not None}, "updated_at": _now_iso(now)}
+        values = {**{k: v for k, v in fields.items() if v is not None}, "updated_at": iso_utc(now)}
         if finished:
-            values["finished_at"] = _now_iso(now)
+            values["finished_at"] = iso_utc(now)
         names = {f"#f{index}": name for index, name in enumerate(values)}
         assignments = ", ".join(f"#f{index} = :f{index}" for index in range(len(values)))
-        attribute_values = {f":f{index}": to_dynamodb(value) for index, value in enumerate(values.values())}
+        attribute_values = {f":f{index}": value for index, value in enumerate(values.values())}
         try:
-            self._table.update_item(
-                Key=self._key(job_id),
+            self._client.update_item(
+                TableName=self.table_name,
+                Key=serialize(self._key(job_id)),
                 UpdateExpression=f"SET {assignments}, #status = :status REMOVE #lease_until",
                 ConditionExpression="#revision = :revision AND #status = :processing",
                 ExpressionAttributeNames={
@@ -254,12 +220,14 @@ class JobStore:
                     "#revision": "revision",
                     "#lease_until": "lease_until",
                 },
-                ExpressionAttributeValues={
-                    **attribute_values,
-                    ":status": status.value,
-                    ":revision": revision,
-                    ":processing": JobStatus.PROCESSING.value,
-                },
+                ExpressionAttributeValues=serialize(
+                    {
+                        **attribute_values,
+                        ":status": status.value,
+                        ":revision": revision,
+                        ":processing": JobStatus.PROCESSING.value,
+                    }
+                ),
             )
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
@@ -272,4 +240,4 @@ _INTERNAL_FIELDS = {"pk", "sk", "gsi1pk", "gsi1sk", "revision", "lease_until", "
 
 
 def _public(item: dict) -> dict:
-    return {key: value for key, value in from_dynamodb(item).items() if key not in _INTERNAL_FIELDS}
+    return {key: value for key, value in item.items() if key not in _INTERNAL_FIELDS}

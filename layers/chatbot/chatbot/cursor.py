@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from chatbot.api_errors import InvalidRequestError
+from chatbot.errors import InvalidInputError
 
 _MAX_CURSOR_CHARS = 2048
 
@@ -30,7 +30,7 @@ def decode_cursor(
     """The start key inside `cursor`, if it has exactly `attributes` (all strings) and `belongs` accepts it."""
     if cursor is None or cursor == "":
         return None
-    invalid = InvalidRequestError("The cursor is not valid for this listing; request the first page without it.")
+    invalid = InvalidInputError("The cursor is not valid for this listing; request the first page without it.")
     if len(cursor) > _MAX_CURSOR_CHARS:
         raise invalid
     try:

@@ -11,21 +11,20 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-import boto3
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
-from chatbot.inference import InferenceClient, InputTooLongError, ModelInvocationError
-from chatbot.jobs.events import ObjectCreated, parse_notification
-from chatbot.jobs.keys import failure_key, is_incoming, job_id_for_key, summary_key
-from chatbot.jobs.store import Claim, ClaimOutcome, JobStore
-from chatbot.jobs.summary_document import render_summary_document
+from chatbot.clock import iso_utc
+from chatbot.inference import InputTooLongError, ModelInvocationError
 from chatbot.summarization import SummarizationError, summarize_turns
-from chatbot.transcripts import FailureCode, ParsedTranscript, TranscriptError, parse_transcript
+from chatbot.transcript_jobs.events import ObjectCreated, parse_notification
+from chatbot.transcript_jobs.keys import failure_key, is_incoming, job_id_for_key, summary_key
+from chatbot.transcript_jobs.store import Claim, ClaimOutcome, JobStore
+from chatbot.transcript_jobs.summary_document import render_summary_document
+from chatbot.transcript_parsing import FailureCode, ParsedTranscript, TranscriptError, parse_transcript
 
 logger = Logger(child=True)
 
@@ -129,7 +128,7 @@ class TranscriptJobProcessor:
             "rounds": summary.rounds,
             "summarizer": self._summarizer_label,
             "timings_ms": {name: round(value, 1) for name, value in timings.items()},
-            "created_at": _iso(self._clock()),
+            "created_at": iso_utc(self._clock(), "seconds"),
         }
         output_key = summary_key(source.key)
         self._put_document(source.bucket, output_key, render_summary_document(document, parsed.turns))
@@ -186,7 +185,7 @@ class TranscriptJobProcessor:
             "job_id": job_id,
             "source": _source_fields(source),
             "format": parsed.format.value if parsed else None,
-            "failed_at": _iso(self._clock()),
+            "failed_at": iso_utc(self._clock(), "seconds"),
         }
         self._put_document(
             source.bucket, output_key, json.dumps(document, ensure_ascii=False, indent=2).encode("utf-8")
@@ -223,22 +222,3 @@ def _too_large(size: int, limit: int) -> str:
 
 def _elapsed_ms(started: float) -> float:
     return (time.perf_counter() - started) * 1000
-
-
-def _iso(now: float) -> str:
-    return datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def build_processor(settings: Any) -> TranscriptJobProcessor:
-    """The processor as the batch function runs it, from chatbot.settings.Settings (boto3 clients from env)."""
-    client = InferenceClient.from_settings(settings)
-    summary_tokens = settings.transcript_summary_max_tokens
-    return TranscriptJobProcessor(
-        s3=boto3.client("s3"),
-        jobs=JobStore(settings.table_name, ttl_days=settings.job_ttl_days),
-        summarize=lambda texts: client.summarize(texts, max_length=summary_tokens),
-        summarizer_label={"endpoint": settings.endpoint_name, "component": settings.summarizer_component_name},
-        max_bytes=settings.transcript_max_bytes,
-        max_input_tokens=settings.summarizer_max_input_tokens,
-        lease_s=settings.job_lease_s,
-    )

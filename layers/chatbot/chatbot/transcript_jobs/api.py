@@ -5,19 +5,18 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
-from datetime import UTC, datetime
 from typing import Any, Literal
 
-import boto3
 from aws_lambda_powertools import Logger
-from botocore.config import Config
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from chatbot.api_errors import InvalidRequestError, NotFoundError
-from chatbot.jobs.keys import UPLOADS_PREFIX, job_id_for_key
-from chatbot.jobs.store import InvalidCursorError, JobStore
-from chatbot.jobs.summary_document import TurnsExcerpt, first_turns
+from chatbot.clock import iso_utc
+from chatbot.cursor import decode_cursor, encode_cursor
+from chatbot.errors import NotFoundError
+from chatbot.transcript_jobs.keys import UPLOADS_PREFIX, job_id_for_key
+from chatbot.transcript_jobs.store import JobStore
+from chatbot.transcript_jobs.summary_document import TurnsExcerpt, first_turns
 
 logger = Logger(child=True)
 
@@ -27,6 +26,7 @@ FILENAME_PATTERN = r"^[^/\\\x00-\x1f\x7f]+$"
 # the response stays well under Lambda's 6 MB payload limit and the call is as quick for huge transcripts.
 MAX_TURNS = 500
 TURNS_READ_BYTES = 1024 * 1024
+_JOB_CURSOR = frozenset({"pk", "sk", "gsi1pk", "gsi1sk"})
 
 
 class UploadRequest(BaseModel):
@@ -135,20 +135,20 @@ class TranscriptsService:
         url = self._s3.generate_presigned_url(
             "put_object", Params={"Bucket": self._bucket, "Key": key}, ExpiresIn=self._url_expires_s
         )
-        expires_at = datetime.fromtimestamp(self._clock() + self._url_expires_s, UTC)
         upload = Upload(
             url=url,
-            expires_at=expires_at.isoformat(timespec="seconds").replace("+00:00", "Z"),
+            expires_at=iso_utc(self._clock() + self._url_expires_s, "seconds"),
             max_bytes=self._max_bytes,
         )
         return UploadResponse(job=_job(record, with_summary=False), upload=upload)
 
     def list_jobs(self, owner: str, limit: int, cursor: str | None) -> JobList:
-        try:
-            records, next_cursor = self._jobs.list_for_owner(owner, limit=limit, cursor=cursor)
-        except InvalidCursorError as exc:
-            raise InvalidRequestError(str(exc)) from None
-        return JobList(items=[_job(record, with_summary=False) for record in records], next_cursor=next_cursor)
+        partition = JobStore.owner_partition(owner)
+        start_key = decode_cursor(cursor, attributes=_JOB_CURSOR, belongs=lambda key: key["gsi1pk"] == partition)
+        records, last_key = self._jobs.list_for_owner(owner, limit=limit, start_key=start_key)
+        return JobList(
+            items=[_job(record, with_summary=False) for record in records], next_cursor=encode_cursor(last_key)
+        )
 
     def get_job(self, owner: str, job_id: str) -> Job:
         record = self._jobs.get(job_id) if _is_uuid(job_id) else None
@@ -179,17 +179,3 @@ def _is_uuid(value: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def create_service(settings: Any) -> TranscriptsService:
-    """The service as the API function runs it, from chatbot.settings.Settings."""
-    if not settings.transcripts_bucket:
-        raise ValueError("TRANSCRIPTS_BUCKET is not set for the transcripts API")
-    return TranscriptsService(
-        jobs=JobStore(settings.table_name, ttl_days=settings.job_ttl_days),
-        # SigV4 is required for presigned URLs in newer regions and for KMS-encrypted buckets.
-        s3=boto3.client("s3", config=Config(signature_version="s3v4")),
-        bucket=settings.transcripts_bucket,
-        url_expires_s=settings.upload_url_expires_s,
-        max_bytes=settings.transcript_max_bytes,
-    )

@@ -10,6 +10,9 @@ SUMMARIES_PREFIX = "summaries/"
 FAILED_PREFIX = "failed/"
 UPLOADS_PREFIX = f"{INCOMING_PREFIX}uploads/"
 
+#: Larger transcripts are refused (the upload URL says so; the batch job fails them as too large).
+TRANSCRIPT_MAX_BYTES = 10 * 1024 * 1024
+
 _JOB_NAMESPACE = uuid.UUID("5b2f8a4e-3c1d-4f0a-9b7e-2d6c1e8f4a90")
 
 

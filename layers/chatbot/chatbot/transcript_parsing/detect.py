@@ -4,23 +4,23 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from chatbot.transcripts.analytics_outputs import (
+from chatbot.transcript_parsing.analytics_outputs import (
     is_bedrock_audio,
     is_post_call_analytics,
     parse_bedrock_audio,
     parse_post_call_analytics,
 )
-from chatbot.transcripts.captions import is_subrip, is_webvtt, parse_subrip, parse_webvtt
-from chatbot.transcripts.contact_center import (
+from chatbot.transcript_parsing.captions import is_subrip, is_webvtt, parse_subrip, parse_webvtt
+from chatbot.transcript_parsing.contact_center import (
     is_call_analytics,
     is_contact_lens,
     parse_call_analytics,
     parse_contact_lens,
 )
-from chatbot.transcripts.decoding import decode_text
-from chatbot.transcripts.model import FailureCode, ParsedTranscript, TranscriptError
-from chatbot.transcripts.text_formats import is_json_turns, is_plain_text, parse_json_turns, parse_plain_text
-from chatbot.transcripts.transcribe import is_transcribe, parse_transcribe
+from chatbot.transcript_parsing.decoding import decode_text
+from chatbot.transcript_parsing.model import FailureCode, ParsedTranscript, TranscriptError
+from chatbot.transcript_parsing.text_formats import is_json_turns, is_plain_text, parse_json_turns, parse_plain_text
+from chatbot.transcript_parsing.transcribe import is_transcribe, parse_transcribe
 
 # Most specific first: Contact Lens and Call Analytics share "Transcript"; Contact Lens adds ParticipantId.
 _JSON_FORMATS: tuple[tuple[Callable[[Any], bool], Callable[[Any], ParsedTranscript]], ...] = (

@@ -1,0 +1,44 @@
+"""How the conversations API uses the chat model: token budgets, message limits, memory window, timeouts.
+
+Defaults fit the reference deployment (Llama-2-7B-chat with a 4,096-token context, BART with a 1,024-token
+input) and API Gateway's 29 s integration timeout. The template sets none of these; tests and benchmarks
+pass their own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: The longest message the API accepts (characters). The UI reads its limit from the API's OpenAPI document.
+MAX_MESSAGE_CHARS = 8_000
+
+
+@dataclass(frozen=True)
+class ChatPolicy:
+    # The prompt (system + rolling summary + newest messages) must fit chat_context_tokens - chat_max_new_tokens,
+    # counted with chatbot.tokens.estimate_tokens.
+    chat_context_tokens: int = 4096
+    chat_max_new_tokens: int = 512
+    chat_temperature: float | None = None
+    summarizer_max_input_tokens: int = 1024
+    # A longer message is refused as too large (title and system prompt limits live in the request models).
+    max_message_chars: int = MAX_MESSAGE_CHARS
+    # Most messages sent verbatim per turn; bounds the DynamoDB read per turn.
+    chat_window_messages: int = 12
+    conversation_ttl_days: int = 30
+    # The whole model call, retries included, must end before API Gateway's 29 s integration timeout.
+    model_timeout_s: float = 24.0
+    model_max_attempts: int = 2
+    # Folding old messages into the rolling summary runs after the answer, only if this much time is left.
+    fold_timeout_s: float = 8.0
+
+    def __post_init__(self) -> None:
+        if self.chat_max_new_tokens >= self.chat_context_tokens // 2:
+            raise ValueError("chat_max_new_tokens must be under half of chat_context_tokens (room for the prompt)")
+        if not 2 <= self.chat_window_messages <= 200:
+            raise ValueError("chat_window_messages must be between 2 and 200")
+
+    @property
+    def chat_prompt_budget_tokens(self) -> int:
+        """Tokens available for system prompt, rolling summary and recent messages."""
+        return self.chat_context_tokens - self.chat_max_new_tokens

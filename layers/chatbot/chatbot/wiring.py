@@ -1,0 +1,121 @@
+"""One wiring function per Lambda function: its typed settings in, its service out, with every AWS client built
+here (at import time in the handler, once per execution environment, as Lambda recommends).
+
+Tests pass their doubles (a Stubber-wrapped client, an in-process model) through the keyword arguments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from chatbot.conversations.policy import ChatPolicy
+from chatbot.conversations.retention import MessagePurger
+from chatbot.conversations.service import ConversationService
+from chatbot.conversations.store import ConversationStore
+from chatbot.inference import InferenceClient
+from chatbot.settings import (
+    BatchSummarizeSettings,
+    ConversationCleanupSettings,
+    ConversationsSettings,
+    FunctionSettings,
+    TranscriptsApiSettings,
+)
+from chatbot.summarization import SUMMARIZER_MAX_INPUT_TOKENS
+from chatbot.transcript_jobs.api import TranscriptsService
+from chatbot.transcript_jobs.keys import TRANSCRIPT_MAX_BYTES
+from chatbot.transcript_jobs.pipeline import TranscriptJobProcessor
+from chatbot.transcript_jobs.store import JobStore
+
+JOB_TTL_DAYS = 90
+UPLOAD_URL_EXPIRES_S = 900
+TRANSCRIPT_SUMMARY_MAX_TOKENS = 160
+
+
+def api_dynamodb_client() -> Any:
+    """DynamoDB with adaptive retries and timeouts short enough for the API's time budget."""
+    return boto3.client(
+        "dynamodb",
+        config=Config(retries={"mode": "adaptive", "total_max_attempts": 3}, connect_timeout=2, read_timeout=5),
+    )
+
+
+def _inference(settings: FunctionSettings, sagemaker_runtime: Any, timeout_s: float, max_attempts: int) -> Any:
+    return InferenceClient(
+        settings.endpoint_name,
+        settings.chat_component_name,
+        settings.summarizer_component_name,
+        sagemaker_runtime,
+        timeout_s=timeout_s,
+        max_attempts=max_attempts,
+    )
+
+
+def conversations_service(
+    settings: ConversationsSettings,
+    *,
+    policy: ChatPolicy | None = None,
+    dynamodb: Any = None,
+    sagemaker_runtime: Any = None,
+    clock: Callable[[], Any] | None = None,
+) -> ConversationService:
+    """ConversationsFunction: the store on the table, the endpoint's two components, the chat policy."""
+    policy = policy or ChatPolicy(conversation_ttl_days=settings.conversation_ttl_days)
+    extra = {"clock": clock} if clock else {}
+    return ConversationService(
+        ConversationStore(settings.table_name, dynamodb or api_dynamodb_client()),
+        _inference(settings, sagemaker_runtime, policy.model_timeout_s, policy.model_max_attempts),
+        policy,
+        # Folding into the rolling summary gets its own, shorter budget and no retry.
+        fold_inference=lambda: _inference(settings, sagemaker_runtime, policy.fold_timeout_s, 1),
+        **extra,
+    )
+
+
+def transcripts_api_service(
+    settings: TranscriptsApiSettings, *, dynamodb: Any = None, s3: Any = None
+) -> TranscriptsService:
+    """TranscriptsApiFunction: job records and presigned upload URLs."""
+    return TranscriptsService(
+        jobs=JobStore(settings.table_name, dynamodb or api_dynamodb_client(), ttl_days=JOB_TTL_DAYS),
+        # SigV4 is required for presigned URLs in newer regions and for KMS-encrypted buckets.
+        s3=s3 or boto3.client("s3", config=Config(signature_version="s3v4")),
+        bucket=settings.transcripts_bucket,
+        url_expires_s=UPLOAD_URL_EXPIRES_S,
+        max_bytes=TRANSCRIPT_MAX_BYTES,
+    )
+
+
+def transcript_job_processor(
+    settings: BatchSummarizeSettings,
+    *,
+    dynamodb: Any = None,
+    s3: Any = None,
+    sagemaker_runtime: Any = None,
+    summarize: Callable[[list[str]], list[str]] | None = None,
+) -> TranscriptJobProcessor:
+    """BatchSummarizeFunction: S3 in and out, job records, the summarizer with the batch function's budget
+    (`summarize` replaces the endpoint's summarizer component, e.g. with an in-process model)."""
+    if summarize is None:
+        inference = _inference(settings, sagemaker_runtime, settings.model_timeout_s, settings.model_max_attempts)
+
+        def summarize(texts: list[str]) -> list[str]:
+            return inference.summarize(texts, max_length=TRANSCRIPT_SUMMARY_MAX_TOKENS)
+
+    return TranscriptJobProcessor(
+        s3=s3 or boto3.client("s3"),
+        jobs=JobStore(settings.table_name, dynamodb or boto3.client("dynamodb"), ttl_days=JOB_TTL_DAYS),
+        summarize=summarize,
+        summarizer_label={"endpoint": settings.endpoint_name, "component": settings.summarizer_component_name},
+        max_bytes=TRANSCRIPT_MAX_BYTES,
+        max_input_tokens=SUMMARIZER_MAX_INPUT_TOKENS,
+        lease_s=settings.job_lease_s,
+    )
+
+
+def message_purger(settings: ConversationCleanupSettings, *, dynamodb: Any = None) -> MessagePurger:
+    """ConversationCleanupFunction: deletes the messages of removed conversations."""
+    return MessagePurger(ConversationStore(settings.table_name, dynamodb or boto3.client("dynamodb")))
