@@ -54,12 +54,15 @@ class TranscriptsApiSettings(FunctionSettings):
 
     transcripts_bucket: str = Field(alias="TRANSCRIPTS_BUCKET", min_length=3)
     cors_allow_origin: str = Field("*", alias="CORS_ALLOW_ORIGIN", min_length=1)
+    # Job records expire after this many days; the bucket's lifecycle rules expire their objects alike.
+    job_ttl_days: int = Field(90, alias="JOB_TTL_DAYS", ge=1)
 
 
 class BatchSummarizeSettings(FunctionSettings):
     """BatchSummarizeFunction: no API Gateway in front, so its model calls may take longer and retry more."""
 
     transcripts_bucket: str = Field(alias="TRANSCRIPTS_BUCKET", min_length=3)
+    job_ttl_days: int = Field(90, alias="JOB_TTL_DAYS", ge=1)
     model_timeout_s: float = Field(alias="MODEL_TIMEOUT_S", gt=0)
     model_max_attempts: int = Field(alias="MODEL_MAX_ATTEMPTS", ge=1, le=10)
     # A worker that holds a job longer than this is presumed dead and another may take the job over.

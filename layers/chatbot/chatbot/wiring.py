@@ -30,7 +30,6 @@ from chatbot.transcript_jobs.keys import TRANSCRIPT_MAX_BYTES
 from chatbot.transcript_jobs.pipeline import TranscriptJobProcessor
 from chatbot.transcript_jobs.store import JobStore
 
-JOB_TTL_DAYS = 90
 UPLOAD_URL_EXPIRES_S = 900
 TRANSCRIPT_SUMMARY_MAX_TOKENS = 160
 
@@ -80,7 +79,7 @@ def transcripts_api_service(
 ) -> TranscriptsService:
     """TranscriptsApiFunction: job records and presigned upload URLs."""
     return TranscriptsService(
-        jobs=JobStore(settings.table_name, dynamodb or api_dynamodb_client(), ttl_days=JOB_TTL_DAYS),
+        jobs=JobStore(settings.table_name, dynamodb or api_dynamodb_client(), ttl_days=settings.job_ttl_days),
         # SigV4 is required for presigned URLs in newer regions and for KMS-encrypted buckets.
         s3=s3 or boto3.client("s3", config=Config(signature_version="s3v4")),
         bucket=settings.transcripts_bucket,
@@ -107,7 +106,7 @@ def transcript_job_processor(
 
     return TranscriptJobProcessor(
         s3=s3 or boto3.client("s3"),
-        jobs=JobStore(settings.table_name, dynamodb or boto3.client("dynamodb"), ttl_days=JOB_TTL_DAYS),
+        jobs=JobStore(settings.table_name, dynamodb or boto3.client("dynamodb"), ttl_days=settings.job_ttl_days),
         summarize=summarize,
         summarizer_label={"endpoint": settings.endpoint_name, "component": settings.summarizer_component_name},
         max_bytes=TRANSCRIPT_MAX_BYTES,
