@@ -7,11 +7,10 @@ from __future__ import annotations
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from chatbot.conversations.store import ConversationStore
+from chatbot.conversations.store import ConversationStore, conversation_id_of
 
 logger = Logger(child=True)
 metrics = Metrics()
-CONVERSATION_PREFIX = "CONV#"
 
 
 class MessagePurger:
@@ -19,10 +18,9 @@ class MessagePurger:
         self._store = store
 
     def purge(self, partition_key: str) -> int:
-        """Delete every message under `CONV#<id>` unless the conversation still exists; returns the count."""
-        if not partition_key.startswith(CONVERSATION_PREFIX):
-            raise ValueError(f"not a conversation key: {partition_key!r}")
-        conversation_id = partition_key.removeprefix(CONVERSATION_PREFIX)
+        """Delete every message of the conversation whose removed item had this partition key, unless the
+        conversation still exists; returns the count (ValueError for a key that is not a conversation's)."""
+        conversation_id = conversation_id_of(partition_key)
         if self._store.get_conversation(conversation_id) is not None:
             return 0  # recreated or never removed: nothing to clean
         deleted = self._store.delete_messages(conversation_id)

@@ -1,7 +1,8 @@
 """The conversations use cases: create, list, read, send a turn, retry, clear, delete, summarize.
 
-Plain functions of (caller, ids, values) returning JSON-ready dicts; the Lambda handler only maps HTTP
-onto them. Ownership is checked on every call: someone else's conversation is "not found".
+Plain methods of (caller, ids, values) returning JSON-ready views; the Lambda handler only maps HTTP onto
+them. They work on the store's typed records (ConversationRecord, MessageRecord) and never see the table's
+keys. Ownership is checked on every call: someone else's conversation is "not found".
 """
 
 from __future__ import annotations
@@ -20,15 +21,12 @@ from chatbot.clock import iso_utc, parse_iso
 from chatbot.conversations.memory import chat_messages, fixed_tokens, message_tokens, plan_context
 from chatbot.conversations.policy import ChatPolicy
 from chatbot.conversations.store import (
-    MESSAGE_PREFIX,
-    META,
     ConditionFailedError,
+    ConversationRecord,
     ConversationStore,
     IdempotencyKeyTakenError,
-    conversation_pk,
-    owner_index_pk,
+    MessageRecord,
 )
-from chatbot.cursor import decode_cursor, encode_cursor
 from chatbot.errors import ConflictError, IdempotencyKeyReusedError, NotFoundError, TooLargeError
 from chatbot.inference import InferenceClient, InferenceError
 from chatbot.summarization import SummarizationError, Turn, summarize_turns
@@ -40,8 +38,6 @@ tracer = Tracer()
 TURN_ATTEMPTS = 12  # optimistic-locking attempts before a sender gets 409 (>= senders expected at once)
 GAP_READ_LIMIT = 200  # unsummarized messages read beyond the window in one turn (only after failed folds)
 DEFAULT_LABELS = ("User", "AI")
-_CONVERSATION_CURSOR = frozenset({"pk", "sk", "gsi1pk", "gsi1sk"})
-_MESSAGE_CURSOR = frozenset({"pk", "sk"})
 _EDITABLE = frozenset({"title", "system_prompt"})  # conversation attributes a caller may change
 
 
@@ -69,18 +65,13 @@ class ConversationService:
     def create_conversation(self, owner: str, title: str | None, system_prompt: str | None) -> dict[str, Any]:
         now = self._clock()
         conversation_id = str(uuid.uuid4())
-        item = {
-            "pk": conversation_pk(conversation_id),
-            "sk": META,
-            "type": "conversation",
+        conversation: ConversationRecord = {
             "conversation_id": conversation_id,
             "owner": owner,
             "title": title,
             "system_prompt": system_prompt,
             "created_at": iso_utc(now),
             "last_active_at": iso_utc(now),
-            "gsi1pk": owner_index_pk(owner),
-            "gsi1sk": iso_utc(now),
             "turn_count": 0,
             "message_count": 0,
             "version": 0,
@@ -88,21 +79,13 @@ class ConversationService:
             "summarized_through": 0,
             "expires_at": self._expires_at(now),
         }
-        self._store.create_conversation(item)
+        self._store.create_conversation(conversation)
         logger.info("conversation created", extra={"conversation_id": conversation_id})
-        return self._conversation_view(item)
+        return self._conversation_view(conversation)
 
     def list_conversations(self, owner: str, limit: int, cursor: str | None) -> dict[str, Any]:
-        start_key = decode_cursor(
-            cursor,
-            attributes=_CONVERSATION_CURSOR,
-            belongs=lambda key: key["gsi1pk"] == owner_index_pk(owner) and key["sk"] == META,
-        )
-        page = self._store.list_conversations(owner, limit, start_key)
-        return {
-            "items": [self._conversation_view(item) for item in page.items],
-            "next_cursor": encode_cursor(page.last_key),
-        }
+        page = self._store.list_conversations(owner, limit, cursor)
+        return {"items": [self._conversation_view(item) for item in page.items], "next_cursor": page.next_cursor}
 
     def get_conversation(self, owner: str, conversation_id: str) -> dict[str, Any]:
         return self._conversation_view(self._owned(owner, conversation_id))
@@ -153,16 +136,8 @@ class ConversationService:
         self, owner: str, conversation_id: str, limit: int, cursor: str | None, newest_first: bool
     ) -> dict[str, Any]:
         self._owned(owner, conversation_id)
-        start_key = decode_cursor(
-            cursor,
-            attributes=_MESSAGE_CURSOR,
-            belongs=lambda key: key["pk"] == conversation_pk(conversation_id) and key["sk"].startswith(MESSAGE_PREFIX),
-        )
-        page = self._store.message_page(conversation_id, limit=limit, start_key=start_key, newest_first=newest_first)
-        return {
-            "items": [self._message_view(item) for item in page.items],
-            "next_cursor": encode_cursor(page.last_key),
-        }
+        page = self._store.message_page(conversation_id, limit=limit, cursor=cursor, newest_first=newest_first)
+        return {"items": [self._message_view(item) for item in page.items], "next_cursor": page.next_cursor}
 
     @tracer.capture_method(capture_response=False)
     def send_message(
@@ -200,7 +175,7 @@ class ConversationService:
         if question is None:
             self._check_fits(conversation, content)
             conversation, question = self._start_turn(conversation, content, idempotency_key)
-        return self._answer(conversation, question, history, page.last_key is not None, remaining_ms)
+        return self._answer(conversation, question, history, page.has_more, remaining_ms)
 
     def retry_last_message(
         self, owner: str, conversation_id: str, remaining_ms: Callable[[], int] | None = None
@@ -214,7 +189,7 @@ class ConversationService:
         users = [message for message in history if message["role"] == "user"]
         if not users or self._status(users[-1]) != "unanswered":
             raise ConflictError("There is no unanswered message to retry in this conversation.")
-        return self._answer(conversation, users[-1], history, page.last_key is not None, remaining_ms)
+        return self._answer(conversation, users[-1], history, page.has_more, remaining_ms)
 
     def summarize_conversation(
         self, owner: str, conversation_id: str, user_label: str = "User", assistant_label: str = "AI"
@@ -258,7 +233,7 @@ class ConversationService:
 
     # -- a turn -------------------------------------------------------------------------------------
 
-    def _check_fits(self, conversation: dict[str, Any], content: str) -> None:
+    def _check_fits(self, conversation: ConversationRecord, content: str) -> None:
         fixed = fixed_tokens(conversation.get("system_prompt"), conversation.get("rolling_summary"))
         budget = self._policy.chat_prompt_budget_tokens - fixed
         needed = message_tokens(content)
@@ -268,15 +243,14 @@ class ConversationService:
             )
 
     def _start_turn(
-        self, conversation: dict[str, Any], content: str, idempotency_key: str | None = None
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        self, conversation: ConversationRecord, content: str, idempotency_key: str | None = None
+    ) -> tuple[ConversationRecord, MessageRecord]:
         """Store the user's message under the next turn number; concurrent senders retry on the next one."""
         conversation_id = conversation["conversation_id"]
         for attempt in range(TURN_ATTEMPTS):
             now = self._clock()
             turn = conversation["turn_count"] + 1
-            question = {
-                "type": "message",
+            question: MessageRecord = {
                 "seq": 2 * turn - 1,
                 "role": "user",
                 "content": content,
@@ -299,9 +273,9 @@ class ConversationService:
 
     def _answer(
         self,
-        conversation: dict[str, Any],
-        question: dict[str, Any],
-        history: list[dict[str, Any]],
+        conversation: ConversationRecord,
+        question: MessageRecord,
+        history: list[MessageRecord],
         history_truncated: bool,
         remaining_ms: Callable[[], int] | None,
     ) -> dict[str, Any]:
@@ -345,11 +319,10 @@ class ConversationService:
             "assistant_message": self._message_view(answer),
         }
 
-    def _store_answer(self, conversation: dict[str, Any], question: dict[str, Any], text: str) -> dict[str, Any]:
+    def _store_answer(self, conversation: ConversationRecord, question: MessageRecord, text: str) -> MessageRecord:
         conversation_id = conversation["conversation_id"]
         now = self._clock()
-        answer = {
-            "type": "message",
+        answer: MessageRecord = {
             "seq": question["seq"] + 1,
             "role": "assistant",
             "content": text,
@@ -378,7 +351,7 @@ class ConversationService:
     def _time_for_fold(self, remaining_ms: Callable[[], int] | None) -> bool:
         return remaining_ms is None or remaining_ms() > (self._policy.fold_timeout_s + 1) * 1000
 
-    def _fold(self, conversation: dict[str, Any], fold: list[dict[str, Any]], history_truncated: bool) -> None:
+    def _fold(self, conversation: ConversationRecord, fold: list[MessageRecord], history_truncated: bool) -> None:
         """Fold messages that left the window into the rolling summary (best effort: a failure leaves them
         unsummarized, and the next turn folds them)."""
         conversation_id = conversation["conversation_id"]
@@ -387,7 +360,7 @@ class ConversationService:
             gap = self._store.messages_between(
                 conversation_id, summarized_through + 1, fold[0]["seq"] - 1, GAP_READ_LIMIT
             )
-            fold = gap.items if gap.last_key else gap.items + fold
+            fold = gap.items if gap.has_more else gap.items + fold
         if not fold:
             return
         labels = dict(zip(("user", "assistant"), DEFAULT_LABELS, strict=True))
@@ -411,8 +384,8 @@ class ConversationService:
         )
 
     def _question_sent_with(
-        self, conversation: dict[str, Any], idempotency_key: str, content: str
-    ) -> dict[str, Any] | None:
+        self, conversation: ConversationRecord, idempotency_key: str, content: str
+    ) -> MessageRecord | None:
         """The user message first sent with this key (None if the key is new, or from before a clear)."""
         conversation_id = conversation["conversation_id"]
         key = self._store.get_idempotency_key(conversation_id, idempotency_key)
@@ -427,13 +400,13 @@ class ConversationService:
             raise _key_in_progress()
         return question
 
-    def _remember_key(self, conversation: dict[str, Any], idempotency_key: str, seq: int) -> None:
+    def _remember_key(self, conversation: ConversationRecord, idempotency_key: str, seq: int) -> None:
         try:
             self._store.add_idempotency_key(conversation, idempotency_key, seq)
         except IdempotencyKeyTakenError:
             raise _key_in_progress() from None
 
-    def _stored_exchange(self, conversation_id: str, question: dict[str, Any]) -> dict[str, Any]:
+    def _stored_exchange(self, conversation_id: str, question: MessageRecord) -> dict[str, Any]:
         """The exchange as the first answer returned it, read back from the two stored messages."""
         answer = self._store.get_message(conversation_id, question["seq"] + 1)
         if answer is None:  # answered means the answer was stored in the same transaction; cleared meanwhile
@@ -444,7 +417,7 @@ class ConversationService:
             "assistant_message": self._message_view(answer),
         }
 
-    def _unanswered_question(self, history: list[dict[str, Any]], content: str) -> dict[str, Any] | None:
+    def _unanswered_question(self, history: list[MessageRecord], content: str) -> MessageRecord | None:
         """The newest user message, if it failed and has exactly this text (a retry, not a new turn)."""
         users = [message for message in history if message["role"] == "user"]
         if users and users[-1]["content"] == content and self._status(users[-1]) == "unanswered":
@@ -453,7 +426,7 @@ class ConversationService:
 
     # -- helpers ------------------------------------------------------------------------------------
 
-    def _owned(self, owner: str, conversation_id: str) -> dict[str, Any]:
+    def _owned(self, owner: str, conversation_id: str) -> ConversationRecord:
         conversation = self._store.get_conversation(conversation_id)
         if conversation is None or conversation.get("owner") != owner:
             raise self._not_found()
@@ -466,7 +439,7 @@ class ConversationService:
     def _expires_at(self, now: datetime) -> int:
         return int((now + timedelta(days=self._policy.conversation_ttl_days)).timestamp())
 
-    def _status(self, message: dict[str, Any]) -> str | None:
+    def _status(self, message: MessageRecord) -> str | None:
         """User message status; a `pending` one older than any model call can take has failed silently."""
         status = message.get("status")
         if status == "pending":
@@ -479,7 +452,7 @@ class ConversationService:
     def _backoff(attempt: int) -> None:
         time.sleep(random.uniform(0, 0.02 * (attempt + 1)))
 
-    def _conversation_view(self, item: dict[str, Any]) -> dict[str, Any]:
+    def _conversation_view(self, item: ConversationRecord) -> dict[str, Any]:
         return {
             "id": item["conversation_id"],
             "title": item.get("title"),
@@ -490,7 +463,7 @@ class ConversationService:
             "expires_at": iso_utc(item["expires_at"]),
         }
 
-    def _message_view(self, item: dict[str, Any]) -> dict[str, Any]:
+    def _message_view(self, item: MessageRecord) -> dict[str, Any]:
         view = {
             "seq": item["seq"],
             "role": item["role"],

@@ -16,10 +16,11 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypedDict, TypeVar
 
 from botocore.exceptions import ClientError
 
+from chatbot.cursor import decode_cursor, encode_cursor
 from chatbot.dynamodb import deserialize, serialize
 
 META = "META"
@@ -41,8 +42,18 @@ class IdempotencyKeyTakenError(ConditionFailedError):
     """Another send with the same Idempotency-Key stored its message first."""
 
 
+CONVERSATION_PREFIX = "CONV#"
+
+
 def conversation_pk(conversation_id: str) -> str:
-    return f"CONV#{conversation_id}"
+    return f"{CONVERSATION_PREFIX}{conversation_id}"
+
+
+def conversation_id_of(partition_key: str) -> str:
+    """The conversation id in a table partition key (e.g. from a stream record); ValueError if it is not one."""
+    if not partition_key.startswith(CONVERSATION_PREFIX):
+        raise ValueError(f"not a conversation key: {partition_key!r}")
+    return partition_key.removeprefix(CONVERSATION_PREFIX)
 
 
 def owner_index_pk(owner: str) -> str:
@@ -57,10 +68,61 @@ def idempotency_key_sk(idempotency_key: str) -> str:
     return f"{IDEMPOTENCY_KEY_PREFIX}{idempotency_key}"
 
 
+class ConversationRecord(TypedDict, total=False):
+    """A conversation as the service sees it (its META item without the key attributes)."""
+
+    conversation_id: str
+    owner: str
+    title: str | None
+    system_prompt: str | None
+    created_at: str
+    last_active_at: str
+    turn_count: int
+    message_count: int
+    version: int  # counts every change to the messages; a cached summary is valid for one version
+    generation: int  # counts clears; an Idempotency-Key item of an older generation names nothing
+    summarized_through: int  # the rolling summary covers messages up to this seq
+    expires_at: int  # epoch seconds (the table's TTL attribute)
+    rolling_summary: str
+    cached_summary: dict[str, Any]
+
+
+class MessageRecord(TypedDict, total=False):
+    """A message (its item without the key attributes)."""
+
+    seq: int
+    role: str  # user | assistant
+    content: str
+    created_at: str
+    status: str  # user messages: pending | answered | unanswered
+    reply_to: int  # assistant messages: the seq of the question
+
+
+class IdempotencyKeyRecord(TypedDict):
+    seq: int  # the user message first sent with the key
+    generation: int
+
+
+_KEY_ATTRIBUTES = frozenset({"pk", "sk", "gsi1pk", "gsi1sk", "type"})
+_CONVERSATION_CURSOR = frozenset({"pk", "sk", "gsi1pk", "gsi1sk"})
+_MESSAGE_CURSOR = frozenset({"pk", "sk"})
+
+R = TypeVar("R")
+
+
 @dataclass
-class Page:
-    items: list[dict[str, Any]]
-    last_key: dict[str, Any] | None  # plain (deserialized) LastEvaluatedKey, None on the last page
+class Page(Generic[R]):
+    items: list[R]
+    next_cursor: str | None  # opaque: where the next page starts; None on the last page
+
+    @property
+    def has_more(self) -> bool:
+        return self.next_cursor is not None
+
+
+def _record(item: dict[str, Any]) -> Any:
+    """An item without the attributes only the table's layout needs."""
+    return {name: value for name, value in item.items() if name not in _KEY_ATTRIBUTES}
 
 
 class ConversationStore:
@@ -72,24 +134,31 @@ class ConversationStore:
 
     # -- conversations ------------------------------------------------------------------------------
 
-    def get_conversation(self, conversation_id: str) -> dict[str, Any] | None:
-        response = self._client.get_item(
-            TableName=self.table_name,
-            Key=serialize({"pk": conversation_pk(conversation_id), "sk": META}),
-            ConsistentRead=True,
-        )
-        item = response.get("Item")
-        return deserialize(item) if item else None
+    def get_conversation(self, conversation_id: str) -> ConversationRecord | None:
+        return self._get(conversation_id, META)
 
-    def create_conversation(self, item: dict[str, Any]) -> None:
+    def create_conversation(self, conversation: ConversationRecord) -> None:
+        item = {
+            "pk": conversation_pk(conversation["conversation_id"]),
+            "sk": META,
+            "type": "conversation",
+            "gsi1pk": owner_index_pk(conversation["owner"]),
+            "gsi1sk": conversation["last_active_at"],
+            **conversation,
+        }
         self._client.put_item(
             TableName=self.table_name,
             Item=serialize(item),
             ConditionExpression="attribute_not_exists(pk)",
         )
 
-    def list_conversations(self, owner: str, limit: int, start_key: dict[str, Any] | None) -> Page:
-        """The owner's conversations, most recently active first."""
+    def list_conversations(self, owner: str, limit: int, cursor: str | None) -> Page[ConversationRecord]:
+        """The owner's conversations, most recently active first, from `cursor` (a page's next_cursor) on."""
+        start_key = decode_cursor(
+            cursor,
+            attributes=_CONVERSATION_CURSOR,
+            belongs=lambda key: key["gsi1pk"] == owner_index_pk(owner) and key["sk"] == META,
+        )
         request: dict[str, Any] = {
             "TableName": self.table_name,
             "IndexName": "gsi1",
@@ -100,7 +169,7 @@ class ConversationStore:
         }
         if start_key:
             request["ExclusiveStartKey"] = serialize(start_key)
-        return self._query(request, consistent=False)
+        return self._page(request, consistent=False)
 
     def touch(self, conversation_id: str, now_iso: str, expires_at: int, changes: dict[str, Any]) -> None:
         """Record activity (last active, TTL) plus `changes`, only if the conversation still exists."""
@@ -115,9 +184,9 @@ class ConversationStore:
             ExpressionAttributeValues=serialize({f":{key}": value for key, value in values.items()}),
         )
 
-    def update_details(self, conversation_id: str, owner: str, changes: dict[str, str | None]) -> dict[str, Any]:
+    def update_details(self, conversation_id: str, owner: str, changes: dict[str, str | None]) -> ConversationRecord:
         """Set (or, for None, remove) descriptive attributes of the owner's conversation in one conditional
-        write; returns the updated item. Raises ConditionFailedError if it is gone or someone else's."""
+        write; returns the updated conversation. Raises ConditionFailedError if it is gone or someone else's."""
         to_set = {name: value for name, value in changes.items() if value is not None}
         to_remove = [name for name, value in changes.items() if value is None]
         clauses = []
@@ -139,7 +208,7 @@ class ConversationStore:
             )
         except self._client.exceptions.ConditionalCheckFailedException as exc:
             raise ConditionFailedError() from exc
-        return deserialize(response["Attributes"])
+        return _record(deserialize(response["Attributes"]))
 
     def save_rolling_summary(self, conversation_id: str, summary: str, through_seq: int, expected_through: int) -> bool:
         """Store the rolling summary unless another turn already moved it on; True when stored."""
@@ -171,7 +240,7 @@ class ConversationStore:
             return False
         return True
 
-    def reset_conversation(self, conversation: dict[str, Any], now_iso: str, expires_at: int) -> None:
+    def reset_conversation(self, conversation: ConversationRecord, now_iso: str, expires_at: int) -> None:
         """Forget messages and summaries (messages are deleted next); turn numbers keep counting up,
         and the generation changes so answers still in flight cannot land in the cleared conversation."""
         conversation_id, owner = conversation["conversation_id"], conversation["owner"]
@@ -219,50 +288,54 @@ class ConversationStore:
     # -- messages -----------------------------------------------------------------------------------
 
     def message_page(
-        self, conversation_id: str, *, limit: int, start_key: dict[str, Any] | None, newest_first: bool
-    ) -> Page:
+        self, conversation_id: str, *, limit: int, cursor: str | None, newest_first: bool
+    ) -> Page[MessageRecord]:
+        start_key = decode_cursor(
+            cursor,
+            attributes=_MESSAGE_CURSOR,
+            belongs=lambda key: key["pk"] == conversation_pk(conversation_id) and key["sk"].startswith(MESSAGE_PREFIX),
+        )
         request = self._message_query(conversation_id, limit=limit, newest_first=newest_first)
         if start_key:
             request["ExclusiveStartKey"] = serialize(start_key)
-        return self._query(request, consistent=False)
+        return self._page(request, consistent=False)
 
-    def newest_messages(self, conversation_id: str, *, after_seq: int, limit: int) -> Page:
+    def newest_messages(self, conversation_id: str, *, after_seq: int, limit: int) -> Page[MessageRecord]:
         """Up to `limit` messages with seq > after_seq, newest first (bounded work per turn)."""
         request = self._message_query(conversation_id, limit=limit, newest_first=True, after_seq=after_seq)
-        return self._query(request, consistent=True)
+        return self._page(request, consistent=True)
 
-    def messages_between(self, conversation_id: str, first_seq: int, last_seq: int, limit: int) -> Page:
+    def messages_between(self, conversation_id: str, first_seq: int, last_seq: int, limit: int) -> Page[MessageRecord]:
         request = self._message_query(conversation_id, limit=limit, newest_first=False, after_seq=first_seq - 1)
         request["KeyConditionExpression"] = "pk = :pk AND sk BETWEEN :low AND :high"
         request["ExpressionAttributeValues"] = serialize(
             {":pk": conversation_pk(conversation_id), ":low": message_sk(first_seq), ":high": message_sk(last_seq)}
         )
-        return self._query(request, consistent=True)
+        return self._page(request, consistent=True)
 
-    def all_messages(self, conversation_id: str, page_size: int = 500) -> Iterator[dict[str, Any]]:
+    def all_messages(self, conversation_id: str, page_size: int = 500) -> Iterator[MessageRecord]:
         """Every message, oldest first (one Query page at a time)."""
         start_key = None
         while True:
             request = self._message_query(conversation_id, limit=page_size, newest_first=False)
             if start_key:
                 request["ExclusiveStartKey"] = serialize(start_key)
-            page = self._query(request, consistent=True)
-            yield from page.items
-            if not page.last_key:
+            items, start_key = self._query(request, consistent=True)
+            yield from (_record(item) for item in items)
+            if not start_key:
                 return
-            start_key = page.last_key
 
-    def get_message(self, conversation_id: str, seq: int) -> dict[str, Any] | None:
+    def get_message(self, conversation_id: str, seq: int) -> MessageRecord | None:
         return self._get(conversation_id, message_sk(seq))
 
-    def get_idempotency_key(self, conversation_id: str, idempotency_key: str) -> dict[str, Any] | None:
+    def get_idempotency_key(self, conversation_id: str, idempotency_key: str) -> IdempotencyKeyRecord | None:
         """The key item (`seq` of the message it was sent with, `generation`), or None (one GetItem)."""
         return self._get(conversation_id, idempotency_key_sk(idempotency_key))
 
     def start_turn(
         self,
-        conversation: dict[str, Any],
-        message: dict[str, Any],
+        conversation: ConversationRecord,
+        message: MessageRecord,
         now_iso: str,
         expires_at: int,
         idempotency_key: str | None = None,
@@ -300,7 +373,12 @@ class ConversationStore:
                 "Put": {
                     "TableName": self.table_name,
                     "Item": serialize(
-                        {"pk": conversation_pk(conversation_id), "sk": message_sk(message["seq"]), **message}
+                        {
+                            "pk": conversation_pk(conversation_id),
+                            "sk": message_sk(message["seq"]),
+                            "type": "message",
+                            **message,
+                        }
                     ),
                     "ConditionExpression": "attribute_not_exists(pk)",
                 }
@@ -315,7 +393,7 @@ class ConversationStore:
                 raise IdempotencyKeyTakenError(exc.reasons) from exc
             raise
 
-    def add_idempotency_key(self, conversation: dict[str, Any], idempotency_key: str, seq: int) -> None:
+    def add_idempotency_key(self, conversation: ConversationRecord, idempotency_key: str, seq: int) -> None:
         """Let a new key name an already stored message (IdempotencyKeyTakenError if it names another)."""
         try:
             self._client.put_item(**self._key_put(conversation, idempotency_key, seq)["Put"])
@@ -346,7 +424,7 @@ class ConversationStore:
         conversation_id: str,
         generation: int,
         user_seq: int,
-        answer: dict[str, Any],
+        answer: MessageRecord,
         now_iso: str,
         expires_at: int,
     ) -> None:
@@ -358,7 +436,7 @@ class ConversationStore:
                 {
                     "Put": {
                         "TableName": self.table_name,
-                        "Item": serialize({**key, "sk": message_sk(answer["seq"]), **answer}),
+                        "Item": serialize({**key, "sk": message_sk(answer["seq"]), "type": "message", **answer}),
                         "ConditionExpression": "attribute_not_exists(pk)",
                     }
                 },
@@ -423,14 +501,13 @@ class ConversationStore:
             request = {**query, "ProjectionExpression": "pk, sk"}
             if start_key:
                 request["ExclusiveStartKey"] = serialize(start_key)
-            page = self._query(request, consistent=True)
-            keys = [{"pk": item["pk"], "sk": item["sk"]} for item in page.items]
+            items, start_key = self._query(request, consistent=True)
+            keys = [{"pk": item["pk"], "sk": item["sk"]} for item in items]
             for offset in range(0, len(keys), _BATCH_WRITE_SIZE):
                 self._batch_delete(keys[offset : offset + _BATCH_WRITE_SIZE])
             deleted += len(keys)
-            if not page.last_key:
+            if not start_key:
                 return deleted
-            start_key = page.last_key
 
     # -- plumbing -----------------------------------------------------------------------------------
 
@@ -451,22 +528,28 @@ class ConversationStore:
             "Limit": limit,
         }
 
-    def _get(self, conversation_id: str, sk: str) -> dict[str, Any] | None:
+    def _get(self, conversation_id: str, sk: str) -> Any:
         response = self._client.get_item(
             TableName=self.table_name,
             Key=serialize({"pk": conversation_pk(conversation_id), "sk": sk}),
             ConsistentRead=True,
         )
         item = response.get("Item")
-        return deserialize(item) if item else None
+        return _record(deserialize(item)) if item else None
 
-    def _query(self, request: dict[str, Any], *, consistent: bool) -> Page:
+    def _query(
+        self, request: dict[str, Any], *, consistent: bool
+    ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        """The items of one Query page (as stored) and the key to continue from (None on the last page)."""
         if consistent:
             request["ConsistentRead"] = True
         response = self._client.query(**request)
-        items = response.get("Items", [])
         last_key = response.get("LastEvaluatedKey")
-        return Page([deserialize(item) for item in items], deserialize(last_key) if last_key else None)
+        return [deserialize(item) for item in response.get("Items", [])], deserialize(last_key) if last_key else None
+
+    def _page(self, request: dict[str, Any], *, consistent: bool) -> Page[Any]:
+        items, last_key = self._query(request, consistent=consistent)
+        return Page([_record(item) for item in items], encode_cursor(last_key))
 
     def _transact(self, operations: list[dict[str, Any]]) -> None:
         try:

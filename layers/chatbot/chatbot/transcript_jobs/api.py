@@ -12,7 +12,6 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from chatbot.clock import iso_utc
-from chatbot.cursor import decode_cursor, encode_cursor
 from chatbot.errors import NotFoundError
 from chatbot.transcript_jobs.keys import UPLOADS_PREFIX, job_id_for_key
 from chatbot.transcript_jobs.store import JobStore
@@ -26,7 +25,6 @@ FILENAME_PATTERN = r"^[^/\\\x00-\x1f\x7f]+$"
 # the response stays well under Lambda's 6 MB payload limit and the call is as quick for huge transcripts.
 MAX_TURNS = 500
 TURNS_READ_BYTES = 1024 * 1024
-_JOB_CURSOR = frozenset({"pk", "sk", "gsi1pk", "gsi1sk"})
 
 
 class UploadRequest(BaseModel):
@@ -143,12 +141,8 @@ class TranscriptsService:
         return UploadResponse(job=_job(record, with_summary=False), upload=upload)
 
     def list_jobs(self, owner: str, limit: int, cursor: str | None) -> JobList:
-        partition = JobStore.owner_partition(owner)
-        start_key = decode_cursor(cursor, attributes=_JOB_CURSOR, belongs=lambda key: key["gsi1pk"] == partition)
-        records, last_key = self._jobs.list_for_owner(owner, limit=limit, start_key=start_key)
-        return JobList(
-            items=[_job(record, with_summary=False) for record in records], next_cursor=encode_cursor(last_key)
-        )
+        records, next_cursor = self._jobs.list_for_owner(owner, limit=limit, cursor=cursor)
+        return JobList(items=[_job(record, with_summary=False) for record in records], next_cursor=next_cursor)
 
     def get_job(self, owner: str, job_id: str) -> Job:
         record = self._jobs.get(job_id) if _is_uuid(job_id) else None

@@ -15,10 +15,12 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from chatbot.clock import iso_utc
+from chatbot.cursor import decode_cursor, encode_cursor
 from chatbot.dynamodb import deserialize, serialize
 from chatbot.transcript_jobs.events import ObjectCreated
 
 _MAX_CLAIM_ATTEMPTS = 3
+_JOB_CURSOR = frozenset({"pk", "sk", "gsi1pk", "gsi1sk"})
 # S3 sequencers are hex strings of varying length; compare them left-padded to one width.
 _SEQUENCER_WIDTH = 64
 
@@ -75,7 +77,7 @@ class JobStore:
         return {"pk": f"JOB#{job_id}", "sk": "META"}
 
     @staticmethod
-    def owner_partition(owner: str) -> str:
+    def _owner_partition(owner: str) -> str:
         return f"USER#{owner}#JOB"
 
     def _read(self, job_id: str) -> dict | None:
@@ -93,7 +95,7 @@ class JobStore:
             **self._key(job_id),
             "job_id": job_id,
             "owner": owner,
-            "gsi1pk": self.owner_partition(owner),
+            "gsi1pk": self._owner_partition(owner),
             # Microseconds keep jobs created in one burst in their creation order.
             "gsi1sk": f"{iso_utc(now, 'microseconds')}#{job_id}",
             "status": JobStatus.QUEUED.value,
@@ -110,15 +112,15 @@ class JobStore:
         )
         return _public(item)
 
-    def list_for_owner(
-        self, owner: str, *, limit: int, start_key: dict[str, Any] | None = None
-    ) -> tuple[list[dict], dict[str, Any] | None]:
-        """The owner's jobs, newest first, and the key to start the next page from (None on the last)."""
+    def list_for_owner(self, owner: str, *, limit: int, cursor: str | None = None) -> tuple[list[dict], str | None]:
+        """The owner's jobs, newest first, from `cursor` on, and the cursor of the next page (None on the last)."""
+        partition = self._owner_partition(owner)
+        start_key = decode_cursor(cursor, attributes=_JOB_CURSOR, belongs=lambda key: key["gsi1pk"] == partition)
         query: dict[str, Any] = {
             "TableName": self.table_name,
             "IndexName": "gsi1",
             "KeyConditionExpression": "gsi1pk = :owner",
-            "ExpressionAttributeValues": serialize({":owner": self.owner_partition(owner)}),
+            "ExpressionAttributeValues": serialize({":owner": self._owner_partition(owner)}),
             "ScanIndexForward": False,
             "Limit": limit,
         }
@@ -126,7 +128,9 @@ class JobStore:
             query["ExclusiveStartKey"] = serialize(start_key)
         page = self._client.query(**query)
         last = page.get("LastEvaluatedKey")
-        return [_public(deserialize(item)) for item in page.get("Items", [])], deserialize(last) if last else None
+        return [_public(deserialize(item)) for item in page.get("Items", [])], encode_cursor(
+            deserialize(last) if last else None
+        )
 
     def claim(self, job_id: str, source: ObjectCreated, *, lease_s: int) -> Claim:
         """Take the job for `source` if nobody has summarized it or is summarizing it now."""
