@@ -92,8 +92,8 @@ class _Passage:
 
 
 def call_turns(turns: Iterable[Turn]) -> list[CallTurn]:
-    """Parsed turns (no times) numbered in transcript order."""
-    return [CallTurn(index, turn.speaker, turn.text) for index, turn in enumerate(turns)]
+    """Parsed turns numbered in transcript order."""
+    return [CallTurn(index, turn.speaker, turn.text, turn.start_s, turn.end_s) for index, turn in enumerate(turns)]
 
 
 def build_call_context(
