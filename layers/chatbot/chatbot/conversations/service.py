@@ -385,15 +385,14 @@ class ConversationService:
         if not link:
             return None
         try:
-            try:
-                call = self._require_calls().load(conversation["owner"], link["job_id"])
-            except CallNotFoundError:
+            call = self._require_calls().load(conversation["owner"], link["job_id"])
+        except DomainError as exc:
+            self._store.set_message_status(conversation["conversation_id"], question["seq"], "unanswered")
+            if isinstance(exc, CallNotFoundError):
                 raise ConflictError(
                     "The call this conversation is about was deleted: its messages stay, new questions cannot be "
                     "answered."
                 ) from None
-        except DomainError:
-            self._store.set_message_status(conversation["conversation_id"], question["seq"], "unanswered")
             raise
         recent = [message["content"] for message in earlier[-_CALL_RECENT_MESSAGES:]]
         return build_call_context(
