@@ -21,6 +21,7 @@ from local.template import LOCAL_ACCOUNT_ID, LOCAL_REGION, PROJECT_ROOT
 SAMPLE_DIR = PROJECT_ROOT / "events" / "conversations"
 SAMPLE_USER = "11111111-2222-3333-4444-555555555555"
 SAMPLE_CONVERSATION_ID = "0f8fad5b-d9cb-469f-a165-70867728950e"
+SAMPLE_JOB_ID = "9a1e5c3b-7d2f-5e84-b6a0-3c4d5e6f7a8b"
 
 
 def cognito_claims(user: str, email: str | None = None) -> dict[str, str]:
@@ -146,6 +147,7 @@ _SAMPLES: list[tuple[str, str, str, dict[str, list[str]], dict[str, list[str]], 
         {},
         {"user_label": "Customer", "assistant_label": "Agent"},
     ),
+    ("ask-about-call", "POST", "/v1/transcripts/{job_id}/conversations", {}, {}, {"title": "Router call"}),
 ]
 
 
@@ -153,8 +155,9 @@ def sample_events() -> dict[str, dict[str, Any]]:
     """One sample REST proxy event per conversations route, keyed by file name (without .json)."""
     samples = {}
     for name, method, resource, query, extra_headers, body in _SAMPLES:
-        path_parameters = {"conversation_id": SAMPLE_CONVERSATION_ID} if "{conversation_id}" in resource else None
-        path = resource.replace("{conversation_id}", SAMPLE_CONVERSATION_ID)
+        identifiers = {"conversation_id": SAMPLE_CONVERSATION_ID, "job_id": SAMPLE_JOB_ID}
+        path_parameters = {name: value for name, value in identifiers.items() if f"{{{name}}}" in resource} or None
+        path = resource.replace("{conversation_id}", SAMPLE_CONVERSATION_ID).replace("{job_id}", SAMPLE_JOB_ID)
         headers = {
             "Accept": ["application/json"],
             "Authorization": ["Bearer eyJraWQiOiJzYW1wbGUifQ.sample.token"],

@@ -46,6 +46,18 @@ class Conversation:
     last_active_at: str | None = None
     message_count: int = 0
     system_prompt: str | None = None
+    # A conversation about a summarized call: its job and file name.
+    call_job_id: str | None = None
+    call_filename: str | None = None
+
+
+@dataclass(frozen=True)
+class UsedTurn:
+    """A turn of the call an answer was given from."""
+
+    index: int
+    speaker: str
+    start_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -55,6 +67,9 @@ class Message:
     created_at: str | None = None
     # "unanswered": a stored user message whose answer failed; sending it again (or retry_last_message) answers it.
     status: str | None = None
+    # An answer about a call: the turns it was given, and whether they were a selection of a longer call.
+    call_turns: tuple[UsedTurn, ...] = ()
+    call_selection: bool = False
 
     @property
     def unanswered(self) -> bool:
@@ -190,6 +205,10 @@ class ChatbotApiClient:
 
     # transcripts
 
+    def ask_about_call(self, job_id: str) -> Conversation:
+        """A new conversation about one of the caller's summarized calls."""
+        return _conversation(self._call("POST", f"/v1/transcripts/{quote(job_id, safe='')}/conversations"))
+
     def request_upload(self, filename: str) -> UploadTicket:
         """A queued job and a presigned S3 URL to PUT the file to; the job starts when the file lands."""
         body = self._call("POST", "/v1/transcripts", json={"filename": filename})
@@ -318,6 +337,8 @@ def _conversation(item: Mapping[str, Any]) -> Conversation:
         last_active_at=item.get("last_active_at"),
         message_count=int(item.get("message_count") or 0),
         system_prompt=item.get("system_prompt"),
+        call_job_id=(item.get("call") or {}).get("job_id"),
+        call_filename=(item.get("call") or {}).get("filename"),
     )
 
 
@@ -327,6 +348,11 @@ def _message(item: Mapping[str, Any]) -> Message:
         content=str(item["content"]),
         created_at=item.get("created_at"),
         status=item.get("status"),
+        call_turns=tuple(
+            UsedTurn(int(turn["index"]), str(turn["speaker"]), turn.get("start_s"))
+            for turn in item.get("call_turns") or []
+        ),
+        call_selection=bool(item.get("call_selection")),
     )
 
 

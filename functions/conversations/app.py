@@ -11,6 +11,7 @@ from chatbot.api_errors import caller_id, register_error_handlers
 from chatbot.conversations.models import (
     Conversation,
     ConversationList,
+    CreateCallConversationRequest,
     CreateConversationRequest,
     Exchange,
     MessageList,
@@ -38,6 +39,7 @@ app = APIGatewayRestResolver(enable_validation=True, cors=cors)
 register_error_handlers(app)
 
 ConversationId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9-]+$")]
+JobId = Annotated[str, Path(min_length=1, max_length=128, description="A transcript job of the caller's.")]
 Limit = Annotated[int, Query(ge=1, le=100, description="Page size.")]
 Cursor = Annotated[str | None, Query(max_length=2048, description="`next_cursor` of the previous page.")]
 IdempotencyKey = Annotated[
@@ -48,6 +50,16 @@ IdempotencyKey = Annotated[
 @app.post("/v1/conversations", status_code=HTTPStatus.CREATED, summary="Start a conversation")
 def create_conversation(body: CreateConversationRequest) -> Conversation:
     return service.create_conversation(caller_id(app), body.title, body.system_prompt)
+
+
+@app.post(
+    "/v1/transcripts/<job_id>/conversations",
+    status_code=HTTPStatus.CREATED,
+    summary="Start a conversation about a summarized call",
+)
+def create_call_conversation(job_id: JobId, body: CreateCallConversationRequest | None = None) -> Conversation:
+    details = body or CreateCallConversationRequest()
+    return service.create_call_conversation(caller_id(app), job_id, details.title, details.system_prompt)
 
 
 @app.get("/v1/conversations", summary="The caller's conversations, most recently active first")

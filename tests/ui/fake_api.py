@@ -162,6 +162,7 @@ _ROUTES = [
     ("POST", r"/v1/transcripts", "upload"),
     ("GET", r"/v1/transcripts", "jobs"),
     ("GET", r"/v1/transcripts/(?P<id>[^/]+)", "job"),
+    ("POST", r"/v1/transcripts/(?P<id>[^/]+)/conversations", "ask"),
     ("PUT", r"/storage/(?P<id>[^/]+)", "put"),
 ]
 
@@ -282,6 +283,8 @@ def _answer(
         return 201, _public(conversation)
     if route in ("upload", "jobs", "job"):
         return _answer_transcripts(state, route, user, item_id, body)
+    if route == "ask":
+        return _ask_about_call(state, user, item_id)
     conversation = state.conversations.get(item_id)
     if conversation is None or conversation["owner"] != user:
         return 404, {"message": "Conversation not found"}
@@ -340,6 +343,29 @@ def _store_unanswered(state: FakeState, conversation_id: str, content: str) -> N
         messages.append({"seq": seq, "role": "user", "content": content, "created_at": _now(), "status": "unanswered"})
 
 
+def _ask_about_call(state: FakeState, user: str, job_id: str) -> tuple[int, Any]:
+    job = state.jobs.get(job_id)
+    if job is None or job["owner"] != user:
+        return 404, {"message": "Transcript job not found."}
+    if job["status"] != "succeeded":
+        return 409, {"message": f"The transcript job is {job['status']}: only a summarized call can be asked about."}
+    conversation_id = uuid.uuid4().hex
+    state.conversations[conversation_id] = {
+        "id": conversation_id,
+        "owner": user,
+        "title": f"About {job['filename']}",
+        "created_at": _now(),
+        "last_active_at": _now(),
+        "message_count": 0,
+        "expires_at": _expires_at(),
+        "call": {"job_id": job_id, "filename": job["filename"]},
+        # What the real API shows the model of a short call: every turn.
+        "call_turns": [{"index": index, "speaker": turn["speaker"]} for index, turn in enumerate(job["transcript"])],
+    }
+    state.messages[conversation_id] = []
+    return 201, _public(state.conversations[conversation_id])
+
+
 def _answer_question(conversation: dict[str, Any], messages: list[dict[str, Any]], question: dict[str, Any]) -> Any:
     question["status"] = "answered"
     answer = {
@@ -349,6 +375,8 @@ def _answer_question(conversation: dict[str, Any], messages: list[dict[str, Any]
         "created_at": _now(),
         "reply_to": question["seq"],
     }
+    if "call_turns" in conversation:
+        answer.update(call_turns=conversation["call_turns"], call_selection=False)
     messages.append(answer)
     conversation.update(message_count=len(messages), last_active_at=_now())
     return {"conversation_id": conversation["id"], "user_message": question, "assistant_message": answer}
@@ -384,5 +412,9 @@ def _answer_transcripts(state: FakeState, route: str, user: str, job_id: str | N
     return 200, _public(job, drop=() if state.send_turns else ("transcript", "turns_truncated"))
 
 
+# Kept by the fake for itself, never sent: who owns an item, and the turns a call conversation's answers cite.
+_PRIVATE_FIELDS = ("owner", "call_turns")
+
+
 def _public(item: dict[str, Any], drop: tuple[str, ...] = ()) -> dict[str, Any]:
-    return {name: value for name, value in item.items() if name != "owner" and name not in drop}
+    return {name: value for name, value in item.items() if name not in _PRIVATE_FIELDS and name not in drop}

@@ -204,3 +204,40 @@ def test_without_turns_from_the_api_or_the_file_the_page_says_so(fake_api, app):
     # Then the summary is shown and the missing turns are explained
     assert "Customer asked about a refund." in page_text(app.columns[0])
     assert page_text(app.columns[1]).splitlines()[1:] == ["The turns of this transcript are not available."]
+
+
+def test_ask_about_this_call_opens_a_conversation_whose_answers_link_to_their_turns(fake_api, app):
+    # Given a summarized call on the transcripts page
+    open_transcripts(app)
+    app.file_uploader[0].set_value(("call-a.txt", CALL_A, "text/plain"))
+    app.run()
+    click(app, "Upload and summarize")
+
+    # When Alice asks about it
+    click(app, "Ask about this call")
+
+    # Then a conversation about that call is open in the chat
+    assert not app.exception
+    [conversation] = fake_api.state.conversations.values()
+    assert conversation["title"] == "About call-a.txt"
+    assert app.session_state.conversation_id == conversation["id"]
+    assert "About call-a.txt" in page_text(app)
+
+    # When she asks a question there (AppTest reruns the page it was told to, so it is told the chat's)
+    app.switch_page("screens/chat.py").run()
+    app.chat_input[0].set_value("Why did they call?").run()
+
+    # Then the answer says which turns of the call it was given
+    assert "Answered from the call: turns 0 (Agent), 1 (Customer)." in page_text(app)
+
+    # When she follows them to the call
+    click(app, "Show these turns in the call")
+
+    # Then the transcripts page marks those turns beside the summary
+    assert "Transcripts" in page_text(app)
+    turns_column = app.columns[1]
+    assert page_text(turns_column).splitlines()[1:] == [
+        "**▶ turn 0 · Agent:** Thanks for calling, how can I help?",
+        "**▶ turn 1 · Customer:** My router keeps rebooting.",
+    ]
+    assert fake_api.state.contract_violations == []

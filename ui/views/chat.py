@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import streamlit as st
+from chatbot.clock import clock_label
 from chatbot.conversations.policy import MAX_MESSAGE_CHARS
 
 from ui.api_client import ApiError, Conversation, Message, Page, Summary, new_idempotency_key
 from ui.views.common import call_api, format_time, notify, show_error, show_notice
-from ui.views.untrusted import show_markdown
+from ui.views.untrusted import show_markdown, without_images
 
 HISTORY_PAGE_SIZE = 100  # the API's largest page
 MAX_HISTORY_PAGES = 5  # bounded history load: the newest 500 messages of a conversation
@@ -269,16 +270,31 @@ def _render_history(conversation: Conversation) -> None:
         st.caption(f"Showing the newest {len(history.messages)} messages.")
     elif not history.messages and "pending" not in st.session_state:
         st.caption("No messages yet. Say hello below.")
-    for message in history.messages:
+    for position, message in enumerate(history.messages):
         with st.chat_message("user" if message.role == "user" else "assistant"):
             show_markdown(message.content)
             if message.unanswered:
                 st.caption("Not answered yet.")
+            if message.call_turns:
+                _render_used_turns(conversation, message, position)
     last = history.messages[-1] if history.messages else None
     # A failure from an earlier visit: the question is stored unanswered, so the API can answer it now.
     offer_answer = last is not None and last.unanswered and "pending" not in st.session_state
     if offer_answer and st.button("Get the answer", icon=":material/refresh:", type="primary", key="retry_stored"):
         _retry_stored(conversation.id)
+
+
+def _render_used_turns(conversation: Conversation, message: Message, position: int) -> None:
+    """The call's turns an answer was given from, and a way to see them beside the call's summary."""
+    turns = ", ".join(
+        f"{turn.index} ({turn.speaker}{f', {clock_label(turn.start_s)}' if turn.start_s is not None else ''})"
+        for turn in message.call_turns
+    )
+    scope = "a selection of the call's turns (it is longer than what fits)" if message.call_selection else "the call"
+    st.caption(without_images(f"Answered from {scope}: turns {turns}."))
+    if st.button("Show these turns in the call", icon=":material/description:", key=f"used_turns_{position}"):
+        st.session_state.call_turns_shown = (conversation.call_job_id, frozenset(t.index for t in message.call_turns))
+        st.switch_page("screens/transcripts.py")
 
 
 def _render_pending(pending: PendingMessage, history: list[Message]) -> bool:

@@ -183,13 +183,34 @@ def _render_summary_beside_turns(job: TranscriptJob) -> None:
             else:
                 st.markdown("_No summary text._")
             st.caption(without_images(_job_facts(job)))
+            if st.button("Ask about this call", icon=":material/forum:", key=f"ask_{job.id}"):
+                _ask_about(job)
         with turns_column:
             st.markdown("**Transcript**")
             turns, note = _turns(job)
-            for speaker, text in turns:
-                show_markdown(f"**{speaker}:** {text}")
+            # The turns an answer in the chat was given from, when it sent the reader here.
+            shown_job, used = st.session_state.get("call_turns_shown", (None, frozenset()))
+            for index, (speaker, text) in enumerate(turns):
+                if shown_job == job.id and index in used:
+                    show_markdown(f"**▶ turn {index} · {speaker}:** {text}")
+                else:
+                    show_markdown(f"**{speaker}:** {text}")
             if note:
                 st.caption(note)
+
+
+def _ask_about(job: TranscriptJob) -> None:
+    """Start a conversation about the call and open it in the chat."""
+    try:
+        conversation = call_api(
+            f"Starting a conversation about {job.filename}…", lambda api: api.ask_about_call(job.id)
+        )
+    except ApiError as error:
+        show_error(error)
+        return
+    st.session_state.conversation_id = conversation.id
+    st.session_state.conversations = None
+    st.switch_page("screens/chat.py")
 
 
 def _turns(job: TranscriptJob) -> tuple[list[tuple[str, str]], str | None]:

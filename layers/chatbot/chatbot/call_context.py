@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import tantivy
 
+from chatbot.clock import clock_label
 from chatbot.summarization import Turn
 from chatbot.tokens import estimate_tokens, fits, prefix_end
 
@@ -92,8 +93,8 @@ class _Passage:
 
 
 def call_turns(turns: Iterable[Turn]) -> list[CallTurn]:
-    """Parsed turns (no times) numbered in transcript order."""
-    return [CallTurn(index, turn.speaker, turn.text) for index, turn in enumerate(turns)]
+    """Parsed turns numbered in transcript order."""
+    return [CallTurn(index, turn.speaker, turn.text, turn.start_s, turn.end_s) for index, turn in enumerate(turns)]
 
 
 def build_call_context(
@@ -170,17 +171,10 @@ def _heading(shown: int, total: int, *, selection: bool, matched: bool) -> str:
     return f"Selected turns of the call ({shown} of {total}, its opening and closing: none matched the question):"
 
 
-def _clock(seconds: float) -> str:
-    whole = int(seconds)
-    if whole >= 3600:
-        return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"
-    return f"{whole // 60}:{whole % 60:02d}"
-
-
 def _label(turn: CallTurn, excerpt: bool) -> str:
     details = [f"turn {turn.index}"]
     if turn.start_s is not None:
-        details.append(_clock(turn.start_s))
+        details.append(clock_label(turn.start_s))
     if excerpt:
         details.append("excerpt")
     return f"[{', '.join(details)}] {' '.join(turn.speaker.split())}: "

@@ -47,6 +47,8 @@ class ConversationsSettings(FunctionSettings):
 
     conversation_ttl_days: int = Field(30, alias="CONVERSATION_TTL_DAYS", ge=1)
     cors_allow_origin: str = Field("*", alias="CORS_ALLOW_ORIGIN", min_length=1)
+    # Conversations about a call read its summary document (job records name their bucket; older ones do not).
+    transcripts_bucket: str = Field(alias="TRANSCRIPTS_BUCKET", min_length=3)
 
 
 class TranscriptsApiSettings(FunctionSettings):

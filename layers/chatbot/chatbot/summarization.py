@@ -32,6 +32,8 @@ _NEWLINE_TOKENS = estimate_tokens("\n")
 class Turn:
     speaker: str
     text: str
+    start_s: float | None = None  # offsets into the recording, where the format has them
+    end_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

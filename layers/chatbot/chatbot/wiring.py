@@ -26,6 +26,7 @@ from chatbot.settings import (
 )
 from chatbot.summarization import SUMMARIZER_MAX_INPUT_TOKENS
 from chatbot.transcript_jobs.api import TranscriptsService
+from chatbot.transcript_jobs.calls import CallTranscripts
 from chatbot.transcript_jobs.keys import TRANSCRIPT_MAX_BYTES
 from chatbot.transcript_jobs.pipeline import TranscriptJobProcessor
 from chatbot.transcript_jobs.store import JobStore
@@ -59,17 +60,23 @@ def conversations_service(
     policy: ChatPolicy | None = None,
     dynamodb: Any = None,
     sagemaker_runtime: Any = None,
+    s3: Any = None,
     clock: Callable[[], Any] | None = None,
 ) -> ConversationService:
-    """ConversationsFunction: the store on the table, the endpoint's two components, the chat policy."""
+    """ConversationsFunction: the store on the table, the endpoint's two components, the chat policy, and the
+    summarized calls (job records and summary documents) that conversations about a call read."""
     policy = policy or ChatPolicy(conversation_ttl_days=settings.conversation_ttl_days)
     extra = {"clock": clock} if clock else {}
+    dynamodb = dynamodb or api_dynamodb_client()
     return ConversationService(
-        ConversationStore(settings.table_name, dynamodb or api_dynamodb_client()),
+        ConversationStore(settings.table_name, dynamodb),
         _inference(settings, sagemaker_runtime, policy.model_timeout_s, policy.model_max_attempts),
         policy,
         # Folding into the rolling summary gets its own, shorter budget and no retry.
         fold_inference=lambda: _inference(settings, sagemaker_runtime, policy.fold_timeout_s, 1),
+        calls=CallTranscripts(
+            JobStore(settings.table_name, dynamodb), s3 or boto3.client("s3"), settings.transcripts_bucket
+        ),
         **extra,
     )
 

@@ -248,3 +248,12 @@ def test_someone_elses_conversation_cannot_be_renamed(handler_module, lambda_con
     assert (status, body) == (404, {"message": "Conversation not found."})
     _, _, conversation = call(handler_module, sample_event("get-conversation", conversation_id), lambda_context)
     assert conversation["title"] == "Billing question"
+
+
+def test_the_ask_about_call_sample_names_a_job_the_caller_does_not_have(handler_module, lambda_context):
+    # Given no transcript job in the table; When the committed sample asks about its job
+    status, _, body = call(handler_module, sample_event("ask-about-call"), lambda_context)
+    # Then it is not found, and nothing was created
+    assert (status, body["message"]) == (404, "Transcript job not found.")
+    _, _, listed = call(handler_module, sample_event("list-conversations"), lambda_context)
+    assert listed["items"] == []

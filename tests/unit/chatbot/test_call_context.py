@@ -96,19 +96,20 @@ def test_selected_turns_are_shown_in_call_order_with_speaker_and_time():
     assert "[turn 5, 1:02:05] Customer: I want a refund for the kettle." in context.text
 
 
-def test_a_call_that_fits_is_quoted_whole_without_times_when_the_parser_has_none():
-    # Given the WebVTT fixture parsed by the real parser (its turns carry no times)
+def test_a_call_that_fits_is_quoted_whole_with_the_times_the_parser_kept():
+    # Given the WebVTT fixture parsed by the real parser (its cues have times)
     parsed = parse_transcript((FIXTURES / "webvtt_voices.vtt").read_bytes())
     turns = call_turns(parsed.turns)
 
     # When the budget holds all of it
     context = build_call_context("Router drops; firmware updated.", turns, "What model?", max_tokens=2_000)
 
-    # Then every turn is quoted, numbered as stored, and it is not a selection
+    # Then every turn is quoted, numbered as stored, with its start time, and it is not a selection
     assert not context.selection
     assert [reference.index for reference in context.turns] == list(range(len(parsed.turns)))
+    assert [reference.start_s for reference in context.turns] == [turn.start_s for turn in parsed.turns]
     assert f"The call's turns (all {len(turns)}), in call order:" in context.text
-    assert f"[turn 3] {parsed.turns[3].speaker}: {parsed.turns[3].text}" in context.text
+    assert f"[turn 3, 0:17] {parsed.turns[3].speaker}: {parsed.turns[3].text}" in context.text
 
 
 def test_a_parsed_fixture_gives_the_turn_that_answers():

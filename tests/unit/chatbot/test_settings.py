@@ -47,6 +47,7 @@ def test_numbers_are_parsed_from_strings():
         "CHAT_COMPONENT_NAME": "chat",
         "SUMMARIZER_COMPONENT_NAME": "summarizer",
         "CONVERSATION_TTL_DAYS": "7",
+        "TRANSCRIPTS_BUCKET": "genai-chatbot-transcripts",
     }
     assert ConversationsSettings.from_environment(environment).conversation_ttl_days == 7
 

@@ -174,9 +174,9 @@ def test_subrip_without_cue_numbers_is_read_like_numbered_subrip():
     # Then
     assert parsed.format == TranscriptFormat.SUBRIP
     assert parsed.turns == (
-        Turn("Agent", "Hello, how can I help?"),
-        Turn("Customer", "My bill is wrong, it doubled."),
-        Turn("Agent", "Let me check."),
+        Turn("Agent", "Hello, how can I help?", 1.0, 3.0),
+        Turn("Customer", "My bill is wrong, it doubled.", 3.5, 6.0),
+        Turn("Agent", "Let me check.", 6.5, 8.25),
     )
     assert parsed.duration_s == 8.25
 
@@ -189,4 +189,4 @@ def test_numbered_subrip_without_blank_lines_drops_the_cue_numbers():
     parsed = parse_transcript(srt.encode())
 
     # Then
-    assert parsed.turns == (Turn("Speaker 1", "Hello? Anyone there?"),)
+    assert parsed.turns == (Turn("Speaker 1", "Hello? Anyone there?", 1.0, 4.0),)

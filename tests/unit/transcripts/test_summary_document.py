@@ -4,7 +4,7 @@ import json
 
 import pytest
 from chatbot.summarization import Turn
-from chatbot.transcript_jobs.summary_document import TURNS_FIELD, first_turns, render_summary_document
+from chatbot.transcript_jobs.summary_document import TURNS_FIELD, all_turns, first_turns, render_summary_document
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -27,6 +27,24 @@ def test_the_document_holds_every_turn_last_and_reads_back_whole():
     assert document[TURNS_FIELD] == EXPECTED
     excerpt = first_turns(body, complete=True, max_turns=10)
     assert (excerpt.turns, excerpt.truncated) == (EXPECTED, False)
+
+
+def test_turn_times_are_stored_where_known_and_every_turn_reads_back_with_them():
+    # Given turns with times, one with a start only, one without
+    timed = [Turn("Agent", "Hello.", 0.5, 2.25), Turn("Customer", "Hi.", 3.0), *TURNS]
+
+    # When the document is written and all its turns are read back
+    body = render_summary_document(FIELDS, timed)
+
+    # Then the times are stored as `start` / `end` seconds only where known, and come back as they went in
+    assert json.loads(body)[TURNS_FIELD][:3] == [
+        {"speaker": "Agent", "text": "Hello.", "start": 0.5, "end": 2.25},
+        {"speaker": "Customer", "text": "Hi.", "start": 3.0},
+        EXPECTED[0],
+    ]
+    assert all_turns(body) == timed
+    # And a document without turns (written before they were stored) has none to read
+    assert all_turns(json.dumps({"summary": "x"}).encode()) is None
 
 
 def test_every_prefix_gives_a_prefix_of_the_turns():

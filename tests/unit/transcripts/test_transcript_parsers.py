@@ -66,9 +66,53 @@ def test_each_sample_format_is_detected_and_parsed_into_the_same_eight_turns(
     assert parsed.format == expected_format
     assert parsed.speakers == speakers
     assert len(parsed.turns) == 8
-    assert parsed.turns[0] == Turn(speakers[0], FIRST_AGENT_LINE)
-    assert parsed.turns[-1] == Turn(speakers[1], LAST_CUSTOMER_LINE)
+    assert (parsed.turns[0].speaker, parsed.turns[0].text) == (speakers[0], FIRST_AGENT_LINE)
+    assert (parsed.turns[-1].speaker, parsed.turns[-1].text) == (speakers[1], LAST_CUSTOMER_LINE)
     assert parsed.duration_s == duration_s
+
+
+@pytest.mark.parametrize(
+    ("name", "first_turn_s"),
+    [
+        ("transcribe_speaker_labels.json", (0.5, 5.71)),  # from its first word's start to its last word's end
+        ("transcribe_speaker_labels_legacy.json", (0.5, 5.71)),
+        ("transcribe_channel_labels.json", (0.5, 5.71)),
+        ("transcribe_audio_segments.json", (0.5, 5.71)),
+        ("call_analytics.json", (0.5, 5.75)),
+        ("contact_lens.json", (0.5, 5.75)),
+        ("webvtt_voices.vtt", (0.5, 5.75)),
+        ("subrip.srt", (0.5, 5.75)),
+        ("pca_parsed_results.json", (0.5, 5.75)),
+        ("bda_audio_standard_output.json", (0.5, 5.75)),
+        ("plain_text.txt", (None, None)),
+        ("json_turns.json", (None, None)),
+    ],
+)
+def test_turns_keep_their_start_and_end_where_the_format_has_times(name, first_turn_s):
+    # Given one of our sample transcripts of the same support call
+    # When
+    parsed = parse_transcript(fixture(name))
+
+    # Then the first turn spans its first segment (or words), in seconds; formats without times say None
+    assert (parsed.turns[0].start_s, parsed.turns[0].end_s) == first_turn_s
+    if first_turn_s[0] is None:
+        assert all(turn.start_s is None and turn.end_s is None for turn in parsed.turns)
+        return
+    # And every turn has times, in call order, within the call
+    assert all(turn.start_s <= turn.end_s <= parsed.duration_s for turn in parsed.turns)
+    assert all(before.start_s < after.start_s for before, after in pairwise(parsed.turns))
+
+
+def test_merged_turns_span_from_the_first_start_to_the_last_end():
+    # Given two consecutive cues of one speaker, then another speaker's
+    text = "WEBVTT\n\n00:01.000 --> 00:02.500\n<v Ana>Hello.\n\n00:03.000 --> 00:04.000\n<v Ana>Still me.\n\n"
+    text += "00:04.500 --> 00:06.000\n<v Bo>Hi.\n"
+
+    # When
+    parsed = parse_transcript(text.encode())
+
+    # Then Ana's two cues are one turn from 1.0 s to 4.0 s
+    assert parsed.turns == (Turn("Ana", "Hello. Still me.", 1.0, 4.0), Turn("Bo", "Hi.", 4.5, 6.0))
 
 
 def test_transcribe_without_labels_is_one_speaker_with_words_joined():
@@ -133,7 +177,7 @@ def test_consecutive_turns_of_one_speaker_are_merged():
     parsed = parse_transcript(json.dumps(document).encode())
 
     # Then the extra segment joins the first agent turn (sorted by time, then merged)
-    assert parsed.turns[0] == Turn("Agent", FIRST_AGENT_LINE + " Please hold.")
+    assert parsed.turns[0] == Turn("Agent", FIRST_AGENT_LINE + " Please hold.", 0.5, 5.75)
     assert len(parsed.turns) == 8
 
 
@@ -161,7 +205,7 @@ def test_post_call_analytics_shows_the_display_text_and_numbers_speakers_without
 
     # Then
     assert parsed.speakers == ["Agent", "Speaker 2"]
-    assert parsed.turns[1] == Turn("Speaker 2", "Hi, my router drops the connection every evening.")
+    assert parsed.turns[1] == Turn("Speaker 2", "Hi, my router drops the connection every evening.", 6.55, 9.7)
     assert parsed.duration_s == 36.2  # the last segment's end, without the header's duration
 
 
@@ -178,7 +222,7 @@ def test_bedrock_audio_without_speaker_labels_uses_channels_and_the_words_of_unt
 
     # Then
     assert parsed.speakers == ["Speaker 1", "Speaker 2"]
-    assert parsed.turns[3] == Turn("Speaker 2", "Sure, it's an AX1800.")
+    assert parsed.turns[3] == Turn("Speaker 2", "Sure, it's an AX1800.", 17.6, 19.0)
     assert parsed.duration_s == 36.2
 
 
@@ -211,9 +255,9 @@ def test_webvtt_without_voice_tags_reads_name_prefixes_and_strips_styling():
 
     # Then
     assert parsed.turns == (
-        Turn("Agent", "Hello & welcome."),
-        Turn("Customer", "My bill is wrong, it doubled."),
-        Turn("Agent", "Let me check."),
+        Turn("Agent", "Hello & welcome.", 1.0, 3.0),
+        Turn("Customer", "My bill is wrong, it doubled.", 3.5, 5.0),
+        Turn("Agent", "Let me check.", 5.0, 3607.25),
     )
     assert parsed.duration_s == 3607.25
 
@@ -229,7 +273,7 @@ def test_subrip_with_formatting_tags_and_unlabelled_cues():
 
     # Then
     assert parsed.format == TranscriptFormat.SUBRIP
-    assert parsed.turns == (Turn("Speaker 1", "Hello? Is anyone there?"),)
+    assert parsed.turns == (Turn("Speaker 1", "Hello? Is anyone there?", 1.0, 4.0),)
 
 
 def test_plain_text_with_timestamps_roles_in_capitals_and_wrapped_lines():

@@ -40,6 +40,20 @@ class SummaryRequest(_Request):
     assistant_label: str = Field("AI", min_length=1, max_length=40, description="Speaker name for the answers.")
 
 
+class CreateCallConversationRequest(_Request):
+    title: str | None = Field(
+        None, min_length=1, max_length=200, description="Shown in conversation lists; default: About <filename>."
+    )
+    system_prompt: str | None = Field(
+        None, min_length=1, max_length=4000, description="Instructions sent to the chat model before the call."
+    )
+
+
+class CallLink(BaseModel):
+    job_id: str = Field(description="The transcript job whose call the conversation is about.")
+    filename: str | None = Field(None, description="The transcript's file name, as uploaded.")
+
+
 class Conversation(BaseModel):
     id: str
     title: str | None = None
@@ -48,11 +62,18 @@ class Conversation(BaseModel):
     last_active_at: str
     message_count: int
     expires_at: str = Field(description="When the conversation is deleted if it stays idle (ISO 8601, UTC).")
+    call: CallLink | None = Field(None, description="The call this conversation is about; absent for other chats.")
 
 
 class ConversationList(BaseModel):
     items: list[Conversation]
     next_cursor: str | None = Field(None, description="Pass as `cursor` for the next page; absent on the last page.")
+
+
+class CallTurnReference(BaseModel):
+    index: int = Field(description="The turn's position in the call's transcript, from 0 (as in `transcript`).")
+    speaker: str
+    start_s: float | None = Field(None, description="Where the turn starts in the recording, when the format says.")
 
 
 class Message(BaseModel):
@@ -64,6 +85,12 @@ class Message(BaseModel):
         None, description="User messages only: `unanswered` means the model failed; send it again to retry."
     )
     reply_to: int | None = Field(None, description="Assistant messages only: the seq of the question.")
+    call_turns: list[CallTurnReference] | None = Field(
+        None, description="Answers about a call only: the call's turns the model was shown, in call order."
+    )
+    call_selection: bool | None = Field(
+        None, description="Answers about a call only: true when the call was too long and only these turns were shown."
+    )
 
 
 class MessageList(BaseModel):

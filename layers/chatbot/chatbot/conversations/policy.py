@@ -23,6 +23,9 @@ class ChatPolicy:
     summarizer_max_input_tokens: int = 1024
     # A longer message is refused as too large (title and system prompt limits live in the request models).
     max_message_chars: int = MAX_MESSAGE_CHARS
+    # In a conversation about a call, this share of the prompt budget holds the call's summary and most relevant
+    # turns (and how to use them); the conversation's own memory has the rest.
+    call_context_share: float = 0.4
     # Most messages sent verbatim per turn; bounds the DynamoDB read per turn.
     chat_window_messages: int = 12
     conversation_ttl_days: int = 30
@@ -35,6 +38,8 @@ class ChatPolicy:
     def __post_init__(self) -> None:
         if self.chat_max_new_tokens >= self.chat_context_tokens // 2:
             raise ValueError("chat_max_new_tokens must be under half of chat_context_tokens (room for the prompt)")
+        if not 0 < self.call_context_share <= 0.5:
+            raise ValueError("call_context_share must be above 0 and at most half (room for the messages)")
         if not 2 <= self.chat_window_messages <= 200:
             raise ValueError("chat_window_messages must be between 2 and 200")
 
@@ -42,3 +47,8 @@ class ChatPolicy:
     def chat_prompt_budget_tokens(self) -> int:
         """Tokens available for system prompt, rolling summary and recent messages."""
         return self.chat_context_tokens - self.chat_max_new_tokens
+
+    @property
+    def call_context_tokens(self) -> int:
+        """Tokens of the prompt for the call's context, in a conversation about a call."""
+        return int(self.chat_prompt_budget_tokens * self.call_context_share)

@@ -17,6 +17,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 
+from chatbot.call_context import CallContext, build_call_context
 from chatbot.clock import iso_utc, parse_iso
 from chatbot.conversations.memory import chat_messages, fixed_tokens, message_tokens, plan_context
 from chatbot.conversations.policy import ChatPolicy
@@ -27,9 +28,11 @@ from chatbot.conversations.store import (
     IdempotencyKeyTakenError,
     MessageRecord,
 )
-from chatbot.errors import ConflictError, IdempotencyKeyReusedError, NotFoundError, TooLargeError
+from chatbot.errors import ConflictError, DomainError, IdempotencyKeyReusedError, NotFoundError, TooLargeError
 from chatbot.inference import InferenceClient, InferenceError
 from chatbot.summarization import SummarizationError, Turn, summarize_turns
+from chatbot.tokens import estimate_tokens
+from chatbot.transcript_jobs.calls import CallNotFoundError, CallTranscripts
 
 logger = Logger(child=True)
 metrics = Metrics()
@@ -39,6 +42,13 @@ TURN_ATTEMPTS = 12  # optimistic-locking attempts before a sender gets 409 (>= s
 GAP_READ_LIMIT = 200  # unsummarized messages read beyond the window in one turn (only after failed folds)
 DEFAULT_LABELS = ("User", "AI")
 _EDITABLE = frozenset({"title", "system_prompt"})  # conversation attributes a caller may change
+CALL_INSTRUCTIONS = (
+    "Answer the user's questions about the call below from its summary and turns only. Cite the turns you rely on "
+    "as [turn N]. When the call does not say, say so."
+)
+# The instructions and the blank lines around them, within the call's share of the prompt.
+_CALL_INSTRUCTIONS_TOKENS = estimate_tokens(f"\n\n{CALL_INSTRUCTIONS}\n\n")
+_CALL_RECENT_MESSAGES = 4  # earlier messages whose words also rank the call's turns (follow-up questions)
 
 
 class ConversationService:
@@ -49,9 +59,11 @@ class ConversationService:
         policy: ChatPolicy,
         *,
         fold_inference: Callable[[], InferenceClient] | None = None,
+        calls: CallTranscripts | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ):
         self._store = store
+        self._calls = calls
         self._inference = inference
         self._policy = policy
         self._fold_inference_factory = fold_inference or (lambda: inference)
@@ -62,7 +74,9 @@ class ConversationService:
 
     # -- conversations ------------------------------------------------------------------------------
 
-    def create_conversation(self, owner: str, title: str | None, system_prompt: str | None) -> dict[str, Any]:
+    def create_conversation(
+        self, owner: str, title: str | None, system_prompt: str | None, call: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         now = self._clock()
         conversation_id = str(uuid.uuid4())
         conversation: ConversationRecord = {
@@ -78,10 +92,19 @@ class ConversationService:
             "generation": 0,
             "summarized_through": 0,
             "expires_at": self._expires_at(now),
+            "call": call,
         }
         self._store.create_conversation(conversation)
         logger.info("conversation created", extra={"conversation_id": conversation_id})
         return self._conversation_view(conversation)
+
+    def create_call_conversation(
+        self, owner: str, job_id: str, title: str | None, system_prompt: str | None
+    ) -> dict[str, Any]:
+        """A conversation about one of the owner's summarized calls: each answer is grounded in the call."""
+        call = self._require_calls().load(owner, job_id)
+        title = title or f"About {call.filename or call.job_id}"
+        return self.create_conversation(owner, title, system_prompt, {"job_id": call.job_id, "filename": call.filename})
 
     def list_conversations(self, owner: str, limit: int, cursor: str | None) -> dict[str, Any]:
         page = self._store.list_conversations(owner, limit, cursor)
@@ -235,7 +258,7 @@ class ConversationService:
 
     def _check_fits(self, conversation: ConversationRecord, content: str) -> None:
         fixed = fixed_tokens(conversation.get("system_prompt"), conversation.get("rolling_summary"))
-        budget = self._policy.chat_prompt_budget_tokens - fixed
+        budget = self._policy.chat_prompt_budget_tokens - fixed - self._call_reserve(conversation)
         needed = message_tokens(content)
         if needed > budget:
             raise TooLargeError(
@@ -286,8 +309,12 @@ class ConversationService:
             self._policy.chat_prompt_budget_tokens
             - fixed_tokens(system_prompt, summary)
             - message_tokens(question["content"])
+            - self._call_reserve(conversation)
         )
         plan = plan_context(earlier, budget_tokens=budget, max_messages=self._policy.chat_window_messages)
+        call = self._call_context(conversation, question, earlier)
+        if call is not None:
+            system_prompt = "\n\n".join(part for part in (system_prompt, CALL_INSTRUCTIONS, call.text) if part)
         messages = chat_messages(system_prompt, summary, plan.window, question["content"])
         started = time.perf_counter()
         try:
@@ -300,7 +327,7 @@ class ConversationService:
             raise
         finally:
             metrics.add_metric(name="ModelLatency", unit=MetricUnit.Milliseconds, value=_ms_since(started))
-        answer = self._store_answer(conversation, question, answer_text)
+        answer = self._store_answer(conversation, question, answer_text, call)
         metrics.add_metric(name="Turns", unit=MetricUnit.Count, value=1)
         logger.info(
             "turn answered",
@@ -319,7 +346,45 @@ class ConversationService:
             "assistant_message": self._message_view(answer),
         }
 
-    def _store_answer(self, conversation: ConversationRecord, question: MessageRecord, text: str) -> MessageRecord:
+    def _call_reserve(self, conversation: ConversationRecord) -> int:
+        """Prompt tokens kept for the call's context in a conversation about a call."""
+        return self._policy.call_context_tokens if conversation.get("call") else 0
+
+    def _call_context(
+        self, conversation: ConversationRecord, question: MessageRecord, earlier: list[MessageRecord]
+    ) -> CallContext | None:
+        """The call's summary and its turns most relevant to the question (None outside a call conversation).
+        When the call cannot be read, the question is kept, unanswered, as when the model fails."""
+        link = conversation.get("call")
+        if not link:
+            return None
+        try:
+            call = self._require_calls().load(conversation["owner"], link["job_id"])
+        except DomainError as exc:
+            self._store.set_message_status(conversation["conversation_id"], question["seq"], "unanswered")
+            if isinstance(exc, CallNotFoundError):
+                raise ConflictError(
+                    "The call this conversation is about was deleted: its messages stay, new questions cannot be "
+                    "answered."
+                ) from None
+            raise
+        recent = [message["content"] for message in earlier[-_CALL_RECENT_MESSAGES:]]
+        return build_call_context(
+            call.summary,
+            call.turns,
+            question["content"],
+            max_tokens=self._policy.call_context_tokens - _CALL_INSTRUCTIONS_TOKENS,
+            recent_messages=recent,
+        )
+
+    def _require_calls(self) -> CallTranscripts:
+        if self._calls is None:
+            raise RuntimeError("this service was built without access to transcripts")
+        return self._calls
+
+    def _store_answer(
+        self, conversation: ConversationRecord, question: MessageRecord, text: str, call: CallContext | None = None
+    ) -> MessageRecord:
         conversation_id = conversation["conversation_id"]
         now = self._clock()
         answer: MessageRecord = {
@@ -329,6 +394,11 @@ class ConversationService:
             "reply_to": question["seq"],
             "created_at": iso_utc(now),
         }
+        if call is not None:
+            answer["call_turns"] = [
+                {"index": turn.index, "speaker": turn.speaker, "start_s": turn.start_s} for turn in call.turns
+            ]
+            answer["call_selection"] = call.selection
         try:
             self._store.finish_turn(
                 conversation_id,
@@ -461,6 +531,7 @@ class ConversationService:
             "last_active_at": item["last_active_at"],
             "message_count": item.get("message_count", 0),
             "expires_at": iso_utc(item["expires_at"]),
+            "call": item.get("call"),
         }
 
     def _message_view(self, item: MessageRecord) -> dict[str, Any]:
@@ -474,6 +545,9 @@ class ConversationService:
             view["status"] = self._status(item)
         else:
             view["reply_to"] = item.get("reply_to")
+            if "call_turns" in item:
+                view["call_turns"] = item["call_turns"]
+                view["call_selection"] = item["call_selection"]
         return view
 
     @staticmethod

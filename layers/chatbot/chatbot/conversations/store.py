@@ -85,6 +85,7 @@ class ConversationRecord(TypedDict, total=False):
     expires_at: int  # epoch seconds (the table's TTL attribute)
     rolling_summary: str
     cached_summary: dict[str, Any]
+    call: dict[str, Any] | None  # the summarized call a conversation is about: {"job_id", "filename"}
 
 
 class MessageRecord(TypedDict, total=False):
@@ -96,6 +97,8 @@ class MessageRecord(TypedDict, total=False):
     created_at: str
     status: str  # user messages: pending | answered | unanswered
     reply_to: int  # assistant messages: the seq of the question
+    call_turns: list[dict[str, Any]]  # answers about a call: the turns used, {"index", "speaker", "start_s"}
+    call_selection: bool  # answers about a call: only a selection of its turns fitted
 
 
 class IdempotencyKeyRecord(TypedDict):

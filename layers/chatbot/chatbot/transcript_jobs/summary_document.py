@@ -2,7 +2,8 @@
 
 The parsed turns go last in the document, so the API can read the first turns of any transcript from the first
 bytes of the object (one ranged GET) instead of downloading and parsing a multi-megabyte document per request.
-The document itself always holds every turn.
+The document itself always holds every turn, with its `start` and `end` offsets in seconds where the format has
+them; `all_turns` reads them all back, for questions about the call.
 """
 
 from __future__ import annotations
@@ -33,8 +34,34 @@ def render_summary_document(fields: dict[str, Any], turns: Sequence[Turn]) -> by
     """The document as stored: `fields`, then every turn under TURNS_FIELD (UTF-8 JSON)."""
     if TURNS_FIELD in fields:
         raise ValueError(f"{TURNS_FIELD!r} is reserved for the turns")
-    document = {**fields, TURNS_FIELD: [{"speaker": turn.speaker, "text": turn.text} for turn in turns]}
+    document = {**fields, TURNS_FIELD: [_stored(turn) for turn in turns]}
     return json.dumps(document, ensure_ascii=False, indent=_INDENT).encode("utf-8")
+
+
+def _stored(turn: Turn) -> dict[str, Any]:
+    stored: dict[str, Any] = {"speaker": turn.speaker, "text": turn.text}
+    if turn.start_s is not None:
+        stored["start"] = turn.start_s
+    if turn.end_s is not None:
+        stored["end"] = turn.end_s
+    return stored
+
+
+def all_turns(body: bytes) -> list[Turn] | None:
+    """Every turn of a whole summary document, times included; None when it has no turns field."""
+    document = json.loads(body.decode("utf-8"))
+    turns = document.get(TURNS_FIELD) if isinstance(document, dict) else None
+    if not isinstance(turns, list):
+        return None
+    return [
+        Turn(turn["speaker"], turn["text"], _seconds(turn.get("start")), _seconds(turn.get("end")))
+        for turn in turns
+        if _is_turn(turn)
+    ]
+
+
+def _seconds(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def first_turns(head: bytes, *, complete: bool, max_turns: int) -> TurnsExcerpt | None:

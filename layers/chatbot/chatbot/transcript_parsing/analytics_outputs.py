@@ -19,7 +19,14 @@ from typing import Any
 
 from chatbot.summarization import Turn
 from chatbot.transcript_parsing.model import ParsedTranscript, TranscriptFormat
-from chatbot.transcript_parsing.normalize import UNKNOWN_SPEAKER, join_words, merge_turns, offset_s, speaker_name
+from chatbot.transcript_parsing.normalize import (
+    UNKNOWN_SPEAKER,
+    join_words,
+    latest,
+    merge_turns,
+    offset_s,
+    speaker_name,
+)
 
 # PCA names speakers it has no configured name for "Unknown_<n>"; "Speaker <n+1>" reads better.
 _PCA_PLACEHOLDER_NAME = re.compile(r"^Unknown_\d+$")
@@ -27,11 +34,6 @@ _PCA_PLACEHOLDER_NAME = re.compile(r"^Unknown_\d+$")
 
 def _dicts(value: Any) -> list[dict]:
     return [entry for entry in value if isinstance(entry, dict)] if isinstance(value, list) else []
-
-
-def _latest(times: list[float | None]) -> float | None:
-    known = [time for time in times if time is not None]
-    return max(known) if known else None
 
 
 def is_post_call_analytics(document: Any) -> bool:
@@ -53,10 +55,17 @@ def parse_post_call_analytics(document: dict) -> ParsedTranscript:
         label = segment.get("SegmentSpeaker")
         text = segment.get("DisplayText")
         text = text if isinstance(text, str) else segment.get("OriginalText")
-        turns.append(Turn(speaker_name(display_names.get(str(label), label)), str(text or "")))
+        turns.append(
+            Turn(
+                speaker_name(display_names.get(str(label), label)),
+                str(text or ""),
+                offset_s(segment.get("SegmentStartTime")),
+                offset_s(segment.get("SegmentEndTime")),
+            )
+        )
     duration = offset_s(analytics.get("Duration"))
     if duration is None:
-        duration = _latest([offset_s(segment.get("SegmentEndTime")) for segment in segments])
+        duration = latest(turn.end_s for turn in turns)
     return ParsedTranscript(TranscriptFormat.POST_CALL_ANALYTICS, merge_turns(turns), duration)
 
 
@@ -72,7 +81,15 @@ def parse_bedrock_audio(document: dict) -> ParsedTranscript:
     if segments:
         items = document.get("audio_items")
         items = items if isinstance(items, list) else []
-        turns = [Turn(_bedrock_speaker(segment), _bedrock_text(segment, items)) for segment in segments]
+        turns = [
+            Turn(
+                _bedrock_speaker(segment),
+                _bedrock_text(segment, items),
+                offset_s(segment.get("start_timestamp_millis"), unit_s=0.001),
+                offset_s(segment.get("end_timestamp_millis"), unit_s=0.001),
+            )
+            for segment in segments
+        ]
     else:
         # Without segments only the full transcript is left, with nobody to attribute it to.
         audio = document.get("audio")
@@ -82,7 +99,7 @@ def parse_bedrock_audio(document: dict) -> ParsedTranscript:
         turns = [Turn(UNKNOWN_SPEAKER, str(text or ""))]
     duration = offset_s(document["metadata"].get("duration_millis"), unit_s=0.001)
     if duration is None:
-        duration = _latest([offset_s(segment.get("end_timestamp_millis"), unit_s=0.001) for segment in segments])
+        duration = latest(turn.end_s for turn in turns)
     return ParsedTranscript(TranscriptFormat.BEDROCK_DATA_AUTOMATION, merge_turns(turns), duration)
 
 

@@ -55,21 +55,21 @@ def _parse_cues(text: str, caption_format: TranscriptFormat) -> ParsedTranscript
     turns: list[Turn] = []
     duration: float | None = None
     cues = _cues(text)
-    for end, payload in cues:
+    for start, end, payload in cues:
         duration = end if duration is None else max(duration, end)
-        turns.extend(_cue_turns(payload))
+        turns.extend(_cue_turns(payload, start, end))
     if not cues:
         raise TranscriptError(FailureCode.UNPARSEABLE, f"no {caption_format.value} cue (timing line) found")
     return ParsedTranscript(caption_format, merge_turns(turns), duration)
 
 
-def _cues(text: str) -> list[tuple[float, list[str]]]:
-    """(end in seconds, text lines) of each cue: the lines after a timing line, up to a blank or timing line.
+def _cues(text: str) -> list[tuple[float, float, list[str]]]:
+    """(start and end in seconds, text lines) of each cue: the lines after a timing line, up to a blank or timing line.
 
     Lines outside cues (headers, NOTE, STYLE and REGION blocks, cue identifiers) are skipped. A number line
     right before a timing line numbers that cue, as in SubRip written without blank lines between cues.
     """
-    cues: list[tuple[float, list[str]]] = []
+    cues: list[tuple[float, float, list[str]]] = []
     payload: list[str] | None = None
     for line in text.split("\n"):
         timing = _TIMING.match(line)
@@ -77,7 +77,7 @@ def _cues(text: str) -> list[tuple[float, list[str]]]:
             if payload and _CUE_NUMBER.fullmatch(payload[-1]):
                 payload.pop()
             payload = []
-            cues.append((_seconds(timing.group("end")), payload))
+            cues.append((_seconds(timing.group("start")), _seconds(timing.group("end")), payload))
         elif not line.strip():
             payload = None
         elif payload is not None:
@@ -85,7 +85,7 @@ def _cues(text: str) -> list[tuple[float, list[str]]]:
     return cues
 
 
-def _cue_turns(payload: list[str]) -> list[Turn]:
+def _cue_turns(payload: list[str], start_s: float, end_s: float) -> list[Turn]:
     turns: list[Turn] = []
     speaker = UNKNOWN_SPEAKER
     for line in payload:
@@ -97,5 +97,5 @@ def _cue_turns(payload: list[str]) -> list[Turn]:
         if named:
             speaker, plain = speaker_name(named.group("name")), named.group("text")
         if plain:
-            turns.append(Turn(speaker, plain))
+            turns.append(Turn(speaker, plain, start_s, end_s))
     return turns

@@ -44,6 +44,7 @@ def parse_contact_lens(document: dict) -> ParsedTranscript:
                 or segment.get("ParticipantId")
             ),
             str(segment.get("Content", "")),
+            *_times_s(segment),
         )
         for segment in segments
     ]
@@ -53,7 +54,8 @@ def parse_contact_lens(document: dict) -> ParsedTranscript:
 def parse_call_analytics(document: dict) -> ParsedTranscript:
     segments = _in_time_order(_segments(document))
     turns = [
-        Turn(speaker_name(segment.get("ParticipantRole")), str(segment.get("Content", ""))) for segment in segments
+        Turn(speaker_name(segment.get("ParticipantRole")), str(segment.get("Content", "")), *_times_s(segment))
+        for segment in segments
     ]
     return ParsedTranscript(
         TranscriptFormat.TRANSCRIBE_CALL_ANALYTICS, merge_turns(turns), _duration_s(document, segments)
@@ -62,6 +64,10 @@ def parse_call_analytics(document: dict) -> ParsedTranscript:
 
 def _millis_as_s(value: Any) -> float | None:
     return offset_s(value, unit_s=0.001)
+
+
+def _times_s(segment: dict) -> tuple[float | None, float | None]:
+    return _millis_as_s(segment.get("BeginOffsetMillis")), _millis_as_s(segment.get("EndOffsetMillis"))
 
 
 def _in_time_order(segments: list[dict]) -> list[dict]:

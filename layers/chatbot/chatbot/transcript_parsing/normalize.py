@@ -69,8 +69,8 @@ def clean_text(text: str) -> str:
 
 
 def merge_turns(turns: Iterable[Turn]) -> tuple[Turn, ...]:
-    """Drop empty turns and merge consecutive turns of one speaker."""
-    runs: list[tuple[str, list[str]]] = []
+    """Drop empty turns and merge consecutive turns of one speaker (from the first one's start to the last end)."""
+    runs: list[tuple[str, list[str], list[Turn]]] = []
     for turn in turns:
         text = clean_text(turn.text)
         if not text:
@@ -78,9 +78,21 @@ def merge_turns(turns: Iterable[Turn]) -> tuple[Turn, ...]:
         speaker = _LONE_SURROGATE.sub("\ufffd", turn.speaker)
         if runs and runs[-1][0] == speaker:
             runs[-1][1].append(text)
+            runs[-1][2].append(turn)
         else:
-            runs.append((speaker, [text]))
-    return tuple(Turn(speaker, " ".join(texts)) for speaker, texts in runs)
+            runs.append((speaker, [text], [turn]))
+    return tuple(
+        Turn(speaker, " ".join(texts), earliest(part.start_s for part in parts), latest(part.end_s for part in parts))
+        for speaker, texts, parts in runs
+    )
+
+
+def earliest(times: Iterable[float | None]) -> float | None:
+    return min((time for time in times if time is not None), default=None)
+
+
+def latest(times: Iterable[float | None]) -> float | None:
+    return max((time for time in times if time is not None), default=None)
 
 
 def offset_s(value: object, unit_s: float = 1.0) -> float | None:

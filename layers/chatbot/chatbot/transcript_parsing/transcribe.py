@@ -12,7 +12,15 @@ from typing import Any
 
 from chatbot.summarization import Turn
 from chatbot.transcript_parsing.model import ParsedTranscript, TranscriptFormat
-from chatbot.transcript_parsing.normalize import UNKNOWN_SPEAKER, join_words, merge_turns, offset_s, speaker_name
+from chatbot.transcript_parsing.normalize import (
+    UNKNOWN_SPEAKER,
+    earliest,
+    join_words,
+    latest,
+    merge_turns,
+    offset_s,
+    speaker_name,
+)
 
 
 def is_transcribe(document: Any) -> bool:
@@ -37,7 +45,7 @@ def parse_transcribe(document: dict) -> ParsedTranscript:
         turns = _word_turns(items, "speaker_label", speaker_by_start)
         return ParsedTranscript(TranscriptFormat.TRANSCRIBE_SPEAKERS, merge_turns(turns), duration)
     if items:
-        turns = [Turn(UNKNOWN_SPEAKER, join_words(_content(item) for item in items))]
+        turns = [Turn(UNKNOWN_SPEAKER, join_words(_content(item) for item in items), *_span_s(items))]
     else:
         transcripts = results.get("transcripts") or []
         turns = [
@@ -60,19 +68,27 @@ def _max_time(entries: Iterable[Any]) -> float | None:
 def _word_turns(items: list[dict], label_key: str, speaker_by_start: dict[str, str]) -> list[Turn]:
     """One turn per run of words by one speaker; punctuation (no times, maybe no label) follows its word."""
     turns: list[Turn] = []
-    speaker, words = None, []
+    speaker, run = None, []
     for item in items:
         label = item.get(label_key) or speaker_by_start.get(str(item.get("start_time")))
         if label is None or (item.get("type") == "punctuation" and speaker is not None):
             label = speaker
-        if label != speaker and words:
-            turns.append(Turn(speaker_name(speaker), join_words(words)))
-            words = []
+        if label != speaker and run:
+            turns.append(Turn(speaker_name(speaker), join_words(_content(word) for word in run), *_span_s(run)))
+            run = []
         speaker = label
-        words.append(_content(item))
-    if words:
-        turns.append(Turn(speaker_name(speaker), join_words(words)))
+        run.append(item)
+    if run:
+        turns.append(Turn(speaker_name(speaker), join_words(_content(word) for word in run), *_span_s(run)))
     return turns
+
+
+def _span_s(items: list[dict]) -> tuple[float | None, float | None]:
+    """From the first word's start to the last word's end (punctuation has no times)."""
+    return (
+        earliest(offset_s(item.get("start_time")) for item in items),
+        latest(offset_s(item.get("end_time")) for item in items),
+    )
 
 
 def _speakers_by_start_time(speaker_labels: dict) -> dict[str, str]:
@@ -117,5 +133,7 @@ def _audio_segment_turns(segments: list[Any], items: list[dict]) -> list[Turn]:
         text = segment.get("transcript")
         if text is None:
             text = join_words(_content(items_by_id.get(str(item_id), {})) for item_id in segment.get("items") or [])
-        turns.append(Turn(speaker_name(label), str(text)))
+        turns.append(
+            Turn(speaker_name(label), str(text), offset_s(segment.get("start_time")), offset_s(segment.get("end_time")))
+        )
     return turns
