@@ -248,3 +248,56 @@ def test_someone_elses_conversation_cannot_be_renamed(handler_module, lambda_con
     assert (status, body) == (404, {"message": "Conversation not found."})
     _, _, conversation = call(handler_module, sample_event("get-conversation", conversation_id), lambda_context)
     assert conversation["title"] == "Billing question"
+
+
+def _cursor(text: str) -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(text.encode("utf-8", "surrogatepass")).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    "sk",
+    [
+        "MSG#",
+        "MSG#0000000000",
+        "MSG#abcdefghij",
+        "MSG#99999999999",
+        "MSG#000000001",
+        "MSG#-000000001",
+        "MSG#000000000\u0661",
+    ],
+)
+def test_a_message_cursor_outside_the_message_range_is_a_bad_request(
+    handler_module, lambda_context, conversation_id, sk
+):
+    # Given a cursor for this very conversation whose MSG# key lies outside the range the listing queries
+    cursor = _cursor(json.dumps({"pk": f"CONV#{conversation_id}", "sk": sk}))
+    event = sample_event("list-messages", conversation_id)
+    event["queryStringParameters"] = {"cursor": cursor}
+    event["multiValueQueryStringParameters"] = {"cursor": [cursor]}
+
+    # When the messages are listed with it
+    status, _, body = call(handler_module, event, lambda_context)
+
+    # Then it is a 400 naming the cursor, not a DynamoDB error
+    assert status == 400, body
+    assert "cursor" in body["message"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["[" * 1500, '{"pk":"CONV#1","sk":"META","gsi1pk":"USER#' + SAMPLE_USER + '#CONV","gsi1sk":"\\ud800"}'],
+    ids=["recursion", "lone-surrogate"],
+)
+def test_a_crafted_conversation_cursor_is_a_bad_request(handler_module, lambda_context, text):
+    # Given a cursor that nests past the recursion limit, or holds a value that is no UTF-8 string
+    cursor = _cursor(text)
+    event = sample_event("list-conversations")
+    event["queryStringParameters"] = {"cursor": cursor}
+    event["multiValueQueryStringParameters"] = {"cursor": [cursor]}
+
+    # When / Then
+    status, _, body = call(handler_module, event, lambda_context)
+    assert status == 400, body
+    assert "cursor" in body["message"]

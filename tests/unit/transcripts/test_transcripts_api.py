@@ -1,5 +1,6 @@
 """The transcripts REST function: upload requests with presigned URLs, the caller's jobs, one job with its summary."""
 
+import base64
 import json
 from urllib.parse import parse_qs, urlsplit
 
@@ -103,6 +104,33 @@ def test_a_cursor_from_another_user_is_rejected(api, lambda_context):
     # When / Then
     status, body = call(api, lambda_context, "GET", "/v1/transcripts", query={"cursor": bobs_page["next_cursor"]})
     assert status == 400 and "cursor" in body["message"]
+
+
+def _crafted_cursor(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode("utf-8", "surrogatepass")).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[" * 1500,
+        '{"pk":"JOB#1","sk":"META","gsi1pk":"USER#alice#JOB","gsi1sk":{"S":"x"}}',
+        '{"pk":"JOB#1","sk":"META","gsi1pk":"USER#alice#JOB","gsi1sk":"x","extra":"y"}',
+        '{"pk":"JOB#1","sk":"META","gsi1pk":"USER#alice#JOB","gsi1sk":"\\ud800"}',
+        '{"pk":"CONV#1","sk":"MSG#0000000001","gsi1pk":"USER#alice#JOB","gsi1sk":"x"}',
+    ],
+    ids=["recursion", "typed-value", "extra-attribute", "lone-surrogate", "not-a-job-key"],
+)
+def test_a_crafted_cursor_is_a_400(api, lambda_context, text):
+    # Given alice has a job, and a cursor crafted to break the decoder or the query
+    call(api, lambda_context, "POST", "/v1/transcripts", body={"filename": "a.txt"})
+
+    # When she lists her jobs with it
+    status, body = call(api, lambda_context, "GET", "/v1/transcripts", query={"cursor": _crafted_cursor(text)})
+
+    # Then it is a bad request naming the cursor, not a 500
+    assert status == 400, body
+    assert "cursor" in body["message"]
 
 
 def test_one_job_includes_its_summary_and_is_hidden_from_other_users(api, lambda_context, jobs, upload, processor):

@@ -20,12 +20,12 @@ from chatbot.clock import iso_utc, parse_iso
 from chatbot.conversations.memory import chat_messages, fixed_tokens, message_tokens, plan_context
 from chatbot.conversations.policy import ChatPolicy
 from chatbot.conversations.store import (
-    MESSAGE_PREFIX,
     META,
     ConditionFailedError,
     ConversationStore,
     IdempotencyKeyTakenError,
     conversation_pk,
+    is_message_sk,
     owner_index_pk,
 )
 from chatbot.cursor import decode_cursor, encode_cursor
@@ -156,7 +156,7 @@ class ConversationService:
         start_key = decode_cursor(
             cursor,
             attributes=_MESSAGE_CURSOR,
-            belongs=lambda key: key["pk"] == conversation_pk(conversation_id) and key["sk"].startswith(MESSAGE_PREFIX),
+            belongs=lambda key: key["pk"] == conversation_pk(conversation_id) and is_message_sk(key["sk"]),
         )
         page = self._store.message_page(conversation_id, limit=limit, start_key=start_key, newest_first=newest_first)
         return {

@@ -144,7 +144,13 @@ class TranscriptsService:
 
     def list_jobs(self, owner: str, limit: int, cursor: str | None) -> JobList:
         partition = JobStore.owner_partition(owner)
-        start_key = decode_cursor(cursor, attributes=_JOB_CURSOR, belongs=lambda key: key["gsi1pk"] == partition)
+        start_key = decode_cursor(
+            cursor,
+            attributes=_JOB_CURSOR,
+            belongs=lambda key: (
+                key["gsi1pk"] == partition and key["sk"] == JobStore.META and key["pk"].startswith(JobStore.PK_PREFIX)
+            ),
+        )
         records, last_key = self._jobs.list_for_owner(owner, limit=limit, start_key=start_key)
         return JobList(
             items=[_job(record, with_summary=False) for record in records], next_cursor=encode_cursor(last_key)

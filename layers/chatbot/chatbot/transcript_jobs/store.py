@@ -64,6 +64,9 @@ def decide_claim(job: dict | None, source: ObjectCreated, now: float) -> ClaimOu
 
 
 class JobStore:
+    PK_PREFIX = "JOB#"
+    META = "META"
+
     def __init__(self, table_name: str, client: Any, *, ttl_days: int = 90, clock=time.time):
         self.table_name = table_name
         self._client = client
@@ -72,7 +75,7 @@ class JobStore:
 
     @staticmethod
     def _key(job_id: str) -> dict[str, str]:
-        return {"pk": f"JOB#{job_id}", "sk": "META"}
+        return {"pk": f"{JobStore.PK_PREFIX}{job_id}", "sk": JobStore.META}
 
     @staticmethod
     def owner_partition(owner: str) -> str:
