@@ -161,7 +161,7 @@ def test_a_throttled_model_fails_only_the_message_and_the_retry_succeeds(process
         processor.process_message(notification_body(source))
     job = jobs.get(job_id_for_key(source.key))
     assert job["status"] == "queued"
-    assert "ThrottlingException" in job["last_error"]
+    assert job["last_error_code"] == "summarizer_unavailable"
     assert not exists(bucket, failure_key(source.key))
 
     # When the model recovers and the message comes back
@@ -171,7 +171,8 @@ def test_a_throttled_model_fails_only_the_message_and_the_retry_succeeds(process
     # Then
     assert results[0].result == Result.SUCCEEDED
     job = jobs.get(job_id_for_key(source.key))
-    assert job["status"] == "succeeded" and job["attempts"] == 2 and "last_error" not in job
+    assert job["status"] == "succeeded" and job["attempts"] == 2
+    assert "last_error" not in job and "last_error_code" not in job
 
 
 def test_a_job_held_by_another_worker_is_retried_later(processor, upload, jobs):
@@ -252,3 +253,50 @@ def test_the_s3_test_event_and_objects_outside_incoming_are_ignored(processor, u
     assert ignored_test_event == []
     assert [result.result for result in ignored_key] == [Result.IGNORED]
     assert summarizer.calls == []
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (ModelUnavailableError("ThrottlingException: rate exceeded for secret"), "summarizer_unavailable"),
+        (RuntimeError("KeyError at /var/task/chatbot/secret.py: token=abc123"), "internal_error"),
+    ],
+    ids=["throttled", "bug"],
+)
+def test_a_transient_error_shows_users_a_code_and_a_sentence_and_logs_the_details(
+    error, code, processor, upload, summarizer, jobs, caplog
+):
+    # Given the summarizer raises an error whose text names internals
+    summarizer.error = error
+    source = upload("incoming/leaky.txt", PLAIN_CALL)
+
+    # When the message is processed (and goes back to the queue)
+    with pytest.raises(type(error)):
+        processor.process_message(notification_body(source))
+
+    # Then the job carries a stable code and a user-facing sentence, not the exception's text
+    job = jobs.get(job_id_for_key(source.key))
+    assert job["status"] == "queued"
+    assert job["last_error_code"] == code
+    assert "secret" not in job["last_error"] and type(error).__name__ not in job["last_error"]
+    assert job["last_error"].endswith("retried.")
+    # And the details are in the logs
+    assert any("secret" in str(vars(record)) for record in caplog.records)
+
+
+def test_a_permanent_summarizer_failure_gives_users_a_sentence_and_logs_the_details(
+    processor, upload, summarizer, bucket, jobs, caplog
+):
+    # Given the model fails for good with an error naming internals
+    summarizer.error = ModelInvocationError("summarizer: ModelError: CUDA error at /opt/ml/model/secret.py")
+    source = upload("incoming/model-bug-2.txt", PLAIN_CALL)
+
+    # When
+    processor.process_message(notification_body(source))
+
+    # Then the job and its failure record say what happened in a sentence; the logs hold the details
+    job = jobs.get(job_id_for_key(source.key))
+    assert job["failure_code"] == "summarizer_failed"
+    assert "secret" not in job["reason"] and "CUDA" not in job["reason"]
+    assert read_json(bucket, failure_key(source.key))["error"]["message"] == job["reason"]
+    assert any("secret" in str(vars(record)) for record in caplog.records)

@@ -82,7 +82,11 @@ class Job(BaseModel):
     turns_truncated: bool | None = Field(None, description="True when `transcript` holds only the first turns.")
     failure_code: str | None = Field(None, description="empty, unparseable, unknown_format, too_large, no_speech, ...")
     reason: str | None = Field(None, description="Why the job failed, in a sentence.")
-    last_error: str | None = Field(None, description="The latest transient error (the job is retried).")
+    last_error_code: str | None = Field(
+        None,
+        description="summarizer_unavailable, storage_busy, storage_error, internal_error: the latest transient error",
+    )
+    last_error: str | None = Field(None, description="The latest transient error in a sentence (the job is retried).")
 
 
 class UploadResponse(BaseModel):

@@ -18,7 +18,7 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
 from chatbot.clock import iso_utc
-from chatbot.inference import InputTooLongError, ModelInvocationError
+from chatbot.inference import InputTooLongError, ModelInvocationError, ModelUnavailableError
 from chatbot.summarization import SummarizationError, summarize_turns
 from chatbot.transcript_jobs.events import ObjectCreated, parse_notification
 from chatbot.transcript_jobs.keys import failure_key, is_incoming, job_id_for_key, summary_key
@@ -30,6 +30,42 @@ logger = Logger(child=True)
 
 _MISSING_SOURCE_CODES = {"NoSuchKey", "NoSuchVersion", "404"}
 _REPLACED_SOURCE_CODES = {"PreconditionFailed", "412"}
+
+
+SUMMARIZER_FAILED_MESSAGE = "The summarizer could not summarize this transcript."
+
+
+@dataclass(frozen=True, slots=True)
+class JobError:
+    """What users see of a transient error: a stable code and a sentence, never the exception's text."""
+
+    code: str
+    message: str
+
+
+_AWS_BUSY_CODES = {
+    "ThrottlingException",
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
+    "SlowDown",
+    "ServiceUnavailable",
+    "InternalError",
+    "InternalServerError",
+}
+
+
+def retry_error(exc: BaseException) -> JobError:
+    """The user-facing code and message for a transient error that sends the job back to the queue (the API's
+    `last_error_code` and `last_error`)."""
+    if isinstance(exc, ModelUnavailableError):
+        return JobError("summarizer_unavailable", "The summarizer is busy or unavailable; the job will be retried.")
+    if isinstance(exc, ClientError):
+        if str(exc.response.get("Error", {}).get("Code", "")) in _AWS_BUSY_CODES:
+            return JobError("storage_busy", "Storage was busy; the job will be retried.")
+        return JobError(
+            "storage_error", "The transcript or its results could not be read or written; the job will be retried."
+        )
+    return JobError("internal_error", "The job hit an unexpected error; it will be retried.")
 
 
 class RetryLaterError(Exception):
@@ -93,8 +129,14 @@ class TranscriptJobProcessor:
         try:
             return self._summarize_claimed(source, job_id, claim)
         except Exception as exc:
-            # Hand the job back so the retried message can take it at once, then let the message fail.
-            self._jobs.release(job_id, claim.revision, f"{type(exc).__name__}: {exc}")
+            # Hand the job back so the retried message can take it at once, then let the message fail. Users
+            # see a code and a sentence; the exception itself goes to the logs only.
+            error = retry_error(exc)
+            logger.exception(
+                "transcript job will be retried",
+                extra={"key": source.key, "job_id": job_id, "code": error.code, "error_type": type(exc).__name__},
+            )
+            self._jobs.release(job_id, claim.revision, error.code, error.message)
             raise
 
     def _summarize_claimed(self, source: ObjectCreated, job_id: str, claim: Claim) -> ObjectResult:
@@ -109,12 +151,20 @@ class TranscriptJobProcessor:
             summary = summarize_turns(parsed.turns, self._summarize, max_input_tokens=self._max_input_tokens)
             timings["summarize_ms"] = _elapsed_ms(started) - timings["download_ms"] - timings["parse_ms"]
         except _SourceReplacedError:
-            self._jobs.release(job_id, claim.revision, "the object was replaced before it was read")
+            self._jobs.release(
+                job_id, claim.revision, "source_replaced", "A newer upload replaced this file before it was read."
+            )
             return ObjectResult(source.key, Result.STALE, job_id, "a newer upload replaced this version")
         except TranscriptError as exc:
             return self._record_failure(source, job_id, claim, exc.code, exc.message, parsed)
         except (InputTooLongError, ModelInvocationError, SummarizationError) as exc:
-            return self._record_failure(source, job_id, claim, FailureCode.SUMMARIZER_FAILED, str(exc), parsed)
+            logger.warning(
+                "summarizer failed for good",
+                extra={"key": source.key, "job_id": job_id, "error_type": type(exc).__name__, "error": str(exc)},
+            )
+            return self._record_failure(
+                source, job_id, claim, FailureCode.SUMMARIZER_FAILED, SUMMARIZER_FAILED_MESSAGE, parsed
+            )
         timings["total_ms"] = _elapsed_ms(started)
         document = {
             "summary": summary.summary,

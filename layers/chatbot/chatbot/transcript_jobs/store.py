@@ -158,7 +158,16 @@ class JobStore:
                 "attempts": int(item.get("attempts", 0)) + 1 if same_source else 1,
             }
             kept = {"created_at": iso_utc(now), "filename": source.key.rsplit("/", 1)[-1]}
-            cleared = ("failure_code", "reason", "summary", "summary_key", "failed_key", "finished_at", "last_error")
+            cleared = (
+                "failure_code",
+                "reason",
+                "summary",
+                "summary_key",
+                "failed_key",
+                "finished_at",
+                "last_error",
+                "last_error_code",
+            )
             names = {f"#{name}": name for name in (*assigned, *kept, *cleared)}
             values = {f":{name}": value for name, value in (assigned | kept).items()}
             update = (
@@ -196,9 +205,11 @@ class JobStore:
     def fail(self, job_id: str, revision: int, result: dict[str, Any]) -> bool:
         return self._finish(job_id, revision, JobStatus.FAILED, result)
 
-    def release(self, job_id: str, revision: int, error: str) -> bool:
-        """Hand a claimed job back (transient failure) so the retried message can claim it at once."""
-        return self._finish(job_id, revision, JobStatus.QUEUED, {"last_error": error[:1000]}, finished=False)
+    def release(self, job_id: str, revision: int, code: str, message: str) -> bool:
+        """Hand a claimed job back (transient failure) so the retried message can claim it at once; `code` and
+        `message` are what users see of the error (never the exception's own text)."""
+        fields = {"last_error_code": code, "last_error": message[:1000]}
+        return self._finish(job_id, revision, JobStatus.QUEUED, fields, finished=False)
 
     def _finish(
         self, job_id: str, revision: int, status: JobStatus, fields: dict[str, Any], *, finished: bool = True
