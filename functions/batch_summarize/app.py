@@ -18,7 +18,12 @@ transcript_jobs = transcript_job_processor(settings)
 
 @tracer.capture_method
 def handle_record(record: SQSRecord) -> None:
-    for outcome in transcript_jobs.process_message(record.body):
+    outcomes = transcript_jobs.process_message(
+        record.body,
+        receive_count=int(record.attributes.approximate_receive_count),
+        max_receive_count=settings.queue_max_receive_count,
+    )
+    for outcome in outcomes:
         logger.info("transcript handled", extra={"key": outcome.key, "result": outcome.result.value})
 
 

@@ -300,3 +300,54 @@ def test_a_permanent_summarizer_failure_gives_users_a_sentence_and_logs_the_deta
     assert "secret" not in job["reason"] and "CUDA" not in job["reason"]
     assert read_json(bucket, failure_key(source.key))["error"]["message"] == job["reason"]
     assert any("secret" in str(vars(record)) for record in caplog.records)
+
+
+def test_a_transient_error_on_the_last_receive_fails_the_job_with_the_reason(
+    processor, upload, summarizer, bucket, jobs
+):
+    # Given a model that stays throttled, and a message on its second of three receives
+    summarizer.error = ModelUnavailableError("ThrottlingException", retry_after_s=5)
+    source = upload("incoming/limbo.txt", PLAIN_CALL)
+    with pytest.raises(ModelUnavailableError):
+        processor.process_message(notification_body(source), receive_count=2, max_receive_count=3)
+    assert jobs.get(job_id_for_key(source.key))["status"] == "queued"  # another receive will come
+
+    # When its last receive fails too
+    with pytest.raises(ModelUnavailableError):
+        processor.process_message(notification_body(source), receive_count=3, max_receive_count=3)
+
+    # Then the job is failed with the reason and a failure record, not left queued while the message sits in the DLQ
+    job = jobs.get(job_id_for_key(source.key))
+    assert job["status"] == "failed" and job["failure_code"] == "retries_exhausted"
+    assert job["last_error_code"] == "summarizer_unavailable" and "3 times" in job["reason"]
+    assert read_json(bucket, failure_key(source.key))["error"]["code"] == "retries_exhausted"
+
+    # And a redrive from the DLQ, once the model recovers, summarizes it
+    summarizer.error = None
+    (result,) = processor.process_message(notification_body(source), receive_count=1, max_receive_count=3)
+    assert result.result == Result.SUCCEEDED
+    job = jobs.get(job_id_for_key(source.key))
+    assert job["status"] == "succeeded" and "failure_code" not in job and "last_error_code" not in job
+    assert not exists(bucket, failure_key(source.key))
+
+
+def test_a_job_store_error_on_the_last_receive_still_fails_the_queued_job(processor, upload, jobs, monkeypatch):
+    # Given a job announced by the upload API, and a claim that keeps failing (DynamoDB error)
+    source = upload("incoming/uploads/claim-fails.txt", PLAIN_CALL)
+    job_id = job_id_for_key(source.key)
+    jobs.create_queued(job_id, owner="alice", source_key=source.key, filename="claim-fails.txt", bucket=source.bucket)
+    boom = RuntimeError("claim exploded")
+    monkeypatch.setattr(jobs, "claim", lambda *args, **kwargs: (_ for _ in ()).throw(boom))
+
+    # When the message's last receive fails
+    with pytest.raises(RuntimeError):
+        processor.process_message(notification_body(source), receive_count=3, max_receive_count=3)
+
+    # Then the job is failed, with a code and no exception text
+    job = jobs.get(job_id)
+    assert (job["status"], job["failure_code"], job["last_error_code"]) == (
+        "failed",
+        "retries_exhausted",
+        "internal_error",
+    )
+    assert "exploded" not in job["reason"]

@@ -92,3 +92,12 @@ def test_function_permissions_are_scoped_to_prefixes_and_named_actions(template,
                     SUMMARIES_PREFIX,
                     FAILED_PREFIX,
                 )
+
+
+def test_the_batch_function_knows_the_queues_max_receive_count(resources):
+    # Given / When
+    redrive = resources["TranscriptsQueue"]["Properties"]["RedrivePolicy"]
+    environment = resources["BatchSummarizeFunction"]["Properties"]["Environment"]["Variables"]
+
+    # Then the function recognises a message's last receive as the queue defines it
+    assert int(environment["QUEUE_MAX_RECEIVE_COUNT"]) == redrive["maxReceiveCount"]

@@ -80,7 +80,9 @@ class Job(BaseModel):
         description="Only on GET of one succeeded job: the first turns as parsed (the summary covers them all).",
     )
     turns_truncated: bool | None = Field(None, description="True when `transcript` holds only the first turns.")
-    failure_code: str | None = Field(None, description="empty, unparseable, unknown_format, too_large, no_speech, ...")
+    failure_code: str | None = Field(
+        None, description="empty, unparseable, unknown_format, too_large, no_speech, retries_exhausted, ..."
+    )
     reason: str | None = Field(None, description="Why the job failed, in a sentence.")
     last_error_code: str | None = Field(
         None,

@@ -40,7 +40,16 @@ class JobError:
     """What users see of a transient error: a stable code and a sentence, never the exception's text."""
 
     code: str
-    message: str
+    cause: str
+
+    @property
+    def message(self) -> str:
+        """While the job is retried."""
+        return f"{self.cause} The job will be retried."
+
+    def final_message(self, attempts: int) -> str:
+        """Once the last attempt failed too."""
+        return f"{self.cause} The job failed {attempts} times and will not be retried (an operator may redrive it)."
 
 
 _AWS_BUSY_CODES = {
@@ -55,17 +64,16 @@ _AWS_BUSY_CODES = {
 
 
 def retry_error(exc: BaseException) -> JobError:
-    """The user-facing code and message for a transient error that sends the job back to the queue (the API's
-    `last_error_code` and `last_error`)."""
+    """The user-facing code and sentence for a transient error (the API's `last_error_code` and `last_error`)."""
     if isinstance(exc, ModelUnavailableError):
-        return JobError("summarizer_unavailable", "The summarizer is busy or unavailable; the job will be retried.")
+        return JobError("summarizer_unavailable", "The summarizer was busy or unavailable.")
+    if isinstance(exc, RetryLaterError):
+        return JobError("in_progress", "Another worker was summarizing this file.")
     if isinstance(exc, ClientError):
         if str(exc.response.get("Error", {}).get("Code", "")) in _AWS_BUSY_CODES:
-            return JobError("storage_busy", "Storage was busy; the job will be retried.")
-        return JobError(
-            "storage_error", "The transcript or its results could not be read or written; the job will be retried."
-        )
-    return JobError("internal_error", "The job hit an unexpected error; it will be retried.")
+            return JobError("storage_busy", "Storage was busy.")
+        return JobError("storage_error", "The transcript or its results could not be read or written.")
+    return JobError("internal_error", "The job hit an unexpected error.")
 
 
 class RetryLaterError(Exception):
@@ -112,14 +120,53 @@ class TranscriptJobProcessor:
         self._lease_s = lease_s
         self._clock = clock
 
-    def process_message(self, body: str) -> list[ObjectResult]:
-        """Handle every object in one SQS message body; raises when the message must be retried."""
-        return [self.process_object(created) for created in parse_notification(body)]
+    def process_message(self, body: str, *, receive_count: int = 1, max_receive_count: int = 0) -> list[ObjectResult]:
+        """Handle every object in one SQS message body; raises when the message must be retried.
 
-    def process_object(self, source: ObjectCreated) -> ObjectResult:
+        On the message's last receive (`receive_count` >= `max_receive_count`, the queue's redrive policy) a
+        transient error fails the job with its reason instead of leaving it queued while the message sits in
+        the DLQ; the error is still raised, so the message lands in the DLQ and a redrive retries the job."""
+        final_attempt = receive_count if 0 < max_receive_count <= receive_count else 0
+        return [self.process_object(created, final_attempt=final_attempt) for created in parse_notification(body)]
+
+    def process_object(self, source: ObjectCreated, *, final_attempt: int = 0) -> ObjectResult:
         if not is_incoming(source.key):
             return ObjectResult(source.key, Result.IGNORED, detail="not a transcript under incoming/")
         job_id = job_id_for_key(source.key)
+        try:
+            return self._process_incoming(source, job_id, final_attempt)
+        except RetryLaterError:
+            raise  # a live worker holds the job and will finish it
+        except Exception as exc:
+            if final_attempt:
+                self._give_up(source, job_id, retry_error(exc), final_attempt)
+            raise
+
+    def _give_up(self, source: ObjectCreated, job_id: str, error: JobError, attempts: int) -> None:
+        """The message's last receive failed: the job ends failed with the reason, and a failure record is
+        written, rather than staying queued (best effort: a failure here is logged, the message still fails)."""
+        reason = error.final_message(attempts)
+        extra = {"key": source.key, "job_id": job_id, "code": error.code}
+        try:
+            if not self._jobs.give_up(job_id, FailureCode.RETRIES_EXHAUSTED.value, error.code, reason):
+                return  # finished or taken over meanwhile: nothing left in limbo
+            document = {
+                "error": {
+                    "code": FailureCode.RETRIES_EXHAUSTED.value,
+                    "message": reason,
+                    "last_error_code": error.code,
+                },
+                "job_id": job_id,
+                "source": _source_fields(source),
+                "failed_at": iso_utc(self._clock(), "seconds"),
+            }
+            body = json.dumps(document, ensure_ascii=False, indent=2).encode("utf-8")
+            self._put_document(source.bucket, failure_key(source.key), body)
+            logger.error("transcript job failed on its last receive", extra=extra)
+        except Exception:
+            logger.exception("transcript job could not be marked failed", extra=extra)
+
+    def _process_incoming(self, source: ObjectCreated, job_id: str, final_attempt: int) -> ObjectResult:
         claim = self._jobs.claim(job_id, source, lease_s=self._lease_s)
         if claim.outcome == ClaimOutcome.IN_PROGRESS:
             raise RetryLaterError(f"job {job_id} for {source.key} is being processed by another worker")

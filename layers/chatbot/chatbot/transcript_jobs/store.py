@@ -19,6 +19,8 @@ from chatbot.dynamodb import deserialize, serialize
 from chatbot.transcript_jobs.events import ObjectCreated
 
 _MAX_CLAIM_ATTEMPTS = 3
+# The failure code of a job given up after transient errors on every receive (FailureCode.RETRIES_EXHAUSTED).
+_RETRIES_EXHAUSTED = "retries_exhausted"
 # S3 sequencers are hex strings of varying length; compare them left-padded to one width.
 _SEQUENCER_WIDTH = 64
 
@@ -56,7 +58,9 @@ def decide_claim(job: dict | None, source: ObjectCreated, now: float) -> ClaimOu
     if same_source:
         if lease_alive:
             return ClaimOutcome.IN_PROGRESS
-        return ClaimOutcome.CLAIMED if job.get("status") == JobStatus.PROCESSING else ClaimOutcome.DUPLICATE
+        if job.get("status") == JobStatus.PROCESSING or job.get("failure_code") == _RETRIES_EXHAUSTED:
+            return ClaimOutcome.CLAIMED  # a dead worker's job, or one given up on transient errors (a redrive)
+        return ClaimOutcome.DUPLICATE
     if job.get("sequencer") and source.sequencer and _padded(source.sequencer) < _padded(job["sequencer"]):
         return ClaimOutcome.STALE
     # A newer version waits for the one in progress, so results land in upload order.
@@ -210,6 +214,49 @@ class JobStore:
         `message` are what users see of the error (never the exception's own text)."""
         fields = {"last_error_code": code, "last_error": message[:1000]}
         return self._finish(job_id, revision, JobStatus.QUEUED, fields, finished=False)
+
+    def give_up(self, job_id: str, failure_code: str, error_code: str, reason: str) -> bool:
+        """Fail a job whose message had its last receive, unless it finished or a live worker holds it: True when
+        the job was marked failed."""
+        now = self._clock()
+        try:
+            self._client.update_item(
+                TableName=self.table_name,
+                Key=serialize(self._key(job_id)),
+                UpdateExpression=(
+                    "SET #status = :failed, #failure_code = :failure_code, #last_error_code = :error_code, "
+                    "#reason = :reason, #updated_at = :now_iso, #finished_at = :now_iso REMOVE #lease_until"
+                ),
+                ConditionExpression=(
+                    "attribute_exists(pk) AND (#status = :queued OR (#status = :processing AND #lease_until < :now))"
+                ),
+                ExpressionAttributeNames={
+                    "#status": "status",
+                    "#failure_code": "failure_code",
+                    "#last_error_code": "last_error_code",
+                    "#reason": "reason",
+                    "#updated_at": "updated_at",
+                    "#finished_at": "finished_at",
+                    "#lease_until": "lease_until",
+                },
+                ExpressionAttributeValues=serialize(
+                    {
+                        ":failed": JobStatus.FAILED.value,
+                        ":queued": JobStatus.QUEUED.value,
+                        ":processing": JobStatus.PROCESSING.value,
+                        ":failure_code": failure_code,
+                        ":error_code": error_code,
+                        ":reason": reason[:1000],
+                        ":now_iso": iso_utc(now),
+                        ":now": int(now),
+                    }
+                ),
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            return False
+        return True
 
     def _finish(
         self, job_id: str, revision: int, status: JobStatus, fields: dict[str, Any], *, finished: bool = True
