@@ -7,7 +7,7 @@ import pytest
 from chatbot.inference import ModelInvocationError, ModelUnavailableError
 from chatbot.transcript_jobs.events import ObjectCreated
 from chatbot.transcript_jobs.keys import failure_key, job_id_for_key, summary_key
-from chatbot.transcript_jobs.pipeline import Result, RetryLaterError
+from chatbot.transcript_jobs.pipeline import OutOfTimeError, Result, RetryLaterError
 from chatbot.transcript_jobs.store import ClaimOutcome
 from transcript_events import exists, notification_body, read_json
 
@@ -351,3 +351,22 @@ def test_a_job_store_error_on_the_last_receive_still_fails_the_queued_job(proces
         "internal_error",
     )
     assert "exploded" not in job["reason"]
+
+
+def test_no_summarizer_call_starts_without_the_time_to_finish_it(processor, upload, summarizer, jobs):
+    # Given a processor that keeps 135 s per summarizer call, and an invocation with 100 s left
+    processor._call_reserve_ms = 135_000
+    source = upload("incoming/late.txt", PLAIN_CALL)
+
+    # When the message is processed
+    with pytest.raises(OutOfTimeError):
+        processor.process_message(notification_body(source), remaining_ms=lambda: 100_000)
+
+    # Then no call was started, and the job is handed back for the retry with a code, before the timeout kills it
+    assert summarizer.calls == []
+    job = jobs.get(job_id_for_key(source.key))
+    assert (job["status"], job["last_error_code"]) == ("queued", "out_of_time")
+
+    # And with time left, the retry summarizes it
+    (result,) = processor.process_message(notification_body(source), remaining_ms=lambda: 500_000)
+    assert result.result == Result.SUCCEEDED

@@ -67,6 +67,8 @@ def retry_error(exc: BaseException) -> JobError:
     """The user-facing code and sentence for a transient error (the API's `last_error_code` and `last_error`)."""
     if isinstance(exc, ModelUnavailableError):
         return JobError("summarizer_unavailable", "The summarizer was busy or unavailable.")
+    if isinstance(exc, OutOfTimeError):
+        return JobError("out_of_time", "The transcript could not be summarized within one run of the function.")
     if isinstance(exc, RetryLaterError):
         return JobError("in_progress", "Another worker was summarizing this file.")
     if isinstance(exc, ClientError):
@@ -74,6 +76,11 @@ def retry_error(exc: BaseException) -> JobError:
             return JobError("storage_busy", "Storage was busy.")
         return JobError("storage_error", "The transcript or its results could not be read or written.")
     return JobError("internal_error", "The job hit an unexpected error.")
+
+
+class OutOfTimeError(Exception):
+    """Too little of the invocation is left to start another summarizer call: fail this message now (it is
+    retried) rather than be killed by the function's timeout with the job left processing."""
 
 
 class RetryLaterError(Exception):
@@ -109,6 +116,7 @@ class TranscriptJobProcessor:
         max_bytes: int,
         max_input_tokens: int,
         lease_s: int,
+        call_reserve_ms: int = 0,
         clock: Callable[[], float] = time.time,
     ):
         self._s3 = s3
@@ -118,23 +126,39 @@ class TranscriptJobProcessor:
         self._max_bytes = max_bytes
         self._max_input_tokens = max_input_tokens
         self._lease_s = lease_s
+        # A summarizer call is only started while at least this much of the invocation remains.
+        self._call_reserve_ms = call_reserve_ms
         self._clock = clock
 
-    def process_message(self, body: str, *, receive_count: int = 1, max_receive_count: int = 0) -> list[ObjectResult]:
+    def process_message(
+        self,
+        body: str,
+        *,
+        receive_count: int = 1,
+        max_receive_count: int = 0,
+        remaining_ms: Callable[[], int] | None = None,
+    ) -> list[ObjectResult]:
         """Handle every object in one SQS message body; raises when the message must be retried.
 
         On the message's last receive (`receive_count` >= `max_receive_count`, the queue's redrive policy) a
         transient error fails the job with its reason instead of leaving it queued while the message sits in
-        the DLQ; the error is still raised, so the message lands in the DLQ and a redrive retries the job."""
+        the DLQ; the error is still raised, so the message lands in the DLQ and a redrive retries the job.
+        With `remaining_ms` (the Lambda context's), no summarizer call starts with less than the call reserve
+        left: the message fails with OutOfTimeError instead of the invocation timing out."""
         final_attempt = receive_count if 0 < max_receive_count <= receive_count else 0
-        return [self.process_object(created, final_attempt=final_attempt) for created in parse_notification(body)]
+        return [
+            self.process_object(created, final_attempt=final_attempt, remaining_ms=remaining_ms)
+            for created in parse_notification(body)
+        ]
 
-    def process_object(self, source: ObjectCreated, *, final_attempt: int = 0) -> ObjectResult:
+    def process_object(
+        self, source: ObjectCreated, *, final_attempt: int = 0, remaining_ms: Callable[[], int] | None = None
+    ) -> ObjectResult:
         if not is_incoming(source.key):
             return ObjectResult(source.key, Result.IGNORED, detail="not a transcript under incoming/")
         job_id = job_id_for_key(source.key)
         try:
-            return self._process_incoming(source, job_id, final_attempt)
+            return self._process_incoming(source, job_id, remaining_ms)
         except RetryLaterError:
             raise  # a live worker holds the job and will finish it
         except Exception as exc:
@@ -166,7 +190,9 @@ class TranscriptJobProcessor:
         except Exception:
             logger.exception("transcript job could not be marked failed", extra=extra)
 
-    def _process_incoming(self, source: ObjectCreated, job_id: str, final_attempt: int) -> ObjectResult:
+    def _process_incoming(
+        self, source: ObjectCreated, job_id: str, remaining_ms: Callable[[], int] | None
+    ) -> ObjectResult:
         claim = self._jobs.claim(job_id, source, lease_s=self._lease_s)
         if claim.outcome == ClaimOutcome.IN_PROGRESS:
             raise RetryLaterError(f"job {job_id} for {source.key} is being processed by another worker")
@@ -174,7 +200,7 @@ class TranscriptJobProcessor:
             logger.info("skipping notification", extra={"key": source.key, "outcome": claim.outcome.value})
             return ObjectResult(source.key, Result(claim.outcome.value), job_id)
         try:
-            return self._summarize_claimed(source, job_id, claim)
+            return self._summarize_claimed(source, job_id, claim, self._timed(remaining_ms))
         except Exception as exc:
             # Hand the job back so the retried message can take it at once, then let the message fail. Users
             # see a code and a sentence; the exception itself goes to the logs only.
@@ -186,7 +212,22 @@ class TranscriptJobProcessor:
             self._jobs.release(job_id, claim.revision, error.code, error.message)
             raise
 
-    def _summarize_claimed(self, source: ObjectCreated, job_id: str, claim: Claim) -> ObjectResult:
+    def _timed(self, remaining_ms: Callable[[], int] | None) -> Callable[[list[str]], list[str]]:
+        """The summarizer, refusing to start a call with less than the call reserve left of the invocation."""
+        if remaining_ms is None:
+            return self._summarize
+
+        def summarize(texts: list[str]) -> list[str]:
+            left = remaining_ms()
+            if left < self._call_reserve_ms:
+                raise OutOfTimeError(f"{left} ms left, {self._call_reserve_ms} ms needed for a summarizer call")
+            return self._summarize(texts)
+
+        return summarize
+
+    def _summarize_claimed(
+        self, source: ObjectCreated, job_id: str, claim: Claim, summarize: Callable[[list[str]], list[str]]
+    ) -> ObjectResult:
         started = time.perf_counter()
         timings: dict[str, float] = {}
         parsed: ParsedTranscript | None = None
@@ -195,7 +236,7 @@ class TranscriptJobProcessor:
             timings["download_ms"] = _elapsed_ms(started)
             parsed = parse_transcript(data)
             timings["parse_ms"] = _elapsed_ms(started) - timings["download_ms"]
-            summary = summarize_turns(parsed.turns, self._summarize, max_input_tokens=self._max_input_tokens)
+            summary = summarize_turns(parsed.turns, summarize, max_input_tokens=self._max_input_tokens)
             timings["summarize_ms"] = _elapsed_ms(started) - timings["download_ms"] - timings["parse_ms"]
         except _SourceReplacedError:
             self._jobs.release(
