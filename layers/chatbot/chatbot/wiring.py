@@ -30,7 +30,7 @@ from chatbot.transcript_jobs.keys import TRANSCRIPT_MAX_BYTES
 from chatbot.transcript_jobs.pipeline import TranscriptJobProcessor
 from chatbot.transcript_jobs.store import JobStore
 
-UPLOAD_URL_EXPIRES_S = 900
+UPLOAD_URL_EXPIRES_S = 300  # short: the presigned POST may be used again until it expires
 TRANSCRIPT_SUMMARY_MAX_TOKENS = 160
 # Time the batch function keeps, after its last summarizer call, to release or fail the job and write records.
 OUTCOME_WRITE_RESERVE_MS = 15_000

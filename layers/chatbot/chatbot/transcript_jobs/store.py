@@ -93,6 +93,9 @@ class JobStore:
         item = self._read(job_id)
         return _public(item) if item else None
 
+    def delete(self, job_id: str) -> None:
+        self._client.delete_item(TableName=self.table_name, Key=serialize(self._key(job_id)))
+
     def create_queued(self, job_id: str, *, owner: str, source_key: str, filename: str, bucket: str) -> dict:
         """A job announced before its file arrives (upload API, CLI); replaces nothing that exists."""
         now = self._clock()
