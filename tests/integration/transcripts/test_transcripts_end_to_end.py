@@ -148,6 +148,17 @@ def test_api_upload_form_then_post_then_the_job_shows_its_summary(stack):
     assert requests.get(f"{stack.api_url}/v1/transcripts/{job['job_id']}", headers=bob, timeout=10).status_code == 404
     assert requests.get(f"{stack.api_url}/v1/transcripts", timeout=10).status_code == 401
 
+    # When bob, then alice, delete the job
+    job_url = f"{stack.api_url}/v1/transcripts/{job['job_id']}"
+    assert requests.delete(job_url, headers=bob, timeout=10).status_code == 404
+    assert requests.delete(job_url, headers=alice, timeout=10).status_code == 204
+
+    # Then it is gone, with its upload and summary
+    assert requests.get(job_url, headers=alice, timeout=10).status_code == 404
+    listing = boto3.client("s3").list_object_versions(Bucket=stack.resources.bucket)
+    gone = (job["source_key"], done["summary_key"])
+    assert [version for version in listing.get("Versions", []) if version["Key"] in gone] == []
+
 
 def test_a_poison_message_ends_in_the_dlq_and_redrive_moves_it_back(stack):
     # Given a message on the queue that is not an S3 notification
