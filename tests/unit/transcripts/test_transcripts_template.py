@@ -97,7 +97,15 @@ def test_function_permissions_are_scoped_to_prefixes_and_named_actions(template,
         assert all("*" not in action for action in actions)
         resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
         for resource in resources:
-            if resource.startswith("arn:aws:s3:::"):
+            if resource.startswith("arn:aws:s3:::") and "/" not in resource:
+                # bucket-level (listing): only with the keys limited to those prefixes
+                prefixes = statement["Condition"]["StringLike"]["s3:prefix"]
+                assert {prefix.removesuffix("*") for prefix in prefixes} <= {
+                    INCOMING_PREFIX,
+                    SUMMARIES_PREFIX,
+                    FAILED_PREFIX,
+                }
+            elif resource.startswith("arn:aws:s3:::"):
                 prefix = resource.split("/", 1)[1]
                 assert prefix.removesuffix("*") in (
                     INCOMING_PREFIX,
