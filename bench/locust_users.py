@@ -94,8 +94,14 @@ class TranscriptUser(HttpUser):
             return
         body = response.json()
         transcript = "\n".join(CALL_LINES).format(serial=uuid.uuid4().hex[:10].upper())
-        # The presigned URL points at the local S3 (moto on loopback): PUT with no extra headers.
-        put = self.client.put(body["upload"]["url"], data=transcript.encode(), name="S3 PUT (presigned)")
-        if put.status_code == 200:
+        # The presigned POST points at the local S3 (moto on loopback): the form's fields, then the file.
+        upload = body["upload"]
+        put = self.client.post(
+            upload["url"],
+            data=upload["fields"],
+            files={"file": ("call.txt", transcript.encode(), upload["content_type"])},
+            name="S3 POST (presigned)",
+        )
+        if put.status_code in (200, 201, 204):
             job = body["job"]
             LEDGER.transcript(UploadedTranscript(self.user, job["job_id"], job["source_key"]))

@@ -25,7 +25,8 @@ from typing import Any, TextIO
 
 import boto3
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
-from chatbot.transcript_jobs.keys import INCOMING_PREFIX, job_id_for_key
+from chatbot.transcript_jobs.api import upload_content_type
+from chatbot.transcript_jobs.keys import INCOMING_PREFIX, TRANSCRIPT_MAX_BYTES, job_id_for_key
 from chatbot.transcript_jobs.store import JobStore
 
 from local.s3_pipeline import BUCKET_ID, DEAD_LETTER_QUEUE_ID, QUEUE_ID
@@ -126,10 +127,17 @@ class ProgressBar:
             self.stream.flush()
 
 
-def upload(target: Target, files: list[tuple[Path, str]], prefix: str, user: str) -> list[tuple[str, str]]:
-    """Announce a job per file (so `status --user` and the API list it), then put the file; returns (key, job id)."""
+def upload(
+    target: Target, files: list[tuple[Path, str]], prefix: str, user: str, *, max_bytes: int = TRANSCRIPT_MAX_BYTES
+) -> list[tuple[str, str]]:
+    """Announce a job per file (so `status --user` and the API list it), then put the file with the content type
+    the API's upload form requires; returns (key, job id). Files over the limit the API's form enforces are
+    refused before anything is announced or uploaded."""
     if not prefix.startswith(INCOMING_PREFIX):
         raise CliError(f"the prefix must start with {INCOMING_PREFIX!r} (only that prefix is summarized)")
+    too_large = [f"{file} ({file.stat().st_size:,} bytes)" for file, _ in files if file.stat().st_size > max_bytes]
+    if too_large:
+        raise CliError(f"larger than the {max_bytes:,}-byte limit, nothing uploaded: " + ", ".join(too_large))
     s3, jobs = target.client("s3"), target.jobs()
     uploaded = []
     bar = ProgressBar(len(files), "upload ")
@@ -141,7 +149,7 @@ def upload(target: Target, files: list[tuple[Path, str]], prefix: str, user: str
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise
-        s3.upload_file(str(file), target.bucket, key)
+        s3.upload_file(str(file), target.bucket, key, ExtraArgs={"ContentType": upload_content_type(name)})
         uploaded.append((key, job_id))
         bar.update(index, file.name)
     bar.close()

@@ -98,8 +98,13 @@ class Summary:
 
 @dataclass(frozen=True)
 class UploadTicket:
+    """A presigned S3 POST: the form `fields` go first, then the file, with `content_type`, up to `max_bytes`."""
+
     job_id: str
     upload_url: str
+    fields: dict[str, str]
+    content_type: str
+    max_bytes: int
     expires_at: str | None = None
 
 
@@ -210,19 +215,31 @@ class ChatbotApiClient:
         return _conversation(self._call("POST", f"/v1/transcripts/{quote(job_id, safe='')}/conversations"))
 
     def request_upload(self, filename: str) -> UploadTicket:
-        """A queued job and a presigned S3 URL to PUT the file to; the job starts when the file lands."""
+        """A queued job and a presigned S3 POST for the file; the job starts when the file lands."""
         body = self._call("POST", "/v1/transcripts", json={"filename": filename})
+        upload = body["upload"]
         return UploadTicket(
             job_id=str(body["job"]["job_id"]),
-            upload_url=str(body["upload"]["url"]),
-            expires_at=body["upload"].get("expires_at"),
+            upload_url=str(upload["url"]),
+            fields={str(name): str(value) for name, value in upload["fields"].items()},
+            content_type=str(upload["content_type"]),
+            max_bytes=int(upload["max_bytes"]),
+            expires_at=upload.get("expires_at"),
         )
 
     def upload_file(self, ticket: UploadTicket, content: bytes) -> None:
-        """PUT the file to the presigned S3 URL (no bearer token: the URL's signature is the authorization)."""
+        """POST the file with the presigned form (no bearer token: the signed policy is the authorization; S3
+        refuses a file over `max_bytes` or of another content type)."""
+        if len(content) > ticket.max_bytes:
+            raise ApiError(413, f"The file is {len(content):,} bytes; the limit is {ticket.max_bytes:,} bytes.")
         try:
-            # Exactly the signed request: no extra headers, or S3 rejects the signature.
-            response = self._http.put(ticket.upload_url, data=content, timeout=self.timeout_s)
+            # The policy's fields first, the file last, as S3 requires.
+            response = self._http.post(
+                ticket.upload_url,
+                data=ticket.fields,
+                files={"file": ("transcript", content, ticket.content_type)},
+                timeout=self.timeout_s,
+            )
         except requests.RequestException as error:
             raise ApiError(NO_RESPONSE, f"Could not upload the file to storage ({type(error).__name__}).") from error
         if response.status_code >= 300:

@@ -17,8 +17,14 @@ transcript_jobs = transcript_job_processor(settings)
 
 
 @tracer.capture_method
-def handle_record(record: SQSRecord) -> None:
-    for outcome in transcript_jobs.process_message(record.body):
+def handle_record(record: SQSRecord, lambda_context: LambdaContext) -> None:
+    outcomes = transcript_jobs.process_message(
+        record.body,
+        receive_count=int(record.attributes.approximate_receive_count),
+        max_receive_count=settings.queue_max_receive_count,
+        remaining_ms=lambda_context.get_remaining_time_in_millis,
+    )
+    for outcome in outcomes:
         logger.info("transcript handled", extra={"key": outcome.key, "result": outcome.result.value})
 
 

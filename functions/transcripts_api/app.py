@@ -4,7 +4,7 @@ from http import HTTPStatus
 from typing import Annotated
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig, Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from chatbot.api_errors import caller_id, register_error_handlers
@@ -26,7 +26,7 @@ Limit = Annotated[int, Query(ge=1, le=100, description="Page size.")]
 Cursor = Annotated[str | None, Query(max_length=2048, description="`next_cursor` of the previous page.")]
 
 
-@app.post("/v1/transcripts", status_code=HTTPStatus.CREATED, summary="Request an upload URL for a transcript")
+@app.post("/v1/transcripts", status_code=HTTPStatus.CREATED, summary="Request a presigned upload form for a transcript")
 def request_upload(body: UploadRequest) -> UploadResponse:
     return service.request_upload(caller_id(app), body.filename)
 
@@ -39,6 +39,16 @@ def list_jobs(limit: Limit = 20, cursor: Cursor = None) -> JobList:
 @app.get("/v1/transcripts/<job_id>", summary="One transcript job, with its summary when it succeeded")
 def get_job(job_id: str) -> Job:
     return service.get_job(caller_id(app), job_id)
+
+
+@app.delete(
+    "/v1/transcripts/<job_id>",
+    status_code=HTTPStatus.NO_CONTENT,
+    summary="Delete a transcript job with its upload, summary and failure record",
+)
+def delete_job(job_id: str) -> Response[None]:
+    service.delete_job(caller_id(app), job_id)
+    return Response(status_code=HTTPStatus.NO_CONTENT)
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -1,4 +1,4 @@
-"""An in-memory stand-in for the chatbot REST API (and a presigned-PUT storage URL), served over real HTTP on
+"""An in-memory stand-in for the chatbot REST API (and a presigned-POST storage URL), served over real HTTP on
 loopback, so the UI and its client are tested end to end. Failures are injected per route with `fail_next`.
 
 Every request and answer of an API route is checked against openapi.json (`OpenApiContract`); what the real
@@ -7,12 +7,14 @@ API would not accept or send is recorded in `contract_violations`, which the fix
 from __future__ import annotations
 
 import base64
+import email.policy
 import json
 import re
 import threading
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -163,7 +165,7 @@ _ROUTES = [
     ("GET", r"/v1/transcripts", "jobs"),
     ("GET", r"/v1/transcripts/(?P<id>[^/]+)", "job"),
     ("POST", r"/v1/transcripts/(?P<id>[^/]+)/conversations", "ask"),
-    ("PUT", r"/storage/(?P<id>[^/]+)", "put"),
+    ("POST", r"/storage/(?P<id>[^/]+)", "put"),
 ]
 
 
@@ -217,7 +219,7 @@ def _handler_for(state: FakeState) -> type[BaseHTTPRequestHandler]:
                 headers = {"Retry-After": str(failure.retry_after_s)} if failure.retry_after_s is not None else {}
                 return self._reply(failure.status, {"message": failure.message}, headers)
             if route == "put":
-                return self._store_file(match["id"], raw)
+                return self._store_file(match["id"], _form_file(self.headers.get("Content-Type", ""), raw))
             user = self._user()
             if user is None:
                 return self._reply(401, {"message": "Unauthorized"})
@@ -382,6 +384,15 @@ def _answer_question(conversation: dict[str, Any], messages: list[dict[str, Any]
     return {"conversation_id": conversation["id"], "user_message": question, "assistant_message": answer}
 
 
+def _form_file(content_type: str, raw: bytes) -> bytes | None:
+    """The `file` part of a multipart/form-data body (a presigned POST), or None."""
+    message = BytesParser(policy=email.policy.HTTP).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + raw)
+    for part in message.iter_parts():
+        if part.get_param("name", header="content-disposition") == "file":
+            return part.get_payload(decode=True)
+    return None
+
+
 def _answer_transcripts(state: FakeState, route: str, user: str, job_id: str | None, body: Any) -> tuple[int, Any]:
     if route == "upload":
         job_id = uuid.uuid4().hex
@@ -395,7 +406,9 @@ def _answer_transcripts(state: FakeState, route: str, user: str, job_id: str | N
         }
         upload = {
             "url": f"{state.base_url}/storage/{job_id}",
-            "method": "PUT",
+            "method": "POST",
+            "fields": {"key": f"incoming/uploads/{job_id}/{body['filename']}", "Content-Type": "text/plain"},
+            "content_type": "text/plain",
             "expires_at": _now(),
             "max_bytes": 10**6,
         }

@@ -142,7 +142,7 @@ def test_transcript_upload_goes_to_the_presigned_url_and_the_job_is_readable(api
 
 
 def test_storage_error_message_is_read_from_the_s3_xml_body(api):
-    # Given S3 refusing a PUT with its XML error body
+    # Given S3 refusing a POST with its XML error body
     client = ChatbotApiClient(api.url, "local-carol")
     ticket = client.request_upload("call.txt")
     response = requests.Response()
@@ -150,8 +150,8 @@ def test_storage_error_message_is_read_from_the_s3_xml_body(api):
     response._content = b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>"
 
     class RefusingSession(requests.Session):
-        def put(self, *args, **kwargs):
-            return response
+        def post(self, url, *args, **kwargs):
+            return response if url == ticket.upload_url else super().post(url, *args, **kwargs)
 
     refusing = ChatbotApiClient(api.url, "local-carol", session=RefusingSession())
     # When the upload is sent
@@ -277,3 +277,17 @@ def test_every_error_reads_as_a_sentence_for_people(error, expected):
     # Then it says what happened in words, without status codes where they mean nothing to people
     assert expected in described
     assert "Traceback" not in described
+
+
+def test_a_file_over_the_upload_limit_is_refused_before_it_is_sent(api):
+    # Given a ticket whose presigned POST allows at most max_bytes
+    client = ChatbotApiClient(api.url, "local-carol")
+    ticket = client.request_upload("big.txt")
+
+    # When a larger file is uploaded
+    with pytest.raises(ApiError) as raised:
+        client.upload_file(ticket, b"x" * (ticket.max_bytes + 1))
+
+    # Then the client says so, and storage never saw it
+    assert raised.value.status == 413 and "limit" in raised.value.message
+    assert ticket.job_id not in api.state.stored_files

@@ -1,7 +1,9 @@
 """Opaque pagination cursors: base64url of DynamoDB's LastEvaluatedKey, checked on the way back in.
 
 A cursor is only accepted if it decodes to exactly the key attributes expected for the listing it came
-from and points inside the caller's own data; anything else is a 400, never a DynamoDB error.
+from, each a non-empty UTF-8 string DynamoDB accepts as a key value, and points inside the caller's own data
+and the listing's key range; anything else (including JSON nested past the recursion limit) is a 400, never a
+DynamoDB error or a crash.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from typing import Any
 from chatbot.errors import InvalidInputError
 
 _MAX_CURSOR_CHARS = 2048
+# DynamoDB refuses sort key values over 1,024 bytes (and partition key values over 2,048).
+_MAX_VALUE_BYTES = 1024
 
 
 def encode_cursor(last_key: dict[str, Any] | None) -> str | None:
@@ -36,10 +40,20 @@ def decode_cursor(
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         key = json.loads(raw.decode("utf-8"))
-    except (binascii.Error, ValueError):
+    except (binascii.Error, ValueError, RecursionError):
         raise invalid from None
     if not isinstance(key, dict) or set(key) != attributes:
         raise invalid
-    if not all(isinstance(value, str) and value for value in key.values()) or not belongs(key):
+    if not all(_is_key_value(value) for value in key.values()) or not belongs(key):
         raise invalid
     return key
+
+
+def _is_key_value(value: object) -> bool:
+    """A non-empty string that encodes to UTF-8 (no lone surrogates) within DynamoDB's key size."""
+    if not isinstance(value, str) or not value:
+        return False
+    try:
+        return len(value.encode("utf-8")) <= _MAX_VALUE_BYTES
+    except UnicodeEncodeError:
+        return False

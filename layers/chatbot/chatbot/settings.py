@@ -69,6 +69,8 @@ class BatchSummarizeSettings(FunctionSettings):
     model_max_attempts: int = Field(alias="MODEL_MAX_ATTEMPTS", ge=1, le=10)
     # A worker that holds a job longer than this is presumed dead and another may take the job over.
     job_lease_s: int = Field(alias="JOB_LEASE_S", ge=10)
+    # The queue's RedrivePolicy maxReceiveCount: the receive after which a failed message goes to the DLQ.
+    queue_max_receive_count: int = Field(alias="QUEUE_MAX_RECEIVE_COUNT", ge=1)
 
 
 class ConversationCleanupSettings(FunctionSettings):

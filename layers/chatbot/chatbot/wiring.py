@@ -31,8 +31,10 @@ from chatbot.transcript_jobs.keys import TRANSCRIPT_MAX_BYTES
 from chatbot.transcript_jobs.pipeline import TranscriptJobProcessor
 from chatbot.transcript_jobs.store import JobStore
 
-UPLOAD_URL_EXPIRES_S = 900
+UPLOAD_URL_EXPIRES_S = 300  # short: the presigned POST may be used again until it expires
 TRANSCRIPT_SUMMARY_MAX_TOKENS = 160
+# Time the batch function keeps, after its last summarizer call, to release or fail the job and write records.
+OUTCOME_WRITE_RESERVE_MS = 15_000
 
 
 def api_dynamodb_client() -> Any:
@@ -119,6 +121,8 @@ def transcript_job_processor(
         max_bytes=TRANSCRIPT_MAX_BYTES,
         max_input_tokens=SUMMARIZER_MAX_INPUT_TOKENS,
         lease_s=settings.job_lease_s,
+        # One attempt of a summarizer call, plus time to write the outcome.
+        call_reserve_ms=int(settings.model_timeout_s * 1000) + OUTCOME_WRITE_RESERVE_MS,
     )
 
 

@@ -112,7 +112,7 @@ def test_cli_uploads_a_folder_follows_the_jobs_and_prints_a_table(stack, tmp_pat
     assert statuses["webvtt_voices.vtt"] == "succeeded"
 
 
-def test_api_upload_url_then_put_then_the_job_shows_its_summary(stack):
+def test_api_upload_form_then_post_then_the_job_shows_its_summary(stack):
     # Given a signed-in caller asking for an upload
     alice = {"Authorization": "Bearer local-alice"}
     created = requests.post(
@@ -122,9 +122,11 @@ def test_api_upload_url_then_put_then_the_job_shows_its_summary(stack):
     job, upload = created.json()["job"], created.json()["upload"]
     assert job["status"] == "queued"
 
-    # When the file is PUT to the presigned URL
-    put = requests.put(upload["url"], data=(FIXTURES / "webvtt_voices.vtt").read_bytes(), timeout=10)
-    assert put.status_code == 200, put.text
+    # When the file is POSTed with the presigned form
+    content = (FIXTURES / "webvtt_voices.vtt").read_bytes()
+    files = {"file": ("call.vtt", content, upload["content_type"])}
+    posted = requests.post(upload["url"], data=upload["fields"], files=files, timeout=10)
+    assert posted.status_code in (200, 201, 204), posted.text
 
     # Then the job succeeds with a summary, is listed for alice, and is invisible to bob
     def finished():
@@ -145,6 +147,17 @@ def test_api_upload_url_then_put_then_the_job_shows_its_summary(stack):
     bob = {"Authorization": "Bearer local-bob"}
     assert requests.get(f"{stack.api_url}/v1/transcripts/{job['job_id']}", headers=bob, timeout=10).status_code == 404
     assert requests.get(f"{stack.api_url}/v1/transcripts", timeout=10).status_code == 401
+
+    # When bob, then alice, delete the job
+    job_url = f"{stack.api_url}/v1/transcripts/{job['job_id']}"
+    assert requests.delete(job_url, headers=bob, timeout=10).status_code == 404
+    assert requests.delete(job_url, headers=alice, timeout=10).status_code == 204
+
+    # Then it is gone, with its upload and summary
+    assert requests.get(job_url, headers=alice, timeout=10).status_code == 404
+    listing = boto3.client("s3").list_object_versions(Bucket=stack.resources.bucket)
+    gone = (job["source_key"], done["summary_key"])
+    assert [version for version in listing.get("Versions", []) if version["Key"] in gone] == []
 
 
 def test_a_poison_message_ends_in_the_dlq_and_redrive_moves_it_back(stack):

@@ -257,3 +257,56 @@ def test_the_ask_about_call_sample_names_a_job_the_caller_does_not_have(handler_
     assert (status, body["message"]) == (404, "Transcript job not found.")
     _, _, listed = call(handler_module, sample_event("list-conversations"), lambda_context)
     assert listed["items"] == []
+
+
+def _cursor(text: str) -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(text.encode("utf-8", "surrogatepass")).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    "sk",
+    [
+        "MSG#",
+        "MSG#0000000000",
+        "MSG#abcdefghij",
+        "MSG#99999999999",
+        "MSG#000000001",
+        "MSG#-000000001",
+        "MSG#000000000\u0661",
+    ],
+)
+def test_a_message_cursor_outside_the_message_range_is_a_bad_request(
+    handler_module, lambda_context, conversation_id, sk
+):
+    # Given a cursor for this very conversation whose MSG# key lies outside the range the listing queries
+    cursor = _cursor(json.dumps({"pk": f"CONV#{conversation_id}", "sk": sk}))
+    event = sample_event("list-messages", conversation_id)
+    event["queryStringParameters"] = {"cursor": cursor}
+    event["multiValueQueryStringParameters"] = {"cursor": [cursor]}
+
+    # When the messages are listed with it
+    status, _, body = call(handler_module, event, lambda_context)
+
+    # Then it is a 400 naming the cursor, not a DynamoDB error
+    assert status == 400, body
+    assert "cursor" in body["message"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["[" * 1500, '{"pk":"CONV#1","sk":"META","gsi1pk":"USER#' + SAMPLE_USER + '#CONV","gsi1sk":"\\ud800"}'],
+    ids=["recursion", "lone-surrogate"],
+)
+def test_a_crafted_conversation_cursor_is_a_bad_request(handler_module, lambda_context, text):
+    # Given a cursor that nests past the recursion limit, or holds a value that is no UTF-8 string
+    cursor = _cursor(text)
+    event = sample_event("list-conversations")
+    event["queryStringParameters"] = {"cursor": cursor}
+    event["multiValueQueryStringParameters"] = {"cursor": [cursor]}
+
+    # When / Then
+    status, _, body = call(handler_module, event, lambda_context)
+    assert status == 400, body
+    assert "cursor" in body["message"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Callable
 from pathlib import Path
@@ -32,6 +33,12 @@ class RecordingSummarizer:
             raise self.error
         self.calls.append(list(texts))
         return [" ".join(text.split("\n")[0].split()[:20]) for text in texts]
+
+
+@pytest.fixture
+def lambda_context(lambda_context):
+    """A fresh invocation of the batch function: its whole 600 s timeout is left."""
+    return dataclasses.replace(lambda_context, remaining_ms=600_000)
 
 
 @pytest.fixture

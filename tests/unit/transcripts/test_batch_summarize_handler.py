@@ -50,6 +50,22 @@ def test_a_transient_model_error_fails_only_its_message(handler_module, upload, 
     assert not exists(bucket, failure_key(busy.key))
 
 
+def test_the_last_receive_of_a_failing_message_fails_its_job(handler_module, upload, summarizer, jobs, lambda_context):
+    # Given a model that stays throttled and a message on the queue's last receive (maxReceiveCount 3)
+    source = upload("incoming/t/last.txt", b"Agent: THROTTLE me please.\n")
+    summarizer.error = ModelUnavailableError("ThrottlingException", retry_after_s=2)
+    event = sqs_event(notification_body(source))
+    event["Records"][0]["attributes"]["ApproximateReceiveCount"] = "3"
+
+    # When
+    response = handler_module.lambda_handler(event, lambda_context)
+
+    # Then the message still fails (to the DLQ, where a redrive can retry it), and its job is failed, not queued
+    assert failed_ids(response) == ["message-0"]
+    job = jobs.get(job_id_for_key(source.key))
+    assert (job["status"], job["failure_code"]) == ("failed", "retries_exhausted")
+
+
 def test_a_batch_where_every_message_fails_is_still_a_partial_response(handler_module, lambda_context):
     # Given / When
     response = handler_module.lambda_handler(sqs_event("[]", "{}", "null"), lambda_context)

@@ -7,7 +7,7 @@ import pytest
 from chatbot.inference import ModelInvocationError, ModelUnavailableError
 from chatbot.transcript_jobs.events import ObjectCreated
 from chatbot.transcript_jobs.keys import failure_key, job_id_for_key, summary_key
-from chatbot.transcript_jobs.pipeline import Result, RetryLaterError
+from chatbot.transcript_jobs.pipeline import OutOfTimeError, Result, RetryLaterError
 from chatbot.transcript_jobs.store import ClaimOutcome
 from transcript_events import exists, notification_body, read_json
 
@@ -161,7 +161,7 @@ def test_a_throttled_model_fails_only_the_message_and_the_retry_succeeds(process
         processor.process_message(notification_body(source))
     job = jobs.get(job_id_for_key(source.key))
     assert job["status"] == "queued"
-    assert "ThrottlingException" in job["last_error"]
+    assert job["last_error_code"] == "summarizer_unavailable"
     assert not exists(bucket, failure_key(source.key))
 
     # When the model recovers and the message comes back
@@ -171,7 +171,8 @@ def test_a_throttled_model_fails_only_the_message_and_the_retry_succeeds(process
     # Then
     assert results[0].result == Result.SUCCEEDED
     job = jobs.get(job_id_for_key(source.key))
-    assert job["status"] == "succeeded" and job["attempts"] == 2 and "last_error" not in job
+    assert job["status"] == "succeeded" and job["attempts"] == 2
+    assert "last_error" not in job and "last_error_code" not in job
 
 
 def test_a_job_held_by_another_worker_is_retried_later(processor, upload, jobs):
@@ -252,3 +253,120 @@ def test_the_s3_test_event_and_objects_outside_incoming_are_ignored(processor, u
     assert ignored_test_event == []
     assert [result.result for result in ignored_key] == [Result.IGNORED]
     assert summarizer.calls == []
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (ModelUnavailableError("ThrottlingException: rate exceeded for secret"), "summarizer_unavailable"),
+        (RuntimeError("KeyError at /var/task/chatbot/secret.py: token=abc123"), "internal_error"),
+    ],
+    ids=["throttled", "bug"],
+)
+def test_a_transient_error_shows_users_a_code_and_a_sentence_and_logs_the_details(
+    error, code, processor, upload, summarizer, jobs, caplog
+):
+    # Given the summarizer raises an error whose text names internals
+    summarizer.error = error
+    source = upload("incoming/leaky.txt", PLAIN_CALL)
+
+    # When the message is processed (and goes back to the queue)
+    with pytest.raises(type(error)):
+        processor.process_message(notification_body(source))
+
+    # Then the job carries a stable code and a user-facing sentence, not the exception's text
+    job = jobs.get(job_id_for_key(source.key))
+    assert job["status"] == "queued"
+    assert job["last_error_code"] == code
+    assert "secret" not in job["last_error"] and type(error).__name__ not in job["last_error"]
+    assert job["last_error"].endswith("retried.")
+    # And the details are in the logs
+    assert any("secret" in str(vars(record)) for record in caplog.records)
+
+
+def test_a_permanent_summarizer_failure_gives_users_a_sentence_and_logs_the_details(
+    processor, upload, summarizer, bucket, jobs, caplog
+):
+    # Given the model fails for good with an error naming internals
+    summarizer.error = ModelInvocationError("summarizer: ModelError: CUDA error at /opt/ml/model/secret.py")
+    source = upload("incoming/model-bug-2.txt", PLAIN_CALL)
+
+    # When
+    processor.process_message(notification_body(source))
+
+    # Then the job and its failure record say what happened in a sentence; the logs hold the details
+    job = jobs.get(job_id_for_key(source.key))
+    assert job["failure_code"] == "summarizer_failed"
+    assert "secret" not in job["reason"] and "CUDA" not in job["reason"]
+    assert read_json(bucket, failure_key(source.key))["error"]["message"] == job["reason"]
+    assert any("secret" in str(vars(record)) for record in caplog.records)
+
+
+def test_a_transient_error_on_the_last_receive_fails_the_job_with_the_reason(
+    processor, upload, summarizer, bucket, jobs
+):
+    # Given a model that stays throttled, and a message on its second of three receives
+    summarizer.error = ModelUnavailableError("ThrottlingException", retry_after_s=5)
+    source = upload("incoming/limbo.txt", PLAIN_CALL)
+    with pytest.raises(ModelUnavailableError):
+        processor.process_message(notification_body(source), receive_count=2, max_receive_count=3)
+    assert jobs.get(job_id_for_key(source.key))["status"] == "queued"  # another receive will come
+
+    # When its last receive fails too
+    with pytest.raises(ModelUnavailableError):
+        processor.process_message(notification_body(source), receive_count=3, max_receive_count=3)
+
+    # Then the job is failed with the reason and a failure record, not left queued while the message sits in the DLQ
+    job = jobs.get(job_id_for_key(source.key))
+    assert job["status"] == "failed" and job["failure_code"] == "retries_exhausted"
+    assert job["last_error_code"] == "summarizer_unavailable" and "3 times" in job["reason"]
+    assert read_json(bucket, failure_key(source.key))["error"]["code"] == "retries_exhausted"
+
+    # And a redrive from the DLQ, once the model recovers, summarizes it
+    summarizer.error = None
+    (result,) = processor.process_message(notification_body(source), receive_count=1, max_receive_count=3)
+    assert result.result == Result.SUCCEEDED
+    job = jobs.get(job_id_for_key(source.key))
+    assert job["status"] == "succeeded" and "failure_code" not in job and "last_error_code" not in job
+    assert not exists(bucket, failure_key(source.key))
+
+
+def test_a_job_store_error_on_the_last_receive_still_fails_the_queued_job(processor, upload, jobs, monkeypatch):
+    # Given a job announced by the upload API, and a claim that keeps failing (DynamoDB error)
+    source = upload("incoming/uploads/claim-fails.txt", PLAIN_CALL)
+    job_id = job_id_for_key(source.key)
+    jobs.create_queued(job_id, owner="alice", source_key=source.key, filename="claim-fails.txt", bucket=source.bucket)
+    boom = RuntimeError("claim exploded")
+    monkeypatch.setattr(jobs, "claim", lambda *args, **kwargs: (_ for _ in ()).throw(boom))
+
+    # When the message's last receive fails
+    with pytest.raises(RuntimeError):
+        processor.process_message(notification_body(source), receive_count=3, max_receive_count=3)
+
+    # Then the job is failed, with a code and no exception text
+    job = jobs.get(job_id)
+    assert (job["status"], job["failure_code"], job["last_error_code"]) == (
+        "failed",
+        "retries_exhausted",
+        "internal_error",
+    )
+    assert "exploded" not in job["reason"]
+
+
+def test_no_summarizer_call_starts_without_the_time_to_finish_it(processor, upload, summarizer, jobs):
+    # Given a processor that keeps 135 s per summarizer call, and an invocation with 100 s left
+    processor._call_reserve_ms = 135_000
+    source = upload("incoming/late.txt", PLAIN_CALL)
+
+    # When the message is processed
+    with pytest.raises(OutOfTimeError):
+        processor.process_message(notification_body(source), remaining_ms=lambda: 100_000)
+
+    # Then no call was started, and the job is handed back for the retry with a code, before the timeout kills it
+    assert summarizer.calls == []
+    job = jobs.get(job_id_for_key(source.key))
+    assert (job["status"], job["last_error_code"]) == ("queued", "out_of_time")
+
+    # And with time left, the retry summarizes it
+    (result,) = processor.process_message(notification_body(source), remaining_ms=lambda: 500_000)
+    assert result.result == Result.SUCCEEDED

@@ -1,12 +1,13 @@
 """The transcripts REST function: upload requests with presigned URLs, the caller's jobs, one job with its summary."""
 
+import base64
 import json
-from urllib.parse import parse_qs, urlsplit
+from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
 from chatbot.transcript_jobs.api import MAX_TURNS, TranscriptsService
-from chatbot.transcript_jobs.keys import TRANSCRIPT_MAX_BYTES, job_id_for_key
+from chatbot.transcript_jobs.keys import TRANSCRIPT_MAX_BYTES, failure_key, job_id_for_key, summary_key
 
 from local.events import cognito_claims, rest_proxy_event
 
@@ -27,20 +28,63 @@ def call(api, lambda_context, method, path, *, user="alice", body=None, query=No
     return response["statusCode"], json.loads(response["body"]) if response.get("body") else None
 
 
-def test_requesting_an_upload_returns_a_queued_job_and_a_presigned_put_url(api, lambda_context, bucket, jobs):
+def test_requesting_an_upload_returns_a_queued_job_and_a_limited_presigned_post(api, lambda_context, bucket, jobs):
     # Given / When
     status, body = call(api, lambda_context, "POST", "/v1/transcripts", body={"filename": "  Appel n°3.vtt "})
 
-    # Then the job is queued for this caller and the URL signs a PUT to its incoming/ key
+    # Then the job is queued for this caller
     assert status == 201
     job, upload = body["job"], body["upload"]
     assert job["status"] == "queued" and job["filename"] == "Appel n°3.vtt"
     assert job["source_key"].startswith("incoming/uploads/") and job["source_key"].endswith("/Appel n°3.vtt")
     assert job["job_id"] == job_id_for_key(job["source_key"])
     assert jobs.get(job["job_id"])["owner"] == "alice"
-    url = urlsplit(upload["url"])
-    assert bucket in upload["url"] and "X-Amz-Signature" in parse_qs(url.query)
-    assert upload["method"] == "PUT" and upload["max_bytes"] == TRANSCRIPT_MAX_BYTES
+    # And the upload is a presigned POST: its policy pins the key, the size range, the content type and a short expiry
+    assert upload["method"] == "POST" and bucket in upload["url"]
+    assert upload["max_bytes"] == TRANSCRIPT_MAX_BYTES and upload["content_type"] == "text/vtt"
+    fields = upload["fields"]
+    assert fields["key"] == job["source_key"] and fields["Content-Type"] == "text/vtt"
+    policy = json.loads(base64.b64decode(fields["policy"]))
+    assert ["content-length-range", 1, TRANSCRIPT_MAX_BYTES] in policy["conditions"]
+    assert {"Content-Type": "text/vtt"} in policy["conditions"]
+    assert {"key": job["source_key"]} in policy["conditions"]
+    expires = datetime.fromisoformat(policy["expiration"].replace("Z", "+00:00"))
+    assert expires - datetime.now(UTC) <= timedelta(minutes=5)
+
+
+def test_a_job_and_its_objects_are_deleted_by_its_owner_only(api, lambda_context, bucket, upload, processor):
+    # Given alice's summarized job (two versions of its upload) and one that failed
+    _, done = call(api, lambda_context, "POST", "/v1/transcripts", body={"filename": "done.txt"})
+    _, bad = call(api, lambda_context, "POST", "/v1/transcripts", body={"filename": "bad.txt"})
+    done_key, bad_key = done["job"]["source_key"], bad["job"]["source_key"]
+    upload(done_key, b"Agent: first version.\n")
+    processor.process_object(upload(done_key, b"Agent: Your parcel left.\nCustomer: Thanks.\n"))
+    processor.process_object(upload(bad_key, b""))
+    s3 = boto3.client("s3")
+
+    def versions(key):
+        listing = s3.list_object_versions(Bucket=bucket, Prefix=key)
+        return [v for v in listing.get("Versions", []) + listing.get("DeleteMarkers", []) if v["Key"] == key]
+
+    assert versions(summary_key(done_key)) and versions(failure_key(bad_key))
+
+    # When bob tries to delete alice's job
+    status, _ = call(api, lambda_context, "DELETE", f"/v1/transcripts/{done['job']['job_id']}", user="bob")
+
+    # Then it is not found for him, and nothing is gone
+    assert status == 404 and len(versions(done_key)) == 2
+
+    # When alice deletes both jobs
+    statuses = [
+        call(api, lambda_context, "DELETE", f"/v1/transcripts/{created['job']['job_id']}")[0] for created in (done, bad)
+    ]
+
+    # Then every version of the uploads, the summary and the failure record are gone, and so are the jobs
+    assert statuses == [204, 204]
+    for key in (done_key, bad_key, summary_key(done_key), failure_key(bad_key)):
+        assert versions(key) == [], key
+    assert call(api, lambda_context, "GET", f"/v1/transcripts/{done['job']['job_id']}")[0] == 404
+    assert call(api, lambda_context, "DELETE", f"/v1/transcripts/{bad['job']['job_id']}")[0] == 404
 
 
 @pytest.mark.parametrize(
@@ -103,6 +147,33 @@ def test_a_cursor_from_another_user_is_rejected(api, lambda_context):
     # When / Then
     status, body = call(api, lambda_context, "GET", "/v1/transcripts", query={"cursor": bobs_page["next_cursor"]})
     assert status == 400 and "cursor" in body["message"]
+
+
+def _crafted_cursor(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode("utf-8", "surrogatepass")).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[" * 1500,
+        '{"pk":"JOB#1","sk":"META","gsi1pk":"USER#alice#JOB","gsi1sk":{"S":"x"}}',
+        '{"pk":"JOB#1","sk":"META","gsi1pk":"USER#alice#JOB","gsi1sk":"x","extra":"y"}',
+        '{"pk":"JOB#1","sk":"META","gsi1pk":"USER#alice#JOB","gsi1sk":"\\ud800"}',
+        '{"pk":"CONV#1","sk":"MSG#0000000001","gsi1pk":"USER#alice#JOB","gsi1sk":"x"}',
+    ],
+    ids=["recursion", "typed-value", "extra-attribute", "lone-surrogate", "not-a-job-key"],
+)
+def test_a_crafted_cursor_is_a_400(api, lambda_context, text):
+    # Given alice has a job, and a cursor crafted to break the decoder or the query
+    call(api, lambda_context, "POST", "/v1/transcripts", body={"filename": "a.txt"})
+
+    # When she lists her jobs with it
+    status, body = call(api, lambda_context, "GET", "/v1/transcripts", query={"cursor": _crafted_cursor(text)})
+
+    # Then it is a bad request naming the cursor, not a 500
+    assert status == 400, body
+    assert "cursor" in body["message"]
 
 
 def test_one_job_includes_its_summary_and_is_hidden_from_other_users(api, lambda_context, jobs, upload, processor):

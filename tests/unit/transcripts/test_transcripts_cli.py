@@ -2,7 +2,7 @@
 
 import pytest
 
-from local.transcripts import CliError, expand_paths, format_table
+from local.transcripts import CliError, expand_paths, format_table, upload
 
 
 def test_folders_files_and_globs_expand_to_each_file_once_in_order(tmp_path):
@@ -53,3 +53,21 @@ def test_the_table_shows_summaries_and_failure_reasons_cut_to_the_width():
     assert table[0].split() == ["JOB", "STATUS", "FORMAT", "TURNS", "CHUNKS", "FILE", "SUMMARY", "/", "REASON"]
     assert table[1].startswith("12345678  succeeded") and table[1].endswith("…") and len(table[1]) <= 100
     assert table[2].endswith("[unknown_format] unknown transcript format")
+
+
+def test_files_over_the_upload_limit_are_refused_before_anything_is_uploaded(tmp_path):
+    # Given one file within the limit and one over it
+    small, big = tmp_path / "small.txt", tmp_path / "big.txt"
+    small.write_bytes(b"Agent: hi\n")
+    big.write_bytes(b"Agent: " + b"x" * 100 + b"\n")
+
+    class NoAws:  # any AWS call would fail the test
+        def client(self, service):
+            raise AssertionError(f"{service} was called")
+
+        def jobs(self):
+            raise AssertionError("the job store was called")
+
+    # When / Then the upload is refused as a whole, naming the file
+    with pytest.raises(CliError, match=r"big\.txt"):
+        upload(NoAws(), [(small, "small.txt"), (big, "big.txt")], "incoming/cli/", "cli", max_bytes=50)

@@ -1,7 +1,20 @@
 """template.yaml's transcript pipeline: the wiring the code relies on, and the reliability settings."""
 
+from pathlib import Path
+
 import pytest
-from chatbot.transcript_jobs.keys import FAILED_PREFIX, INCOMING_PREFIX, SUMMARIES_PREFIX
+from chatbot.summarization import SUMMARIZER_MAX_INPUT_TOKENS, summarize_turns
+from chatbot.transcript_jobs.keys import (
+    ASSUMED_SUMMARIZER_CALL_S,
+    FAILED_PREFIX,
+    INCOMING_PREFIX,
+    SUMMARIES_PREFIX,
+    TRANSCRIPT_MAX_BYTES,
+)
+from chatbot.transcript_parsing import parse_transcript
+from chatbot.wiring import OUTCOME_WRITE_RESERVE_MS
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "transcripts"
 
 
 @pytest.fixture
@@ -84,7 +97,15 @@ def test_function_permissions_are_scoped_to_prefixes_and_named_actions(template,
         assert all("*" not in action for action in actions)
         resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
         for resource in resources:
-            if resource.startswith("arn:aws:s3:::"):
+            if resource.startswith("arn:aws:s3:::") and "/" not in resource:
+                # bucket-level (listing): only with the keys limited to those prefixes
+                prefixes = statement["Condition"]["StringLike"]["s3:prefix"]
+                assert {prefix.removesuffix("*") for prefix in prefixes} <= {
+                    INCOMING_PREFIX,
+                    SUMMARIES_PREFIX,
+                    FAILED_PREFIX,
+                }
+            elif resource.startswith("arn:aws:s3:::"):
                 prefix = resource.split("/", 1)[1]
                 assert prefix.removesuffix("*") in (
                     INCOMING_PREFIX,
@@ -92,3 +113,42 @@ def test_function_permissions_are_scoped_to_prefixes_and_named_actions(template,
                     SUMMARIES_PREFIX,
                     FAILED_PREFIX,
                 )
+
+
+def test_the_batch_function_knows_the_queues_max_receive_count(resources):
+    # Given / When
+    redrive = resources["TranscriptsQueue"]["Properties"]["RedrivePolicy"]
+    environment = resources["BatchSummarizeFunction"]["Properties"]["Environment"]["Variables"]
+
+    # Then the function recognises a message's last receive as the queue defines it
+    assert int(environment["QUEUE_MAX_RECEIVE_COUNT"]) == redrive["maxReceiveCount"]
+
+
+def test_each_invocation_summarizes_one_transcript(resources):
+    # Given / When
+    events = resources["BatchSummarizeFunction"]["Properties"]["Events"]["TranscriptNotifications"]["Properties"]
+
+    # Then one slow transcript cannot time out others in its batch, and its failure is reported alone
+    assert events["BatchSize"] == 1
+    assert events["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+
+
+def test_the_largest_allowed_file_finishes_within_the_timeout_at_the_assumed_summarizer_speed(resources):
+    # Given the worst case per byte, plain "Speaker: text" lines, as large as allowed, and summaries as long as
+    # the batch function asks for (160 tokens)
+    line = (FIXTURES / "plain_text.txt").read_bytes()
+    data = (line * (TRANSCRIPT_MAX_BYTES // len(line) + 1))[:TRANSCRIPT_MAX_BYTES]
+    data = data[: data.rfind(b"\n") + 1]
+    calls = []
+
+    def summarize(texts):
+        calls.append(len(texts))
+        return [" ".join(["the customer reported that the router keeps dropping"] * 12) for _ in texts]
+
+    # When it is parsed and summarized map-reduce, counting the summarizer's calls
+    summarize_turns(parse_transcript(data).turns, summarize, max_input_tokens=SUMMARIZER_MAX_INPUT_TOKENS)
+
+    # Then at the assumed speed, the calls fit in the timeout less the reserve kept for the last call and the writes
+    function = resources["BatchSummarizeFunction"]["Properties"]
+    reserve_s = float(function["Environment"]["Variables"]["MODEL_TIMEOUT_S"]) + OUTCOME_WRITE_RESERVE_MS / 1000
+    assert len(calls) * ASSUMED_SUMMARIZER_CALL_S <= function["Timeout"] - reserve_s - 10  # 10 s: download, parse

@@ -64,6 +64,18 @@ def message_sk(seq: int) -> str:
     return f"{MESSAGE_PREFIX}{seq:0{_SEQ_DIGITS}d}"
 
 
+def is_message_sk(sk: str) -> bool:
+    """True for a message sort key inside the range message queries read (MSG# and 10 ASCII digits, seq >= 1)."""
+    digits = sk.removeprefix(MESSAGE_PREFIX)
+    return (
+        sk.startswith(MESSAGE_PREFIX)
+        and len(digits) == _SEQ_DIGITS
+        and digits.isascii()
+        and digits.isdigit()
+        and int(digits) >= 1
+    )
+
+
 def idempotency_key_sk(idempotency_key: str) -> str:
     return f"{IDEMPOTENCY_KEY_PREFIX}{idempotency_key}"
 
@@ -296,7 +308,7 @@ class ConversationStore:
         start_key = decode_cursor(
             cursor,
             attributes=_MESSAGE_CURSOR,
-            belongs=lambda key: key["pk"] == conversation_pk(conversation_id) and key["sk"].startswith(MESSAGE_PREFIX),
+            belongs=lambda key: key["pk"] == conversation_pk(conversation_id) and is_message_sk(key["sk"]),
         )
         request = self._message_query(conversation_id, limit=limit, newest_first=newest_first)
         if start_key:

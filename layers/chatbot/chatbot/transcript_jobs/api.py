@@ -1,4 +1,4 @@
-"""The transcripts API: request an upload (presigned PUT URL + job id), list the caller's jobs, read one job."""
+"""The transcripts API: request an upload (presigned POST + job id), list the caller's jobs, read or delete one job."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from chatbot.clock import iso_utc
 from chatbot.errors import NotFoundError
-from chatbot.transcript_jobs.keys import UPLOADS_PREFIX, job_id_for_key
+from chatbot.transcript_jobs.keys import UPLOADS_PREFIX, failure_key, job_id_for_key, summary_key
 from chatbot.transcript_jobs.store import JobStore
 from chatbot.transcript_jobs.summary_document import TurnsExcerpt, first_turns
 
@@ -46,10 +46,24 @@ class UploadRequest(BaseModel):
 
 
 class Upload(BaseModel):
-    url: str = Field(description="Presigned S3 URL: PUT the file's bytes to it, with no extra headers.")
-    method: Literal["PUT"] = "PUT"
-    expires_at: str = Field(description="The URL stops working at this time (ISO 8601, UTC).")
-    max_bytes: int = Field(description="Larger files are rejected by the summary job.")
+    url: str = Field(description="S3 URL to POST the file to as multipart/form-data.")
+    method: Literal["POST"] = "POST"
+    fields: dict[str, str] = Field(
+        description="Form fields to send, in this order, before the `file` field (the last one) that holds the bytes."
+    )
+    content_type: str = Field(description="The file's content type; already in `fields` (S3 checks it).")
+    expires_at: str = Field(description="The form's policy stops working at this time (ISO 8601, UTC).")
+    max_bytes: int = Field(description="S3 refuses larger files (the policy's content-length-range).")
+
+
+# The content type S3 requires for an upload, by file extension; the format itself is detected from the content.
+_CONTENT_TYPES = {".json": "application/json", ".vtt": "text/vtt", ".srt": "application/x-subrip"}
+_DEFAULT_CONTENT_TYPE = "text/plain"
+
+
+def upload_content_type(filename: str) -> str:
+    extension = "." + filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
+    return _CONTENT_TYPES.get(extension, _DEFAULT_CONTENT_TYPE)
 
 
 class TranscriptTurn(BaseModel):
@@ -78,9 +92,15 @@ class Job(BaseModel):
         description="Only on GET of one succeeded job: the first turns as parsed (the summary covers them all).",
     )
     turns_truncated: bool | None = Field(None, description="True when `transcript` holds only the first turns.")
-    failure_code: str | None = Field(None, description="empty, unparseable, unknown_format, too_large, no_speech, ...")
+    failure_code: str | None = Field(
+        None, description="empty, unparseable, unknown_format, too_large, no_speech, retries_exhausted, ..."
+    )
     reason: str | None = Field(None, description="Why the job failed, in a sentence.")
-    last_error: str | None = Field(None, description="The latest transient error (the job is retried).")
+    last_error_code: str | None = Field(
+        None,
+        description="summarizer_unavailable, storage_busy, storage_error, internal_error: the latest transient error",
+    )
+    last_error: str | None = Field(None, description="The latest transient error in a sentence (the job is retried).")
 
 
 class UploadResponse(BaseModel):
@@ -125,16 +145,24 @@ class TranscriptsService:
         self._clock = clock
 
     def request_upload(self, owner: str, filename: str) -> UploadResponse:
-        """A queued job and the URL to PUT its file to; the job starts when the file lands."""
+        """A queued job and a presigned POST for its file: one key, 1 byte to `max_bytes`, one content type, a
+        short expiry. The job starts when the file lands."""
         key = f"{UPLOADS_PREFIX}{uuid.uuid4().hex}/{filename}"
         record = self._jobs.create_queued(
             job_id_for_key(key), owner=owner, source_key=key, filename=filename, bucket=self._bucket
         )
-        url = self._s3.generate_presigned_url(
-            "put_object", Params={"Bucket": self._bucket, "Key": key}, ExpiresIn=self._url_expires_s
+        content_type = upload_content_type(filename)
+        post = self._s3.generate_presigned_post(
+            Bucket=self._bucket,
+            Key=key,
+            Fields={"Content-Type": content_type},
+            Conditions=[{"Content-Type": content_type}, ["content-length-range", 1, self._max_bytes]],
+            ExpiresIn=self._url_expires_s,
         )
         upload = Upload(
-            url=url,
+            url=post["url"],
+            fields={name: str(value) for name, value in post["fields"].items()},
+            content_type=content_type,
             expires_at=iso_utc(self._clock() + self._url_expires_s, "seconds"),
             max_bytes=self._max_bytes,
         )
@@ -145,13 +173,42 @@ class TranscriptsService:
         return JobList(items=[_job(record, with_summary=False) for record in records], next_cursor=next_cursor)
 
     def get_job(self, owner: str, job_id: str) -> Job:
-        record = self._jobs.get(job_id) if _is_uuid(job_id) else None
-        if record is None or record.get("owner") != owner:
-            raise NotFoundError(f"No transcript job {job_id}.")
+        record = self._owned(owner, job_id)
         excerpt = None
         if record.get("status") == "succeeded" and record.get("summary_key"):
             excerpt = self._first_turns(record.get("bucket") or self._bucket, record["summary_key"], job_id)
         return _job(record, with_summary=True, excerpt=excerpt)
+
+    def delete_job(self, owner: str, job_id: str) -> None:
+        """Delete the job's objects (the upload, every version of it, its summary and failure record), then the
+        job record. Objects first: a failure leaves the job visible, so the call can be repeated."""
+        record = self._owned(owner, job_id)
+        bucket = record.get("bucket") or self._bucket
+        source_key = record.get("source_key")
+        if source_key:
+            self._delete_all_versions(bucket, source_key)
+            for key in (summary_key(source_key), failure_key(source_key)):
+                self._delete_all_versions(bucket, key)
+        self._jobs.delete(job_id)
+        logger.info("transcript job deleted", extra={"job_id": job_id})
+
+    def _delete_all_versions(self, bucket: str, key: str) -> None:
+        """Every version and delete marker of exactly `key` (the bucket is versioned)."""
+        paginator = self._s3.get_paginator("list_object_versions")
+        for page in paginator.paginate(Bucket=bucket, Prefix=key):
+            versions = [
+                {"Key": item["Key"], "VersionId": item["VersionId"]}
+                for item in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]
+                if item["Key"] == key
+            ]
+            if versions:
+                self._s3.delete_objects(Bucket=bucket, Delete={"Objects": versions, "Quiet": True})
+
+    def _owned(self, owner: str, job_id: str) -> dict:
+        record = self._jobs.get(job_id) if _is_uuid(job_id) else None
+        if record is None or record.get("owner") != owner:
+            raise NotFoundError(f"No transcript job {job_id}.")
+        return record
 
     def _first_turns(self, bucket: str, key: str, job_id: str) -> TurnsExcerpt | None:
         """The first turns from the summary document, reading at most `turns_read_bytes` of it. Without them

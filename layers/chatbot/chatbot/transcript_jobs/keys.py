@@ -10,8 +10,14 @@ SUMMARIES_PREFIX = "summaries/"
 FAILED_PREFIX = "failed/"
 UPLOADS_PREFIX = f"{INCOMING_PREFIX}uploads/"
 
-#: Larger transcripts are refused (the upload URL says so; the batch job fails them as too large).
-TRANSCRIPT_MAX_BYTES = 10 * 1024 * 1024
+#: Assumption: one call of the real summarizer (BART-large `knkarthick/MEETING_SUMMARY` on the HF container, the
+#: reference GPU) takes at most 8 s for a batch of up to 8 chunks of 1,024 tokens with 160-token summaries.
+ASSUMED_SUMMARIZER_CALL_S = 8
+#: Larger transcripts are refused (the upload URL says so; the batch job fails them as too large). Sized so the
+#: worst case per byte, plain `Speaker: text` lines, finishes within the batch function's timeout at that speed:
+#: 900 KiB is ~320 chunks in 52 calls, ~420 s of the 600 s timeout less the 135 s kept for the last call and the
+#: writes (a unit test checks it). JSON formats (Transcribe, Contact Lens) carry far fewer tokens per byte.
+TRANSCRIPT_MAX_BYTES = 900 * 1024
 
 _JOB_NAMESPACE = uuid.UUID("5b2f8a4e-3c1d-4f0a-9b7e-2d6c1e8f4a90")
 

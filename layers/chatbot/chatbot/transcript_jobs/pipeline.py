@@ -18,7 +18,7 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
 from chatbot.clock import iso_utc
-from chatbot.inference import InputTooLongError, ModelInvocationError
+from chatbot.inference import InputTooLongError, ModelInvocationError, ModelUnavailableError
 from chatbot.summarization import SummarizationError, summarize_turns
 from chatbot.transcript_jobs.events import ObjectCreated, parse_notification
 from chatbot.transcript_jobs.keys import failure_key, is_incoming, job_id_for_key, summary_key
@@ -30,6 +30,57 @@ logger = Logger(child=True)
 
 _MISSING_SOURCE_CODES = {"NoSuchKey", "NoSuchVersion", "404"}
 _REPLACED_SOURCE_CODES = {"PreconditionFailed", "412"}
+
+
+SUMMARIZER_FAILED_MESSAGE = "The summarizer could not summarize this transcript."
+
+
+@dataclass(frozen=True, slots=True)
+class JobError:
+    """What users see of a transient error: a stable code and a sentence, never the exception's text."""
+
+    code: str
+    cause: str
+
+    @property
+    def message(self) -> str:
+        """While the job is retried."""
+        return f"{self.cause} The job will be retried."
+
+    def final_message(self, attempts: int) -> str:
+        """Once the last attempt failed too."""
+        return f"{self.cause} The job failed {attempts} times and will not be retried (an operator may redrive it)."
+
+
+_AWS_BUSY_CODES = {
+    "ThrottlingException",
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
+    "SlowDown",
+    "ServiceUnavailable",
+    "InternalError",
+    "InternalServerError",
+}
+
+
+def retry_error(exc: BaseException) -> JobError:
+    """The user-facing code and sentence for a transient error (the API's `last_error_code` and `last_error`)."""
+    if isinstance(exc, ModelUnavailableError):
+        return JobError("summarizer_unavailable", "The summarizer was busy or unavailable.")
+    if isinstance(exc, OutOfTimeError):
+        return JobError("out_of_time", "The transcript could not be summarized within one run of the function.")
+    if isinstance(exc, RetryLaterError):
+        return JobError("in_progress", "Another worker was summarizing this file.")
+    if isinstance(exc, ClientError):
+        if str(exc.response.get("Error", {}).get("Code", "")) in _AWS_BUSY_CODES:
+            return JobError("storage_busy", "Storage was busy.")
+        return JobError("storage_error", "The transcript or its results could not be read or written.")
+    return JobError("internal_error", "The job hit an unexpected error.")
+
+
+class OutOfTimeError(Exception):
+    """Too little of the invocation is left to start another summarizer call: fail this message now (it is
+    retried) rather than be killed by the function's timeout with the job left processing."""
 
 
 class RetryLaterError(Exception):
@@ -65,6 +116,7 @@ class TranscriptJobProcessor:
         max_bytes: int,
         max_input_tokens: int,
         lease_s: int,
+        call_reserve_ms: int = 0,
         clock: Callable[[], float] = time.time,
     ):
         self._s3 = s3
@@ -74,16 +126,73 @@ class TranscriptJobProcessor:
         self._max_bytes = max_bytes
         self._max_input_tokens = max_input_tokens
         self._lease_s = lease_s
+        # A summarizer call is only started while at least this much of the invocation remains.
+        self._call_reserve_ms = call_reserve_ms
         self._clock = clock
 
-    def process_message(self, body: str) -> list[ObjectResult]:
-        """Handle every object in one SQS message body; raises when the message must be retried."""
-        return [self.process_object(created) for created in parse_notification(body)]
+    def process_message(
+        self,
+        body: str,
+        *,
+        receive_count: int = 1,
+        max_receive_count: int = 0,
+        remaining_ms: Callable[[], int] | None = None,
+    ) -> list[ObjectResult]:
+        """Handle every object in one SQS message body; raises when the message must be retried.
 
-    def process_object(self, source: ObjectCreated) -> ObjectResult:
+        On the message's last receive (`receive_count` >= `max_receive_count`, the queue's redrive policy) a
+        transient error fails the job with its reason instead of leaving it queued while the message sits in
+        the DLQ; the error is still raised, so the message lands in the DLQ and a redrive retries the job.
+        With `remaining_ms` (the Lambda context's), no summarizer call starts with less than the call reserve
+        left: the message fails with OutOfTimeError instead of the invocation timing out."""
+        final_attempt = receive_count if 0 < max_receive_count <= receive_count else 0
+        return [
+            self.process_object(created, final_attempt=final_attempt, remaining_ms=remaining_ms)
+            for created in parse_notification(body)
+        ]
+
+    def process_object(
+        self, source: ObjectCreated, *, final_attempt: int = 0, remaining_ms: Callable[[], int] | None = None
+    ) -> ObjectResult:
         if not is_incoming(source.key):
             return ObjectResult(source.key, Result.IGNORED, detail="not a transcript under incoming/")
         job_id = job_id_for_key(source.key)
+        try:
+            return self._process_incoming(source, job_id, remaining_ms)
+        except RetryLaterError:
+            raise  # a live worker holds the job and will finish it
+        except Exception as exc:
+            if final_attempt:
+                self._give_up(source, job_id, retry_error(exc), final_attempt)
+            raise
+
+    def _give_up(self, source: ObjectCreated, job_id: str, error: JobError, attempts: int) -> None:
+        """The message's last receive failed: the job ends failed with the reason, and a failure record is
+        written, rather than staying queued (best effort: a failure here is logged, the message still fails)."""
+        reason = error.final_message(attempts)
+        extra = {"key": source.key, "job_id": job_id, "code": error.code}
+        try:
+            if not self._jobs.give_up(job_id, FailureCode.RETRIES_EXHAUSTED.value, error.code, reason):
+                return  # finished or taken over meanwhile: nothing left in limbo
+            document = {
+                "error": {
+                    "code": FailureCode.RETRIES_EXHAUSTED.value,
+                    "message": reason,
+                    "last_error_code": error.code,
+                },
+                "job_id": job_id,
+                "source": _source_fields(source),
+                "failed_at": iso_utc(self._clock(), "seconds"),
+            }
+            body = json.dumps(document, ensure_ascii=False, indent=2).encode("utf-8")
+            self._put_document(source.bucket, failure_key(source.key), body)
+            logger.error("transcript job failed on its last receive", extra=extra)
+        except Exception:
+            logger.exception("transcript job could not be marked failed", extra=extra)
+
+    def _process_incoming(
+        self, source: ObjectCreated, job_id: str, remaining_ms: Callable[[], int] | None
+    ) -> ObjectResult:
         claim = self._jobs.claim(job_id, source, lease_s=self._lease_s)
         if claim.outcome == ClaimOutcome.IN_PROGRESS:
             raise RetryLaterError(f"job {job_id} for {source.key} is being processed by another worker")
@@ -91,13 +200,34 @@ class TranscriptJobProcessor:
             logger.info("skipping notification", extra={"key": source.key, "outcome": claim.outcome.value})
             return ObjectResult(source.key, Result(claim.outcome.value), job_id)
         try:
-            return self._summarize_claimed(source, job_id, claim)
+            return self._summarize_claimed(source, job_id, claim, self._timed(remaining_ms))
         except Exception as exc:
-            # Hand the job back so the retried message can take it at once, then let the message fail.
-            self._jobs.release(job_id, claim.revision, f"{type(exc).__name__}: {exc}")
+            # Hand the job back so the retried message can take it at once, then let the message fail. Users
+            # see a code and a sentence; the exception itself goes to the logs only.
+            error = retry_error(exc)
+            logger.exception(
+                "transcript job will be retried",
+                extra={"key": source.key, "job_id": job_id, "code": error.code, "error_type": type(exc).__name__},
+            )
+            self._jobs.release(job_id, claim.revision, error.code, error.message)
             raise
 
-    def _summarize_claimed(self, source: ObjectCreated, job_id: str, claim: Claim) -> ObjectResult:
+    def _timed(self, remaining_ms: Callable[[], int] | None) -> Callable[[list[str]], list[str]]:
+        """The summarizer, refusing to start a call with less than the call reserve left of the invocation."""
+        if remaining_ms is None:
+            return self._summarize
+
+        def summarize(texts: list[str]) -> list[str]:
+            left = remaining_ms()
+            if left < self._call_reserve_ms:
+                raise OutOfTimeError(f"{left} ms left, {self._call_reserve_ms} ms needed for a summarizer call")
+            return self._summarize(texts)
+
+        return summarize
+
+    def _summarize_claimed(
+        self, source: ObjectCreated, job_id: str, claim: Claim, summarize: Callable[[list[str]], list[str]]
+    ) -> ObjectResult:
         started = time.perf_counter()
         timings: dict[str, float] = {}
         parsed: ParsedTranscript | None = None
@@ -106,15 +236,23 @@ class TranscriptJobProcessor:
             timings["download_ms"] = _elapsed_ms(started)
             parsed = parse_transcript(data)
             timings["parse_ms"] = _elapsed_ms(started) - timings["download_ms"]
-            summary = summarize_turns(parsed.turns, self._summarize, max_input_tokens=self._max_input_tokens)
+            summary = summarize_turns(parsed.turns, summarize, max_input_tokens=self._max_input_tokens)
             timings["summarize_ms"] = _elapsed_ms(started) - timings["download_ms"] - timings["parse_ms"]
         except _SourceReplacedError:
-            self._jobs.release(job_id, claim.revision, "the object was replaced before it was read")
+            self._jobs.release(
+                job_id, claim.revision, "source_replaced", "A newer upload replaced this file before it was read."
+            )
             return ObjectResult(source.key, Result.STALE, job_id, "a newer upload replaced this version")
         except TranscriptError as exc:
             return self._record_failure(source, job_id, claim, exc.code, exc.message, parsed)
         except (InputTooLongError, ModelInvocationError, SummarizationError) as exc:
-            return self._record_failure(source, job_id, claim, FailureCode.SUMMARIZER_FAILED, str(exc), parsed)
+            logger.warning(
+                "summarizer failed for good",
+                extra={"key": source.key, "job_id": job_id, "error_type": type(exc).__name__, "error": str(exc)},
+            )
+            return self._record_failure(
+                source, job_id, claim, FailureCode.SUMMARIZER_FAILED, SUMMARIZER_FAILED_MESSAGE, parsed
+            )
         timings["total_ms"] = _elapsed_ms(started)
         document = {
             "summary": summary.summary,

@@ -21,6 +21,8 @@ from chatbot.transcript_jobs.events import ObjectCreated
 
 _MAX_CLAIM_ATTEMPTS = 3
 _JOB_CURSOR = frozenset({"pk", "sk", "gsi1pk", "gsi1sk"})
+# The failure code of a job given up after transient errors on every receive (FailureCode.RETRIES_EXHAUSTED).
+_RETRIES_EXHAUSTED = "retries_exhausted"
 # S3 sequencers are hex strings of varying length; compare them left-padded to one width.
 _SEQUENCER_WIDTH = 64
 
@@ -58,7 +60,9 @@ def decide_claim(job: dict | None, source: ObjectCreated, now: float) -> ClaimOu
     if same_source:
         if lease_alive:
             return ClaimOutcome.IN_PROGRESS
-        return ClaimOutcome.CLAIMED if job.get("status") == JobStatus.PROCESSING else ClaimOutcome.DUPLICATE
+        if job.get("status") == JobStatus.PROCESSING or job.get("failure_code") == _RETRIES_EXHAUSTED:
+            return ClaimOutcome.CLAIMED  # a dead worker's job, or one given up on transient errors (a redrive)
+        return ClaimOutcome.DUPLICATE
     if job.get("sequencer") and source.sequencer and _padded(source.sequencer) < _padded(job["sequencer"]):
         return ClaimOutcome.STALE
     # A newer version waits for the one in progress, so results land in upload order.
@@ -66,6 +70,9 @@ def decide_claim(job: dict | None, source: ObjectCreated, now: float) -> ClaimOu
 
 
 class JobStore:
+    PK_PREFIX = "JOB#"
+    META = "META"
+
     def __init__(self, table_name: str, client: Any, *, ttl_days: int = 90, clock=time.time):
         self.table_name = table_name
         self._client = client
@@ -74,7 +81,7 @@ class JobStore:
 
     @staticmethod
     def _key(job_id: str) -> dict[str, str]:
-        return {"pk": f"JOB#{job_id}", "sk": "META"}
+        return {"pk": f"{JobStore.PK_PREFIX}{job_id}", "sk": JobStore.META}
 
     @staticmethod
     def _owner_partition(owner: str) -> str:
@@ -87,6 +94,9 @@ class JobStore:
     def get(self, job_id: str) -> dict | None:
         item = self._read(job_id)
         return _public(item) if item else None
+
+    def delete(self, job_id: str) -> None:
+        self._client.delete_item(TableName=self.table_name, Key=serialize(self._key(job_id)))
 
     def create_queued(self, job_id: str, *, owner: str, source_key: str, filename: str, bucket: str) -> dict:
         """A job announced before its file arrives (upload API, CLI); replaces nothing that exists."""
@@ -115,7 +125,13 @@ class JobStore:
     def list_for_owner(self, owner: str, *, limit: int, cursor: str | None = None) -> tuple[list[dict], str | None]:
         """The owner's jobs, newest first, from `cursor` on, and the cursor of the next page (None on the last)."""
         partition = self._owner_partition(owner)
-        start_key = decode_cursor(cursor, attributes=_JOB_CURSOR, belongs=lambda key: key["gsi1pk"] == partition)
+        start_key = decode_cursor(
+            cursor,
+            attributes=_JOB_CURSOR,
+            belongs=lambda key: (
+                key["gsi1pk"] == partition and key["sk"] == JobStore.META and key["pk"].startswith(JobStore.PK_PREFIX)
+            ),
+        )
         query: dict[str, Any] = {
             "TableName": self.table_name,
             "IndexName": "gsi1",
@@ -159,7 +175,16 @@ class JobStore:
                 "attempts": int(item.get("attempts", 0)) + 1 if same_source else 1,
             }
             kept = {"created_at": iso_utc(now), "filename": source.key.rsplit("/", 1)[-1]}
-            cleared = ("failure_code", "reason", "summary", "summary_key", "failed_key", "finished_at", "last_error")
+            cleared = (
+                "failure_code",
+                "reason",
+                "summary",
+                "summary_key",
+                "failed_key",
+                "finished_at",
+                "last_error",
+                "last_error_code",
+            )
             names = {f"#{name}": name for name in (*assigned, *kept, *cleared)}
             values = {f":{name}": value for name, value in (assigned | kept).items()}
             update = (
@@ -197,9 +222,54 @@ class JobStore:
     def fail(self, job_id: str, revision: int, result: dict[str, Any]) -> bool:
         return self._finish(job_id, revision, JobStatus.FAILED, result)
 
-    def release(self, job_id: str, revision: int, error: str) -> bool:
-        """Hand a claimed job back (transient failure) so the retried message can claim it at once."""
-        return self._finish(job_id, revision, JobStatus.QUEUED, {"last_error": error[:1000]}, finished=False)
+    def release(self, job_id: str, revision: int, code: str, message: str) -> bool:
+        """Hand a claimed job back (transient failure) so the retried message can claim it at once; `code` and
+        `message` are what users see of the error (never the exception's own text)."""
+        fields = {"last_error_code": code, "last_error": message[:1000]}
+        return self._finish(job_id, revision, JobStatus.QUEUED, fields, finished=False)
+
+    def give_up(self, job_id: str, failure_code: str, error_code: str, reason: str) -> bool:
+        """Fail a job whose message had its last receive, unless it finished or a live worker holds it: True when
+        the job was marked failed."""
+        now = self._clock()
+        try:
+            self._client.update_item(
+                TableName=self.table_name,
+                Key=serialize(self._key(job_id)),
+                UpdateExpression=(
+                    "SET #status = :failed, #failure_code = :failure_code, #last_error_code = :error_code, "
+                    "#reason = :reason, #updated_at = :now_iso, #finished_at = :now_iso REMOVE #lease_until"
+                ),
+                ConditionExpression=(
+                    "attribute_exists(pk) AND (#status = :queued OR (#status = :processing AND #lease_until < :now))"
+                ),
+                ExpressionAttributeNames={
+                    "#status": "status",
+                    "#failure_code": "failure_code",
+                    "#last_error_code": "last_error_code",
+                    "#reason": "reason",
+                    "#updated_at": "updated_at",
+                    "#finished_at": "finished_at",
+                    "#lease_until": "lease_until",
+                },
+                ExpressionAttributeValues=serialize(
+                    {
+                        ":failed": JobStatus.FAILED.value,
+                        ":queued": JobStatus.QUEUED.value,
+                        ":processing": JobStatus.PROCESSING.value,
+                        ":failure_code": failure_code,
+                        ":error_code": error_code,
+                        ":reason": reason[:1000],
+                        ":now_iso": iso_utc(now),
+                        ":now": int(now),
+                    }
+                ),
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            return False
+        return True
 
     def _finish(
         self, job_id: str, revision: int, status: JobStatus, fields: dict[str, Any], *, finished: bool = True

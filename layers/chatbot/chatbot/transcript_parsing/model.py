@@ -32,6 +32,8 @@ class FailureCode(StrEnum):
     TOO_MANY_SPEAKERS = "too_many_speakers"
     SOURCE_MISSING = "source_missing"
     SUMMARIZER_FAILED = "summarizer_failed"
+    # Not the file's fault: transient errors on every receive of its message (a DLQ redrive retries the job).
+    RETRIES_EXHAUSTED = "retries_exhausted"
 
 
 class TranscriptError(Exception):
