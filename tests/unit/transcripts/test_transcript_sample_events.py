@@ -42,8 +42,8 @@ def test_the_sample_api_events_are_answered(api, lambda_context):
     # Given / When
     statuses = [
         api.lambda_handler(load(name), lambda_context)["statusCode"]
-        for name in ("api-request-upload.json", "api-list-jobs.json", "api-get-job.json")
+        for name in ("api-request-upload.json", "api-list-jobs.json", "api-get-job.json", "api-delete-job.json")
     ]
 
     # Then (the sample job id belongs to no one here)
-    assert statuses == [201, 200, 404]
+    assert statuses == [201, 200, 404, 404]
