@@ -1,44 +1,28 @@
 """chat_stream against botocore's own event-stream parser: the bytes are framed by the local endpoint's encoder
 and handed to botocore as the HTTP response, so parsing, PayloadParts and in-stream exceptions are real."""
 
-import io
 import json
 
 import boto3
 import pytest
-from botocore.awsrequest import AWSResponse
 from chatbot.inference import InferenceClient, ModelInvocationError, ModelUnavailableError
 
 from local.endpoint.eventstream import exception_event, payload_part
 
 
-class _RawStream:
-    """What botocore reads an event stream from (urllib3's response), over fixed bytes."""
+@pytest.fixture
+def client_answering(stream_answers):
+    """An InferenceClient whose one streamed call answers `events`; the requests it sends are in `.sent`."""
 
-    def __init__(self, data: bytes):
-        self._data = io.BytesIO(data)
+    def build(*events: bytes) -> InferenceClient:
+        runtime = boto3.client(
+            "sagemaker-runtime", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+        )
+        client = InferenceClient("genai-chatbot", "chat", "summarizer", runtime)
+        client.sent = stream_answers(runtime, list(events))
+        return client
 
-    def stream(self, amt: int = 1024, decode_content: bool | None = None):
-        while chunk := self._data.read(amt):
-            yield chunk
-
-    def close(self) -> None:
-        self._data.close()
-
-
-def _client_answering(*events: bytes, requests: list | None = None) -> InferenceClient:
-    runtime = boto3.client(
-        "sagemaker-runtime", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
-    )
-
-    def answer(request, **_):
-        if requests is not None:
-            requests.append(request)
-        headers = {"Content-Type": "application/vnd.amazon.eventstream"}
-        return AWSResponse(request.url, 200, headers, _RawStream(b"".join(events)))
-
-    runtime.meta.events.register("before-send.sagemaker-runtime.*", answer)
-    return InferenceClient("genai-chatbot", "chat", "summarizer", runtime)
+    return build
 
 
 def _chunk(text: str, finish: str | None = None) -> bytes:
@@ -50,35 +34,34 @@ def _stream(client: InferenceClient) -> list[str]:
     return list(client.chat_stream([{"role": "user", "content": "Hi"}], max_new_tokens=16, temperature=0.2))
 
 
-def test_lmi_chunks_become_text_deltas_and_the_request_asks_to_stream():
-    requests: list = []
+def test_lmi_chunks_become_text_deltas_and_the_request_asks_to_stream(client_answering):
     # Given the component streams LMI's jsonlines: a role chunk, pieces, a finish chunk, usage, an empty line
     role = json.dumps({"object": "chat.completion.chunk", "choices": [{"delta": {"role": "assistant", "content": ""}}]})
     usage = json.dumps({"object": "chat.completion.chunk", "choices": [], "usage": {"total_tokens": 3}})
     parts = [role.encode() + b"\n", _chunk("Hel"), _chunk("lo"), _chunk("", "stop"), usage.encode() + b"\n", b"\n"]
-    client = _client_answering(*(payload_part(part) for part in parts), requests=requests)
+    client = client_answering(*(payload_part(part) for part in parts))
     # When streaming a chat
     deltas = _stream(client)
     # Then only the text pieces come out, in order, from a streamed messages request
     assert deltas == ["Hel", "lo"]
-    sent = json.loads(requests[0].body)
+    sent = json.loads(client.sent[0].body)
     assert sent["stream"] is True and sent["max_tokens"] == 16 and sent["temperature"] == 0.2
-    assert requests[0].url.endswith("/invocations-response-stream")
+    assert client.sent[0].url.endswith("/invocations-response-stream")
 
 
-def test_a_line_split_across_payload_parts_is_joined_before_parsing():
+def test_a_line_split_across_payload_parts_is_joined_before_parsing(client_answering):
     # Given SageMaker cut one chunk line in three parts and put two lines in one part
     line = _chunk("split piece")
     parts = [line[:10], line[10:25], line[25:] + _chunk(" and more")]
-    client = _client_answering(*(payload_part(part) for part in parts))
+    client = client_answering(*(payload_part(part) for part in parts))
     # When streaming, Then the lines are read whole
     assert _stream(client) == ["split piece", " and more"]
 
 
-def test_an_answer_in_one_piece_is_one_delta():
+def test_an_answer_in_one_piece_is_one_delta(client_answering):
     # Given a component that answers the whole chat completion as one JSON object (no trailing newline)
     body = json.dumps({"choices": [{"message": {"role": "assistant", "content": "All at once"}}]}).encode()
-    client = _client_answering(payload_part(body))
+    client = client_answering(payload_part(body))
     # When streaming, Then the answer is a single delta
     assert _stream(client) == ["All at once"]
 
@@ -95,9 +78,9 @@ def test_an_answer_in_one_piece_is_one_delta():
     ],
     ids=["model-error", "model-timeout", "internal-failure"],
 )
-def test_an_exception_mid_stream_is_the_buffered_calls_domain_error(event, expected):
+def test_an_exception_mid_stream_is_the_buffered_calls_domain_error(client_answering, event, expected):
     # Given a stream that fails after its first piece
-    client = _client_answering(payload_part(_chunk("partial")), event)
+    client = client_answering(payload_part(_chunk("partial")), event)
     stream = client.chat_stream([{"role": "user", "content": "Hi"}], max_new_tokens=16)
     # When reading it, Then the piece arrives, then the failure as the buffered call's error class
     assert next(stream) == "partial"
@@ -105,8 +88,8 @@ def test_an_exception_mid_stream_is_the_buffered_calls_domain_error(event, expec
         next(stream)
 
 
-def test_a_line_that_is_not_json_is_a_model_error():
-    client = _client_answering(payload_part(b"<html>oops</html>\n"))
+def test_a_line_that_is_not_json_is_a_model_error(client_answering):
+    client = client_answering(payload_part(b"<html>oops</html>\n"))
     with pytest.raises(ModelInvocationError, match="not JSON"):
         _stream(client)
 
