@@ -100,7 +100,7 @@ def list_messages(
         },
     },
 )
-# No return annotation: the response is either an Exchange (validated by the service's own shape) or a stream.
+# No return annotation (Powertools would validate a stream as an Exchange): the buffered answer is validated here.
 def send_message(
     conversation_id: ConversationId,
     body: SendMessageRequest,
@@ -110,7 +110,7 @@ def send_message(
     # The key is stored with the message itself, so a resend after a failure or a success is exact.
     arguments = (caller_id(app), conversation_id, body.content, app.lambda_context.get_remaining_time_in_millis)
     if not wants_event_stream(accept):
-        return service.send_message(*arguments, idempotency_key=idempotency_key)
+        return Exchange.model_validate(service.send_message(*arguments, idempotency_key=idempotency_key))
     items = started(service.stream_message(*arguments, idempotency_key=idempotency_key))
     return Response(
         status_code=HTTPStatus.OK,

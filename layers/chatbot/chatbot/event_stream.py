@@ -76,7 +76,10 @@ def sse_events(items: Iterator[str | dict[str, Any]]) -> Iterator[str]:
     with closing(items):  # a client gone mid-stream closes the service's stream too (the turn stays unanswered)
         try:
             for item in items:
-                yield sse("delta", {"text": item}) if isinstance(item, str) else sse("done", item)
+                if isinstance(item, str):
+                    yield sse("delta", {"text": item})
+                else:  # serialized as the buffered route's response model serializes it
+                    yield sse("done", Exchange.model_validate(item).model_dump(mode="json"))
         except Exception as exc:
             status, message = failure_status(exc)
             logger.warning("stream failed", extra={"status": int(status), "error": str(exc)})
