@@ -130,7 +130,8 @@ class StreamedResponse:
     status: int
     headers: list[tuple[str, str]]
     first: bytes  # body bytes that came with the metadata
-    rest: Iterator[bytes]  # closing it cancels the invocation
+    rest: Iterator[bytes]  # the body's other pieces
+    source: Iterator[bytes]  # the invocation: closing it cancels it (if not over)
 
 
 @dataclass
@@ -295,6 +296,7 @@ class _Gateway:
         self, route: Route, event: dict[str, Any], api: str | None
     ) -> tuple[int, list[tuple[str, str]], bytes] | StreamedResponse:
         """Read the metadata and the delimiter; the rest of the body is left to the connection to pass on."""
+        started = time.perf_counter()
         chunks = self.runtime.invoke_stream(route.function, event)
         head = b""
         try:
@@ -310,7 +312,13 @@ class _Gateway:
             chunks.close()
             logger.error("%s returned a malformed streamed response: %r", route.function, exc)
             return self._error(HTTPStatus.BAD_GATEWAY, "Internal server error", api)
-        return StreamedResponse(status, headers, first, chunks)
+
+        def rest() -> Iterator[bytes]:
+            result = yield from chunks
+            cold_start_s = (result.cold_start_ms or 0) / 1000
+            self.timings.add(time.perf_counter() - started, result.handler_ms / 1000, cold_start_s)
+
+        return StreamedResponse(status, headers, first, rest(), chunks)
 
     @staticmethod
     def _proxy_metadata(response: dict[str, Any]) -> tuple[int, list[tuple[str, str]]]:
@@ -406,6 +414,7 @@ def _handler_class(gateway: _Gateway) -> type[BaseHTTPRequestHandler]:
                 self.close_connection = True
             finally:
                 answer.rest.close()
+                answer.source.close()
 
         def _write_chunk(self, chunk: bytes) -> None:
             if chunk:

@@ -26,7 +26,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -156,10 +156,10 @@ class _Environment:
             raise InvocationError(self.definition.logical_id, reply["error"])
         return reply["response"], float(reply["duration_ms"])
 
-    def invoke_stream(self, event: Any) -> Iterator[bytes]:
-        """A streamed invocation's response bytes as the handler produces them (metadata, 8 NUL bytes, body);
-        raises InvocationError. Closing the iterator early cancels the invocation, and waits for its end so the
-        environment can serve again."""
+    def invoke_stream(self, event: Any) -> Generator[bytes, None, float]:
+        """A streamed invocation's response bytes as the handler produces them (metadata, 8 NUL bytes, body), then
+        the handler's milliseconds as the return value; raises InvocationError. Closing the iterator early cancels
+        the invocation, and waits for its end so the environment can serve again."""
         deadline = time.monotonic() + self.definition.timeout_s
         self._write({"event": event, "remaining_ms": int(self.definition.timeout_s * 1000), "stream": True})
         finished = False
@@ -171,7 +171,7 @@ class _Environment:
                     raise InvocationError(self.definition.logical_id, reply["error"])
                 if reply.get("end"):
                     finished = True
-                    return
+                    return float(reply["duration_ms"])
                 yield base64.b64decode(reply["chunk"])
         finally:
             if not finished and self.alive:
@@ -308,14 +308,16 @@ class FunctionRuntime:
             self._release(environment)
         return InvocationResult(response, handler_ms, cold_start_ms)
 
-    def invoke_stream(self, event: Any) -> Iterator[bytes]:
-        """`invoke` for a streamed response: its bytes as they come (see `_Environment.invoke_stream`)."""
+    def invoke_stream(self, event: Any) -> Generator[bytes, None, InvocationResult]:
+        """`invoke` for a streamed response: its bytes as they come (see `_Environment.invoke_stream`), then the
+        invocation's result (without a response) as the return value."""
         acquired = self._acquire()
         environment = self._start(acquired) if isinstance(acquired, int) else acquired
         try:
-            yield from environment.invoke_stream(event)
+            handler_ms = yield from environment.invoke_stream(event)
         finally:
             self._release(environment)
+        return InvocationResult(None, handler_ms, environment.init_ms if isinstance(acquired, int) else None)
 
     def provision(self, count: int) -> None:
         """Start environments now, until `count` exist (at most the concurrency limit), as provisioned
@@ -376,7 +378,7 @@ class LambdaRuntime:
     def invoke(self, logical_id: str, event: Any) -> InvocationResult:
         return self.function(logical_id).invoke(event)
 
-    def invoke_stream(self, logical_id: str, event: Any) -> Iterator[bytes]:
+    def invoke_stream(self, logical_id: str, event: Any) -> Generator[bytes, None, InvocationResult]:
         return self.function(logical_id).invoke_stream(event)
 
     def stop(self) -> None:
