@@ -214,4 +214,3 @@ def test_the_client_streams_an_answer_in_pieces_that_join_to_the_stored_one(stac
     assert list(api.stream_message(conversation.id, "Where is my parcel?", idempotency_key="stream-1")) == [
         stored[-1].content
     ]
-
