@@ -10,6 +10,7 @@ BENCHMARKS = {
     "endpoint": "bench.endpoint",  # local endpoint: batching, HTTP overhead, routing
     "engines": "bench.engines",  # vLLM and the HF toolkit vs the in-process backends, time to first token
     "api": "bench.api",  # conversations API: read units per turn, overhead, cold import
+    "streaming": "bench.streaming",  # streamed answers: time to first delta vs full answer, 1 and 8 clients
     "transcripts": "bench.transcripts",  # batch pipeline: transcripts per minute, peak memory
     "parsing": "bench.parsing",  # transcript parsers: MB/s on the largest accepted file vs json.loads
     "call_context": "bench.call_context",  # ask about a call: context build per question, tokens vs transcript

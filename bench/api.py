@@ -262,7 +262,8 @@ def _turns_with(clients: int) -> TurnRun:
             with start_gateway(
                 port=0, environment=environment, parameters=parameters, function_logs=subprocess.DEVNULL
             ) as gateway:
-                gateway.runtime.function("ConversationsFunction").provision(clients)
+                for function in ("ConversationsFunction", "ConversationsStreamFunction"):  # reads; sends
+                    gateway.runtime.function(function).provision(clients)
                 users = _BenchUsers(gateway.url, clients)
                 _run_clients(clients, 2, users.read)  # every environment has served a request: all warm
                 before = (gateway.timings.snapshot(), moto.timings.snapshot(), endpoint.serving_s)

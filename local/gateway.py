@@ -4,6 +4,11 @@ The gateway only turns requests into REST proxy events and routes them: each fun
 environments of its own (`local.lambda_runtime`: one process per environment, the function's own template
 environment, one request at a time, scaled out up to its concurrency).
 
+A route whose event says `ResponseTransferMode: RESPONSE_STREAM` (SAM's name for API Gateway's STREAM) is served as
+API Gateway's streamed Lambda proxy integration: the function's response (JSON metadata, 8 NUL bytes, then the body
+as it is produced) goes to the client as a chunked HTTP response, each piece written as soon as the function sends
+it; a client that goes away cancels the invocation (its environment stops producing and serves again).
+
 Local auth: `Authorization: Bearer local-<user>` stands for Cognito user `<user>`; its claims go where the
 Cognito authorizer puts them. This scheme exists only here: the deployed API only ever accepts Cognito tokens.
 """
@@ -18,13 +23,15 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from chatbot.response_stream import DELIMITER
 
 from local.events import cognito_claims, rest_proxy_event
 from local.lambda_runtime import DEFAULT_CONCURRENCY, InvocationError, LambdaRuntime
@@ -46,6 +53,7 @@ class Route:
     api: str | None
     authorized: bool
     pattern: re.Pattern[str] = field(compare=False)
+    streamed: bool = False  # the event's ResponseTransferMode: RESPONSE_STREAM
 
     def match(self, path: str) -> dict[str, str] | None:
         found = self.pattern.match(path)
@@ -110,8 +118,20 @@ def read_routes(template: Template) -> tuple[list[Route], dict[str | None, Cors]
             authorized = authorizer != "NONE" and (default_auth.get(api, False) or authorizer is not None)
             method = str(properties["Method"]).upper()
             path = str(template.resolve(properties["Path"]))
-            routes.append(Route(method, path, function, api, authorized, _route_pattern(path)))
+            streamed = properties.get("ResponseTransferMode") == "RESPONSE_STREAM"  # SAM's name for STREAM
+            routes.append(Route(method, path, function, api, authorized, _route_pattern(path), streamed))
     return routes, cors
+
+
+@dataclass
+class StreamedResponse:
+    """A streamed integration's answer: status and headers from its metadata, then the body's pieces."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    first: bytes  # body bytes that came with the metadata
+    rest: Iterator[bytes]  # the body's other pieces
+    source: Iterator[bytes]  # the invocation: closing it cancels it (if not over)
 
 
 @dataclass
@@ -169,7 +189,7 @@ class _Gateway:
 
     def handle(
         self, method: str, raw_path: str, headers: list[tuple[str, str]], body: bytes
-    ) -> tuple[int, list[tuple[str, str]], bytes]:
+    ) -> tuple[int, list[tuple[str, str]], bytes] | StreamedResponse:
         split = urlsplit(raw_path)
         path = split.path or "/"
         candidates = [(route, route.match(path)) for route in self.routes]
@@ -199,6 +219,8 @@ class _Gateway:
                 return self._error(HTTPStatus.UNAUTHORIZED, "Unauthorized", api)
             claims = cognito_claims(user)
         event = self._event(method, path, split.query, route, path_parameters, headers, body, claims)
+        if route.streamed:
+            return self._invoke_streamed(route, event, api)
         return self._invoke(route, event, api)
 
     @staticmethod
@@ -270,17 +292,50 @@ class _Gateway:
         self.timings.add(time.perf_counter() - started, result.handler_ms / 1000, (result.cold_start_ms or 0) / 1000)
         return proxied
 
+    def _invoke_streamed(
+        self, route: Route, event: dict[str, Any], api: str | None
+    ) -> tuple[int, list[tuple[str, str]], bytes] | StreamedResponse:
+        """Read the metadata and the delimiter; the rest of the body is left to the connection to pass on."""
+        started = time.perf_counter()
+        chunks = self.runtime.invoke_stream(route.function, event)
+        head = b""
+        try:
+            while DELIMITER not in head:
+                head += next(chunks)
+            metadata, first = head.split(DELIMITER, 1)
+            status, headers = self._proxy_metadata(json.loads(metadata))
+        except InvocationError as error:
+            chunks.close()
+            logger.error("%s failed: %s\n%s", route.function, error, "".join(error.stack_trace))
+            return self._error(HTTPStatus.BAD_GATEWAY, "Internal server error", api)
+        except (StopIteration, KeyError, TypeError, ValueError) as exc:
+            chunks.close()
+            logger.error("%s returned a malformed streamed response: %r", route.function, exc)
+            return self._error(HTTPStatus.BAD_GATEWAY, "Internal server error", api)
+
+        def rest() -> Iterator[bytes]:
+            result = yield from chunks
+            cold_start_s = (result.cold_start_ms or 0) / 1000
+            self.timings.add(time.perf_counter() - started, result.handler_ms / 1000, cold_start_s)
+
+        return StreamedResponse(status, headers, first, rest(), chunks)
+
     @staticmethod
-    def _proxy_response(response: dict[str, Any]) -> tuple[int, list[tuple[str, str]], bytes]:
+    def _proxy_metadata(response: dict[str, Any]) -> tuple[int, list[tuple[str, str]]]:
         status = int(response["statusCode"])
         headers: dict[str, list[str]] = {}
         for name, value in (response.get("headers") or {}).items():
             headers[name] = [str(value)]
         for name, values in (response.get("multiValueHeaders") or {}).items():
             headers[name] = [str(value) for value in values]
+        return status, [(name, value) for name, values in headers.items() for value in values]
+
+    @classmethod
+    def _proxy_response(cls, response: dict[str, Any]) -> tuple[int, list[tuple[str, str]], bytes]:
+        status, headers = cls._proxy_metadata(response)
         body = response.get("body") or ""
         payload = base64.b64decode(body) if response.get("isBase64Encoded") else str(body).encode("utf-8")
-        return status, [(name, value) for name, values in headers.items() for value in values], payload
+        return status, headers, payload
 
     def _cors_headers(self, api: str | None) -> list[tuple[str, str]]:
         return [("Access-Control-Allow-Origin", self.cors.get(api, Cors()).allow_origin)]
@@ -316,26 +371,54 @@ def _handler_class(gateway: _Gateway) -> type[BaseHTTPRequestHandler]:
         def _serve(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             if length > MAX_PAYLOAD_BYTES:
-                status, headers, payload = gateway._error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "Request Too Long", None)
+                answer = gateway._error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "Request Too Long", None)
                 self.close_connection = True
             else:
                 body = self.rfile.read(length) if length else b""
                 try:
-                    status, headers, payload = gateway.handle(self.command, self.path, list(self.headers.items()), body)
+                    answer = gateway.handle(self.command, self.path, list(self.headers.items()), body)
                 except Exception:
                     logger.exception("local gateway failure")
-                    status, headers, payload = gateway._error(
-                        HTTPStatus.INTERNAL_SERVER_ERROR, "Internal server error", None
-                    )
+                    answer = gateway._error(HTTPStatus.INTERNAL_SERVER_ERROR, "Internal server error", None)
+            if isinstance(answer, StreamedResponse):
+                self._stream(answer)
+                return
+            status, headers, payload = answer
+            self._send_head(status, headers)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(payload)
+
+        def _send_head(self, status: int, headers: list[tuple[str, str]]) -> None:
             self.send_response(status)
             for name, value in headers:
                 if name.lower() not in {"content-length", "connection", "transfer-encoding"}:
                     self.send_header(name, value)
-            self.send_header("Content-Length", str(len(payload)))
             self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(payload)
+
+        def _stream(self, answer: StreamedResponse) -> None:
+            """Chunked transfer, each piece sent as it arrives (the socket is unbuffered, Nagle off)."""
+            try:
+                self._send_head(answer.status, answer.headers)
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                self._write_chunk(answer.first)
+                for chunk in answer.rest:
+                    self._write_chunk(chunk)
+                self.wfile.write(b"0\r\n\r\n")
+            except InvocationError as error:  # the function failed mid-stream: the client sees a cut response
+                logger.error("streamed invocation failed: %s\n%s", error, "".join(error.stack_trace))
+                self.close_connection = True
+            except OSError:  # the client went away
+                self.close_connection = True
+            finally:
+                answer.rest.close()
+                answer.source.close()
+
+        def _write_chunk(self, chunk: bytes) -> None:
+            if chunk:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
 
         def log_message(self, format: str, *args: Any) -> None:
             logger.info("%s %s", self.address_string(), format % args)

@@ -16,16 +16,17 @@ to this process's stderr, or to `logs` (a file, or subprocess.DEVNULL), as Lambd
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import logging
 import os
-import select
+import queue
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Generator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,6 +129,10 @@ class _Environment:
             text=True,
             encoding="utf-8",
         )
+        # A reader thread, not select(): a streamed invocation sends many lines, and select() cannot see the ones
+        # already in the pipe reader's buffer.
+        self._lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._pump, name=f"{definition.logical_id}-{number}", daemon=True).start()
         ready = self._read_reply(deadline=time.monotonic() + max(definition.timeout_s, 30.0))
         if "init_error" in ready:
             self.stop()
@@ -145,30 +150,62 @@ class _Environment:
         """(handler response, handler milliseconds); raises InvocationError (the environment is then unusable
         if it timed out or died)."""
         timeout_s = self.definition.timeout_s
-        assert self._process.stdin is not None
-        self._process.stdin.write(json.dumps({"event": event, "remaining_ms": int(timeout_s * 1000)}) + "\n")
-        self._process.stdin.flush()
+        self._write({"event": event, "remaining_ms": int(timeout_s * 1000)})
         reply = self._read_reply(deadline=time.monotonic() + timeout_s)
         if "error" in reply:
             raise InvocationError(self.definition.logical_id, reply["error"])
         return reply["response"], float(reply["duration_ms"])
 
+    def invoke_stream(self, event: Any) -> Generator[bytes, None, float]:
+        """A streamed invocation's response bytes as the handler produces them (metadata, 8 NUL bytes, body), then
+        the handler's milliseconds as the return value; raises InvocationError. Closing the iterator early cancels
+        the invocation, and waits for its end so the environment can serve again."""
+        deadline = time.monotonic() + self.definition.timeout_s
+        self._write({"event": event, "remaining_ms": int(self.definition.timeout_s * 1000), "stream": True})
+        finished = False
+        try:
+            while True:
+                reply = self._read_reply(deadline)
+                if "error" in reply:
+                    finished = True
+                    raise InvocationError(self.definition.logical_id, reply["error"])
+                if reply.get("end"):
+                    finished = True
+                    return float(reply["duration_ms"])
+                yield base64.b64decode(reply["chunk"])
+        finally:
+            if not finished and self.alive:
+                self._write({"cancel": True})
+                with contextlib.suppress(InvocationError):
+                    while not {"end", "error"} & set(self._read_reply(deadline)):
+                        pass
+
+    def _write(self, message: dict[str, Any]) -> None:
+        assert self._process.stdin is not None
+        self._process.stdin.write(json.dumps(message) + "\n")
+        self._process.stdin.flush()
+
     @property
     def alive(self) -> bool:
         return self._process.poll() is None
 
+    def _pump(self) -> None:
+        assert self._process.stdout is not None
+        with contextlib.suppress(ValueError, OSError):  # the pipe closed by stop()
+            for line in self._process.stdout:
+                self._lines.put(line)
+        self._lines.put("")
+
     def _read_reply(self, deadline: float) -> dict[str, Any]:
-        stdout = self._process.stdout
-        assert stdout is not None
-        readable, _, _ = select.select([stdout], [], [], max(0.0, deadline - time.monotonic()))
-        if not readable:
+        try:
+            line = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
             self._process.kill()
             self.stop()
             message = f"Task timed out after {self.definition.timeout_s:.2f} seconds"
             raise InvocationError(
                 self.definition.logical_id, {"errorType": "Sandbox.Timedout", "errorMessage": message}
-            )
-        line = stdout.readline()
+            ) from None
         if not line:
             self.stop()
             code = self._process.returncode
@@ -271,6 +308,17 @@ class FunctionRuntime:
             self._release(environment)
         return InvocationResult(response, handler_ms, cold_start_ms)
 
+    def invoke_stream(self, event: Any) -> Generator[bytes, None, InvocationResult]:
+        """`invoke` for a streamed response: its bytes as they come (see `_Environment.invoke_stream`), then the
+        invocation's result (without a response) as the return value."""
+        acquired = self._acquire()
+        environment = self._start(acquired) if isinstance(acquired, int) else acquired
+        try:
+            handler_ms = yield from environment.invoke_stream(event)
+        finally:
+            self._release(environment)
+        return InvocationResult(None, handler_ms, environment.init_ms if isinstance(acquired, int) else None)
+
     def provision(self, count: int) -> None:
         """Start environments now, until `count` exist (at most the concurrency limit), as provisioned
         concurrency does: later invocations then find them warm."""
@@ -329,6 +377,9 @@ class LambdaRuntime:
 
     def invoke(self, logical_id: str, event: Any) -> InvocationResult:
         return self.function(logical_id).invoke(event)
+
+    def invoke_stream(self, logical_id: str, event: Any) -> Generator[bytes, None, InvocationResult]:
+        return self.function(logical_id).invoke_stream(event)
 
     def stop(self) -> None:
         with self._lock:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import io
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -11,6 +12,7 @@ from types import ModuleType
 
 import boto3
 import pytest
+from botocore.awsrequest import AWSResponse
 from moto import mock_aws
 
 from local.aws import create_table_from_template
@@ -103,3 +105,37 @@ def load_handler(template: Template, monkeypatch: pytest.MonkeyPatch) -> Callabl
         return module
 
     return load
+
+
+class _RawEventStream:
+    """What botocore reads an event stream from (urllib3's response), over fixed bytes."""
+
+    def __init__(self, data: bytes):
+        self._data = io.BytesIO(data)
+
+    def stream(self, amt: int = 1024, decode_content: bool | None = None) -> Iterator[bytes]:
+        while chunk := self._data.read(amt):
+            yield chunk
+
+    def close(self) -> None:
+        self._data.close()
+
+
+@pytest.fixture
+def stream_answers() -> Callable[..., list]:
+    """`stream_answers(client, [event bytes...], ...)`: each InvokeEndpointWithResponseStream of the sagemaker-runtime
+    `client` answers the next list of event-stream messages (local.endpoint.eventstream frames them), parsed by
+    botocore's own event-stream parser. Returns the requests sent."""
+
+    def install(client, *answers: list[bytes]) -> list:
+        queued, requests = list(answers), []
+
+        def answer(request, **_):
+            requests.append(request)
+            headers = {"Content-Type": "application/vnd.amazon.eventstream"}
+            return AWSResponse(request.url, 200, headers, _RawEventStream(b"".join(queued.pop(0))))
+
+        client.meta.events.register("before-send.sagemaker-runtime.InvokeEndpointWithResponseStream", answer)
+        return requests
+
+    return install

@@ -7,9 +7,10 @@ and, for throttling, how long to wait, so the UI can show a readable message and
 from __future__ import annotations
 
 import email.utils
+import json
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote
@@ -17,6 +18,7 @@ from urllib.parse import quote
 import requests
 
 NO_RESPONSE = 0  # ApiError.status when the request never got an HTTP answer
+STOPPED = 499  # ApiError.status when the person stopped a streamed answer (nginx's "client closed request")
 
 T = TypeVar("T")
 
@@ -35,7 +37,7 @@ class ApiError(Exception):
     def retryable(self) -> bool:
         """Sending the same request again later may succeed (model error, throttling, a concurrent write, a timeout,
         no connection); other errors need a changed request."""
-        return self.status in (NO_RESPONSE, 408, 409, 429, 500, 502, 503, 504)
+        return self.status in (NO_RESPONSE, 408, 409, 429, STOPPED, 500, 502, 503, 504)
 
 
 @dataclass(frozen=True)
@@ -198,6 +200,37 @@ class ChatbotApiClient:
         )
         return _exchange(body)
 
+    def stream_message(
+        self, conversation_id: str, content: str, *, idempotency_key: str | None = None
+    ) -> Iterator[str]:
+        """`send_message`, with the answer's text yielded as the model writes it (Server-Sent Events). A failure
+        before the first piece or mid-stream raises ApiError; closing the iterator drops the connection, which
+        leaves the message unanswered on the server (a resend with the same key answers it)."""
+        headers = {
+            "Authorization": f"Bearer {self._token}",
+            "Accept": "text/event-stream",
+            "Idempotency-Key": idempotency_key or new_idempotency_key(),
+        }
+        url = self.base_url + _conversation_path(conversation_id, "messages")
+        try:
+            response = self._http.post(
+                url, json={"content": content}, headers=headers, timeout=self.timeout_s, stream=True
+            )
+        except requests.Timeout as error:
+            raise ApiError(NO_RESPONSE, "The API did not answer in time.") from error
+        except requests.RequestException as error:
+            raise ApiError(NO_RESPONSE, f"Could not reach the API at {self.base_url}.") from error
+        with response:
+            if response.status_code >= 400:
+                raise _error_from_response(response)
+            if not response.headers.get("Content-Type", "").startswith("text/event-stream"):
+                yield _exchange(response.json()).assistant_message.content  # a server that does not stream
+                return
+            try:
+                yield from _sse_text(response)
+            except requests.RequestException as error:
+                raise ApiError(NO_RESPONSE, "The answer stopped arriving before it was complete.") from error
+
     def retry_last_message(self, conversation_id: str) -> Exchange:
         """Answer the conversation's newest message when the model failed on it (it is stored as unanswered)."""
         return _exchange(self._call("POST", _conversation_path(conversation_id, "messages", "retry")))
@@ -289,6 +322,25 @@ class ChatbotApiClient:
         if not isinstance(body, dict):
             raise ApiError(response.status_code, "The API answered with an unexpected body.")
         return body
+
+
+def _sse_text(response: requests.Response) -> Iterator[str]:
+    """The `delta` texts of an event stream, until `done`; an `error` event raises it as ApiError."""
+    event, data = None, None
+    for line in response.iter_lines(decode_unicode=True):
+        if line.startswith("event: "):
+            event = line[len("event: ") :]
+        elif line.startswith("data: "):
+            data = json.loads(line[len("data: ") :])
+        elif not line and event is not None:
+            if event == "delta":
+                yield data["text"]
+            elif event == "done":
+                return
+            elif event == "error":
+                raise ApiError(int(data["error"]["code"]), str(data["error"]["message"]))
+            event, data = None, None
+    raise ApiError(NO_RESPONSE, "The answer stopped before it was complete.")
 
 
 def new_idempotency_key() -> str:

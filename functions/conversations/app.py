@@ -20,6 +20,8 @@ from chatbot.conversations.models import (
     SummaryRequest,
     UpdateConversationRequest,
 )
+from chatbot.event_stream import CONTENT_TYPE as EVENT_STREAM
+from chatbot.event_stream import SEND_MESSAGE_DESCRIPTION, StreamEvent, sse_events, started, wants_event_stream
 from chatbot.settings import ConversationsSettings
 from chatbot.wiring import conversations_service
 
@@ -42,6 +44,9 @@ ConversationId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-
 JobId = Annotated[str, Path(min_length=1, max_length=128, description="A transcript job of the caller's.")]
 Limit = Annotated[int, Query(ge=1, le=100, description="Page size.")]
 Cursor = Annotated[str | None, Query(max_length=2048, description="`next_cursor` of the previous page.")]
+Accept = Annotated[
+    str | None, Header(alias="Accept", max_length=1024, description="`text/event-stream` streams the answer.")
+]
 IdempotencyKey = Annotated[
     str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255, description="Retry-safe sending.")
 ]
@@ -94,18 +99,36 @@ def list_messages(
 @app.post(
     "/v1/conversations/<conversation_id>/messages",
     status_code=HTTPStatus.CREATED,
-    summary="Send a message, get the answer",
+    summary="Send a message, get the answer (whole, or streamed as Server-Sent Events)",
+    description=SEND_MESSAGE_DESCRIPTION,
+    responses={
+        201: {
+            "description": "The stored exchange; with `Accept: text/event-stream`, a 200 event stream instead.",
+            "content": {"application/json": {"model": Exchange}},
+        },
+        200: {
+            "description": "With `Accept: text/event-stream`: `delta` events, then one `done` or `error`.",
+            "content": {"text/event-stream": {"model": StreamEvent}},
+        },
+    },
 )
+# No return annotation (Powertools would validate a stream as an Exchange): the buffered answer is validated here.
 def send_message(
-    conversation_id: ConversationId, body: SendMessageRequest, idempotency_key: IdempotencyKey = None
-) -> Exchange:
+    conversation_id: ConversationId,
+    body: SendMessageRequest,
+    idempotency_key: IdempotencyKey = None,
+    accept: Accept = None,
+):
     # The key is stored with the message itself, so a resend after a failure or a success is exact.
-    return service.send_message(
-        caller_id(app),
-        conversation_id,
-        body.content,
-        app.lambda_context.get_remaining_time_in_millis,
-        idempotency_key=idempotency_key,
+    arguments = (caller_id(app), conversation_id, body.content, app.lambda_context.get_remaining_time_in_millis)
+    if not wants_event_stream(accept):
+        return Exchange.model_validate(service.send_message(*arguments, idempotency_key=idempotency_key))
+    items = started(service.stream_message(*arguments, idempotency_key=idempotency_key))
+    return Response(
+        status_code=HTTPStatus.OK,
+        content_type=EVENT_STREAM,
+        body=sse_events(items),
+        headers={"Cache-Control": "no-cache"},
     )
 
 

@@ -11,6 +11,7 @@ import email.policy
 import json
 import re
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -55,6 +56,8 @@ class FakeState:
     # GET of one succeeded job carries its turns, as the real API does; off = an API (or summary) without them.
     send_turns: bool = True
     base_url: str = ""
+    # Seconds between the words of a streamed answer (Accept: text/event-stream), as a model writing them.
+    stream_word_pause_s: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -225,8 +228,31 @@ def _handler_for(state: FakeState) -> type[BaseHTTPRequestHandler]:
                 return self._reply(401, {"message": "Unauthorized"})
             with state.lock:
                 status, payload = _answer(state, route, user, match.groupdict().get("id"), body, parse_qs(url.query))
-                state.contract_violations += _CONTRACT.problems(self.command, url.path, body, status, payload)
+                streamed = route == "send" and status == 201 and "text/event-stream" in self.headers.get("Accept", "")
+                if not streamed:
+                    state.contract_violations += _CONTRACT.problems(self.command, url.path, body, status, payload)
+            if streamed:
+                return self._stream(payload)
             self._reply(status, payload)
+
+        def _stream(self, exchange: dict[str, Any]) -> None:
+            """The exchange as the API's event stream, chunked as the gateway sends it: a delta per word, then done."""
+            self.protocol_version = "HTTP/1.1"  # chunked transfer needs it (this response only)
+            self.close_connection = True
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            events = [
+                ("delta", {"text": word}) for word in re.findall(r"\s*\S+", exchange["assistant_message"]["content"])
+            ]
+            for name, data in [*events, ("done", exchange)]:
+                event = f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
+                self.wfile.flush()
+                if name == "delta":
+                    time.sleep(state.stream_word_pause_s)
+            self.wfile.write(b"0\r\n\r\n")
 
         def _user(self) -> str | None:
             """`Bearer local-<user>` as the local gateway, or a JWT's `sub` as the Cognito authorizer (unverified)."""

@@ -174,3 +174,25 @@ def test_a_throttled_answer_reads_as_a_message_with_retry_at_phone_width(fake_ap
     expect(page.get_by_text("You said: Where is parcel 4471?")).to_be_visible()
     expect(page.get_by_text("The model is busy right now")).to_have_count(0)
     context.close()
+
+
+def test_an_answer_appears_word_by_word_with_stop_until_it_is_complete(fake_api, ui_on_fake_api, browser):
+    # Given an API that streams its answers a word a second
+    fake_api.add_conversation("sam", "Parcels")
+    fake_api.state.stream_word_pause_s = 1.0
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    _sign_in(page, ui_on_fake_api.url, "sam")
+    # When a message is sent
+    page.get_by_placeholder("Message the assistant").fill("Where is parcel 4471 today?")
+    page.keyboard.press("Enter")
+    # Then the first words show while the answer is still arriving (Stop is offered, the last word is not there)
+    expect(page.get_by_text(re.compile(r"^You said:"))).to_be_visible()
+    expect(page.get_by_role("button", name="Stop")).to_be_visible()
+    assert page.get_by_text("You said: Where is parcel 4471 today?", exact=True).count() == 0
+    _screenshot(page, "chat-streaming")
+    # And the whole answer ends the stream, and Stop goes away
+    expect(page.get_by_text("You said: Where is parcel 4471 today?", exact=True)).to_be_visible(timeout=20_000)
+    expect(page.get_by_role("button", name="Stop")).to_have_count(0)
+    context.close()

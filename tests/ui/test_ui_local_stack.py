@@ -200,3 +200,17 @@ def test_a_transcript_uploaded_by_another_client_shows_its_turns_in_any_session(
 def _words(text: str) -> str:
     """Text with every run of whitespace as one space (markdown line breaks differ from the API's newlines)."""
     return " ".join(text.split())
+
+
+def test_the_client_streams_an_answer_in_pieces_that_join_to_the_stored_one(stack):
+    api = api_for(stack, "streaming-reader")
+    conversation = api.create_conversation(title="Streaming")
+    # When the UI's client streams an answer
+    pieces = list(api.stream_message(conversation.id, "Where is my parcel?", idempotency_key="stream-1"))
+    # Then it arrives in several pieces that join to the answer the server stored
+    stored = api.list_messages(conversation.id).items
+    assert len(pieces) > 1 and "".join(pieces) == stored[-1].content
+    # And a resend with the same key is the stored answer in one piece
+    assert list(api.stream_message(conversation.id, "Where is my parcel?", idempotency_key="stream-1")) == [
+        stored[-1].content
+    ]

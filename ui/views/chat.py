@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import streamlit as st
 from chatbot.clock import clock_label
 from chatbot.conversations.policy import MAX_MESSAGE_CHARS
 
-from ui.api_client import ApiError, Conversation, Message, Page, Summary, new_idempotency_key
+from ui.api_client import STOPPED, ApiError, Conversation, Message, Page, Summary, new_idempotency_key
 from ui.views.common import call_api, format_time, notify, show_error, show_notice
 from ui.views.untrusted import show_markdown, without_images
 
@@ -329,12 +330,19 @@ def _send(pending: PendingMessage) -> None:
                 pending.conversation_id = created.id
                 st.session_state.conversation_id = created.id
                 st.session_state.conversations = None
-            call_api(
+            # Stop reruns the page, which ends this run and drops the stream (the message stays unanswered).
+            st.button("Stop", icon=":material/stop:", key="stop_answer", on_click=_stop, args=(pending,))
+            pieces = call_api(
                 "Thinking…",
-                lambda api: api.send_message(
-                    pending.conversation_id, pending.text, idempotency_key=pending.idempotency_key
+                lambda api: _first_piece_read(
+                    api.stream_message(pending.conversation_id, pending.text, idempotency_key=pending.idempotency_key)
                 ),
             )
+            shown, text = st.empty(), ""
+            for piece in pieces:  # drawn as it arrives, with the same image escaping as every answer
+                text += piece
+                with shown.container():
+                    show_markdown(text)
         except ApiError as error:
             pending.error = error
             if error.status == 404 and pending.conversation_id:
@@ -345,6 +353,22 @@ def _send(pending: PendingMessage) -> None:
     del st.session_state.pending
     _forget_conversation_data(pending.conversation_id)
     st.rerun()
+
+
+def _first_piece_read(pieces: Iterator[str]) -> Iterator[str]:
+    """Read the first piece now, so that what fails before the answer starts fails inside call_api (sign-in
+    renewal, the spinner), then hand over the stream."""
+    first = next(pieces, "")
+
+    def rest() -> Iterator[str]:
+        yield first
+        yield from pieces
+
+    return rest()
+
+
+def _stop(pending: PendingMessage) -> None:
+    pending.error = ApiError(STOPPED, "You stopped the answer; it was not saved.")
 
 
 def _retry_stored(conversation_id: str) -> None:

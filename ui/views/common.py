@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import streamlit as st
 
 from ui import auth
-from ui.api_client import NO_RESPONSE, ApiError, ChatbotApiClient
+from ui.api_client import NO_RESPONSE, STOPPED, ApiError, ChatbotApiClient
 from ui.settings import UISettings
 
 T = TypeVar("T")
@@ -87,6 +87,8 @@ def describe_error(error: ApiError) -> str:
     detail = error.message.rstrip(". ")
     if error.status == NO_RESPONSE:
         return f"{detail}. Check your connection and that the chatbot API is running, then try again."
+    if error.status == STOPPED:
+        return "You stopped the answer; nothing of it was saved. Retry to get a whole answer."
     # The API's own 5xx messages are written for API clients; people get these sentences instead.
     if error.status == 502:
         return "The model could not produce an answer. Try again."

@@ -36,6 +36,10 @@ _THROTTLING_CODES = frozenset(
     {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded", "Throttling"}
 )
 _THROTTLED_RETRY_AFTER_S = 2
+MODEL_UNAVAILABLE = "The model is busy or scaling up; your message is saved. Retry after the time in Retry-After."
+MODEL_FAILED = "The model failed to answer; your message is saved. Retry later."
+STORAGE_BUSY = "The service is busy; retry after the time in Retry-After (with the same Idempotency-Key, if any)."
+INTERNAL_ERROR = "Internal server error."
 
 
 class AuthenticationError(Exception):
@@ -54,6 +58,19 @@ _DOMAIN_STATUSES: tuple[tuple[type[DomainError], HTTPStatus], ...] = (
 
 def domain_error_status(exc: DomainError) -> HTTPStatus:
     return next((status for kind, status in _DOMAIN_STATUSES if isinstance(exc, kind)), HTTPStatus.BAD_REQUEST)
+
+
+def failure_status(exc: Exception) -> tuple[HTTPStatus, str]:
+    """The status and message the handlers below answer `exc` with (a stream's `error` event carries them too)."""
+    if isinstance(exc, DomainError):
+        return domain_error_status(exc), exc.message
+    if isinstance(exc, ModelUnavailableError):
+        return HTTPStatus.SERVICE_UNAVAILABLE, MODEL_UNAVAILABLE
+    if isinstance(exc, InferenceError | SummarizationError):
+        return HTTPStatus.BAD_GATEWAY, MODEL_FAILED
+    if isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") in _THROTTLING_CODES:
+        return HTTPStatus.SERVICE_UNAVAILABLE, STORAGE_BUSY
+    return HTTPStatus.INTERNAL_SERVER_ERROR, INTERNAL_ERROR
 
 
 def error_response(
@@ -140,16 +157,14 @@ def register_error_handlers(app: Any) -> None:
         metrics.add_metric(name="ModelUnavailable", unit=MetricUnit.Count, value=1)
         logger.warning("model unavailable", extra={"error": str(exc), "retry_after_s": exc.retry_after_s})
         return error_response(
-            HTTPStatus.SERVICE_UNAVAILABLE,
-            "The model is busy or scaling up; your message is saved. Retry after the time in Retry-After.",
-            headers={"Retry-After": str(exc.retry_after_s)},
+            HTTPStatus.SERVICE_UNAVAILABLE, MODEL_UNAVAILABLE, headers={"Retry-After": str(exc.retry_after_s)}
         )
 
     @app.exception_handler([InferenceError, SummarizationError])
     def _model_failed(exc: Exception) -> Response:
         metrics.add_metric(name="ModelErrors", unit=MetricUnit.Count, value=1)
         logger.error("model call failed", extra={"error": str(exc)})
-        return error_response(HTTPStatus.BAD_GATEWAY, "The model failed to answer; your message is saved. Retry later.")
+        return error_response(HTTPStatus.BAD_GATEWAY, MODEL_FAILED)
 
     @app.exception_handler(ClientError)
     def _aws_error(exc: ClientError) -> Response:
@@ -157,9 +172,7 @@ def register_error_handlers(app: Any) -> None:
             metrics.add_metric(name="StorageThrottled", unit=MetricUnit.Count, value=1)
             logger.warning("storage throttled", extra={"error": str(exc)})
             return error_response(
-                HTTPStatus.SERVICE_UNAVAILABLE,
-                "The service is busy; retry after the time in Retry-After (with the same Idempotency-Key, if any).",
-                headers={"Retry-After": str(_THROTTLED_RETRY_AFTER_S)},
+                HTTPStatus.SERVICE_UNAVAILABLE, STORAGE_BUSY, headers={"Retry-After": str(_THROTTLED_RETRY_AFTER_S)}
             )
         return _unexpected(exc)
 
@@ -167,4 +180,4 @@ def register_error_handlers(app: Any) -> None:
     def _unexpected(exc: Exception) -> Response:
         metrics.add_metric(name="ServerErrors", unit=MetricUnit.Count, value=1)
         logger.exception("unhandled error")
-        return error_response(HTTPStatus.INTERNAL_SERVER_ERROR, "Internal server error.")
+        return error_response(HTTPStatus.INTERNAL_SERVER_ERROR, INTERNAL_ERROR)

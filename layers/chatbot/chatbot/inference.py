@@ -10,12 +10,17 @@ batch job to "retry later" or "give up":
 - ModelUnavailableError: throttled, no capacity (scaled to zero), timed out, unreachable: transient.
 - InputTooLongError: the component refused the input as longer than it can read.
 - ModelInvocationError: the model or our request to it failed in a way a retry will not fix.
+
+`chat_stream` yields the answer as it is generated (InvokeEndpointWithResponseStream); the same errors leave it,
+also when the endpoint reports a failure mid-stream (`ModelStreamError`, `InternalStreamFailure` events).
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import boto3
@@ -30,6 +35,7 @@ _UNAVAILABLE_CODES = {
     "InternalDependencyException",
     "ThrottlingException",
     "TooManyRequestsException",
+    "InternalStreamFailure",  # the endpoint itself broke mid-stream
     "429",
     "500",
     "503",
@@ -111,6 +117,35 @@ class InferenceClient:
         body = self._invoke(self.chat_component, payload)
         return _chat_answer(body)
 
+    def chat_stream(
+        self,
+        messages: list[dict],
+        *,
+        max_new_tokens: int,
+        temperature: float | None = None,
+        **parameters: Any,
+    ) -> Iterator[str]:
+        """The answer to `messages` as pieces of text, each yielded as soon as the endpoint sends it.
+
+        A refusal before the stream starts (throttled, no capacity, bad input) raises on the first `next()`."""
+        payload: dict[str, Any] = {"messages": messages, "max_tokens": max_new_tokens, "stream": True, **parameters}
+        if temperature is not None:
+            payload["temperature"] = temperature
+        component = self.chat_component
+        with _domain_errors(component):
+            response = self._client.invoke_endpoint_with_response_stream(
+                EndpointName=self.endpoint_name,
+                InferenceComponentName=component,
+                ContentType="application/json",
+                Accept="application/jsonlines",
+                Body=json.dumps(payload).encode("utf-8"),
+            )
+        events = response["Body"]
+        try:
+            yield from _text_deltas(component, _payload_parts(component, events))
+        finally:
+            events.close()  # a consumer that stops early (a client gone) frees the connection
+
     def summarize(self, texts: list[str], **parameters: Any) -> list[str]:
         """One summary per text, all in one InvokeEndpoint call (the component batches them)."""
         if not texts:
@@ -130,7 +165,7 @@ class InferenceClient:
         return summaries
 
     def _invoke(self, component: str, payload: dict[str, Any]) -> Any:
-        try:
+        with _domain_errors(component):
             response = self._client.invoke_endpoint(
                 EndpointName=self.endpoint_name,
                 InferenceComponentName=component,
@@ -139,16 +174,64 @@ class InferenceClient:
                 Body=json.dumps(payload).encode("utf-8"),
             )
             raw = response["Body"].read()
-        except ClientError as exc:
-            raise _classify(component, exc) from exc
-        except (ConnectionError, HTTPClientError) as exc:  # timeouts, refused connections, closed sockets
-            raise ModelUnavailableError(f"{component}: endpoint unreachable or timed out ({exc})") from exc
-        except BotoCoreError as exc:
-            raise ModelInvocationError(f"{component}: request failed ({exc})") from exc
         try:
             return json.loads(raw)
         except ValueError as exc:
             raise ModelInvocationError(f"{component}: answer is not JSON ({raw[:80]!r})") from exc
+
+
+@contextmanager
+def _domain_errors(component: str) -> Iterator[None]:
+    """botocore's failures, before or during a stream, as the domain errors above."""
+    try:
+        yield
+    except ClientError as exc:  # EventStreamError (an in-stream exception event) is one too
+        raise _classify(component, exc) from exc
+    except (ConnectionError, HTTPClientError) as exc:  # timeouts, refused connections, closed sockets
+        raise ModelUnavailableError(f"{component}: endpoint unreachable or timed out ({exc})") from exc
+    except BotoCoreError as exc:
+        raise ModelInvocationError(f"{component}: request failed ({exc})") from exc
+
+
+def _payload_parts(component: str, events: Iterable[dict[str, Any]]) -> Iterator[bytes]:
+    iterator = iter(events)
+    while True:
+        with _domain_errors(component):
+            event = next(iterator, None)
+        if event is None:
+            return
+        part = event.get("PayloadPart")
+        if part and part.get("Bytes"):
+            yield part["Bytes"]
+
+
+def _text_deltas(component: str, parts: Iterable[bytes]) -> Iterator[str]:
+    """Text from the component's stream framing: LMI's application/jsonlines (one chat.completion.chunk per
+    line, a line may span PayloadParts; blank lines end events) or an answer in one piece (a JSON object)."""
+    pending = b""
+    for part in parts:
+        pending += part
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            yield from _line_text(component, line)
+    yield from _line_text(component, pending)  # a one-piece answer need not end in a newline
+
+
+def _line_text(component: str, line: bytes) -> Iterator[str]:
+    if not line.strip():
+        return
+    try:
+        body = json.loads(line)
+    except ValueError as exc:
+        raise ModelInvocationError(f"{component}: stream line is not JSON ({line[:80]!r})") from exc
+    if isinstance(body, dict) and body.get("object") == "chat.completion.chunk":
+        choices = body.get("choices") or []  # the usage chunk has none
+        delta = (choices[0].get("delta") or {}) if choices and isinstance(choices[0], dict) else {}
+        text = delta.get("content")
+        if text:
+            yield text
+        return
+    yield _chat_answer(body)
 
 
 def _classify(component: str, exc: ClientError) -> InferenceError:
@@ -162,9 +245,10 @@ def _classify(component: str, exc: ClientError) -> InferenceError:
         return ModelUnavailableError(described, DEFAULT_RETRY_AFTER_S)
     if _NO_CAPACITY.search(text):
         return ModelUnavailableError(described, NO_CAPACITY_RETRY_AFTER_S)
-    if code in {"ValidationError", "ModelError"} and _TOO_LONG.search(text):
+    model_failed = code in {"ModelError", "ModelStreamError"}
+    if (model_failed or code == "ValidationError") and _TOO_LONG.search(text):
         return InputTooLongError(described)
-    if code == "ModelError" and _TIMED_OUT.search(text):
+    if model_failed and _TIMED_OUT.search(f"{text} {error.get('ErrorCode', '')}"):
         return ModelUnavailableError(described, DEFAULT_RETRY_AFTER_S)
     return ModelInvocationError(described)
 

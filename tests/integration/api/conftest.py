@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from typing import Any
 
 import boto3
@@ -20,6 +21,9 @@ from local.template import Template
 from provisioning.config import load_config
 
 FAIL_MARKER = "[model-fails-once]"
+MID_STREAM_FAIL_MARKER = "[model-fails-mid-stream]"  # two parts, then the model breaks
+SLOW_STREAM_MARKER = "[slow-stream]"  # each streamed part 0.2 s after the previous one
+SLOW_PART_S = 0.2
 
 
 class FailsOnceOnMarker(Backend):
@@ -53,9 +57,48 @@ class FailsOnceOnMarker(Backend):
         self.inner.close()
 
 
+class StreamFaultsOnMarker(Backend):
+    """Wraps a real chat backend; a request naming a stream marker has its streamed parts broken or slowed."""
+
+    def __init__(self, inner: Backend):
+        self.inner = inner
+        self.label = inner.label
+        self.content_type = inner.content_type
+
+    def prepare(self, payload: Any) -> Any:
+        text = json.dumps(payload)
+        mode = "fail" if MID_STREAM_FAIL_MARKER in text else "slow" if SLOW_STREAM_MARKER in text else None
+        return mode, self.inner.prepare(payload)
+
+    def run_batch(self, prepared: list[Any], sinks: list) -> list[Any]:
+        wrapped = [
+            self._sink(mode, sink) if sink is not None else sink
+            for (mode, _), sink in zip(prepared, sinks, strict=True)
+        ]
+        return self.inner.run_batch([item for _, item in prepared], wrapped)
+
+    @staticmethod
+    def _sink(mode: str | None, sink):
+        sent = 0
+
+        def forward(part: bytes, content_type: str | None = None) -> None:
+            nonlocal sent
+            if mode == "fail" and sent == 2:
+                raise RuntimeError("injected failure mid-stream")
+            if mode == "slow" and sent:
+                time.sleep(SLOW_PART_S)
+            sent += 1
+            sink(part, content_type)
+
+        return forward
+
+    def close(self) -> None:
+        self.inner.close()
+
+
 def backend_factory(component_name, component):
     backend = create_backend(component_name, component)
-    return FailsOnceOnMarker(backend) if component_name == "chat" else backend
+    return StreamFaultsOnMarker(FailsOnceOnMarker(backend)) if component_name == "chat" else backend
 
 
 @pytest.fixture(scope="module")

@@ -21,12 +21,21 @@ class ScriptedInference:
         self.chat_calls: list[list[dict]] = []
         self.summarize_calls: list[list[str]] = []
         self.failures: list[InferenceError] = []
+        self.stream_failures_after: dict[int, InferenceError] = {}  # piece index -> failure raised there
 
     def chat(self, messages, *, max_new_tokens, temperature=None, **parameters):
         self.chat_calls.append(messages)
         if self.failures:
             raise self.failures.pop(0)
         return f"answer to: {messages[-1]['content']}"
+
+    def chat_stream(self, messages, *, max_new_tokens, temperature=None, **parameters):
+        """The same answer as `chat`, a word at a time; fails before any piece, or after as many as told."""
+        answer = self.chat(messages, max_new_tokens=max_new_tokens, temperature=temperature)
+        for index, word in enumerate(answer.split(" ")):
+            if index in self.stream_failures_after:
+                raise self.stream_failures_after.pop(index)
+            yield word if index == 0 else " " + word
 
     def summarize(self, texts, **parameters):
         self.summarize_calls.append(list(texts))

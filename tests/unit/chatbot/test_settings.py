@@ -14,6 +14,7 @@ from local.lambda_runtime import FunctionDefinition
 
 SETTINGS_OF_FUNCTION = {
     "ConversationsFunction": ConversationsSettings,
+    "ConversationsStreamFunction": ConversationsSettings,
     "TranscriptsApiFunction": TranscriptsApiSettings,
     "BatchSummarizeFunction": BatchSummarizeSettings,
     "ConversationCleanupFunction": ConversationCleanupSettings,
@@ -26,8 +27,8 @@ def test_each_settings_class_reads_exactly_what_its_template_entry_sets(template
     environment = FunctionDefinition.from_template(template, function).environment
     read = {field.alias for field in settings_class.model_fields.values()}
 
-    # Then the class reads every variable the template sets (other than Powertools'), and nothing else
-    assert read == {name for name in environment if not name.startswith("POWERTOOLS_")}
+    # Then the class reads every variable the template sets (other than Powertools' and Lambda's), and nothing else
+    assert read == {name for name in environment if not name.startswith(("POWERTOOLS_", "AWS_LAMBDA_"))}
     # And loading that environment works
     assert settings_class.from_environment(environment).table_name == environment["TABLE_NAME"]
 

@@ -10,16 +10,16 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 
 from chatbot.call_context import CallContext, build_call_context
 from chatbot.clock import iso_utc, parse_iso
-from chatbot.conversations.memory import chat_messages, fixed_tokens, message_tokens, plan_context
+from chatbot.conversations.memory import ContextPlan, chat_messages, fixed_tokens, message_tokens, plan_context
 from chatbot.conversations.policy import ChatPolicy
 from chatbot.conversations.store import (
     ConditionFailedError,
@@ -49,6 +49,12 @@ CALL_INSTRUCTIONS = (
 # The instructions and the blank lines around them, within the call's share of the prompt.
 _CALL_INSTRUCTIONS_TOKENS = estimate_tokens(f"\n\n{CALL_INSTRUCTIONS}\n\n")
 _CALL_RECENT_MESSAGES = 4  # earlier messages whose words also rank the call's turns (follow-up questions)
+
+
+class _Prompt(NamedTuple):
+    plan: ContextPlan  # which earlier messages are sent, and which leave the window (to fold)
+    messages: list[dict[str, str]]  # the chat request
+    call: CallContext | None  # the call's context, in a conversation about a call
 
 
 class ConversationService:
@@ -181,6 +187,60 @@ class ConversationService:
             raise TooLargeError(
                 f"The message has {len(content)} characters; the limit is {self._policy.max_message_chars}."
             )
+        turn = self._turn_for(owner, conversation_id, content, idempotency_key)
+        if isinstance(turn, dict):
+            return turn
+        return self._answer(*turn, remaining_ms)
+
+    def stream_message(
+        self,
+        owner: str,
+        conversation_id: str,
+        content: str,
+        remaining_ms: Callable[[], int] | None = None,
+        idempotency_key: str | None = None,
+    ) -> Iterator[str | dict[str, Any]]:
+        """`send_message`, with the answer's text yielded as the model produces it, then the stored exchange.
+
+        Same semantics: the user's message is stored before the model is called and the answer once, whole,
+        when the stream ends. A model failure, or the consumer closing the stream (the client went away),
+        leaves the message unanswered for messages/retry, and the partial text is dropped: only whole answers
+        are stored, so the history the model reads later never holds a cut-off turn. A resend of an answered
+        exchange yields its answer as one piece. Everything that can fail before the model's first piece
+        (ownership, limits, idempotency, a model that refuses the call) raises on the first `next()`."""
+        if len(content) > self._policy.max_message_chars:
+            raise TooLargeError(
+                f"The message has {len(content)} characters; the limit is {self._policy.max_message_chars}."
+            )
+        turn = self._turn_for(owner, conversation_id, content, idempotency_key)
+        if isinstance(turn, dict):
+            yield turn["assistant_message"]["content"]
+            yield turn
+            return
+        conversation, question, history, history_truncated = turn
+        prompt = self._prompt(conversation, question, history)
+        started = time.perf_counter()
+        pieces: list[str] = []
+        try:
+            for piece in self._inference.chat_stream(
+                prompt.messages,
+                max_new_tokens=self._policy.chat_max_new_tokens,
+                temperature=self._policy.chat_temperature,
+            ):
+                pieces.append(piece)
+                yield piece
+        except (InferenceError, GeneratorExit):  # GeneratorExit: the consumer stopped reading mid-answer
+            self._leave_unanswered(conversation, question)
+            raise
+        finally:
+            metrics.add_metric(name="ModelLatency", unit=MetricUnit.Milliseconds, value=_ms_since(started))
+        yield self._finish(conversation, question, "".join(pieces), prompt, history_truncated, remaining_ms)
+
+    def _turn_for(
+        self, owner: str, conversation_id: str, content: str, idempotency_key: str | None
+    ) -> dict[str, Any] | tuple[ConversationRecord, MessageRecord, list[MessageRecord], bool]:
+        """The stored exchange of an answered resend, or (conversation, question, history, history truncated)
+        with the user's message stored (or found, for a resend of an unanswered one)."""
         conversation = self._owned(owner, conversation_id)
         question = None
         if idempotency_key is not None:
@@ -198,7 +258,7 @@ class ConversationService:
         if question is None:
             self._check_fits(conversation, content)
             conversation, question = self._start_turn(conversation, content, idempotency_key)
-        return self._answer(conversation, question, history, page.has_more, remaining_ms)
+        return conversation, question, history, page.has_more
 
     def retry_last_message(
         self, owner: str, conversation_id: str, remaining_ms: Callable[[], int] | None = None
@@ -302,7 +362,25 @@ class ConversationService:
         history_truncated: bool,
         remaining_ms: Callable[[], int] | None,
     ) -> dict[str, Any]:
-        conversation_id = conversation["conversation_id"]
+        prompt = self._prompt(conversation, question, history)
+        started = time.perf_counter()
+        try:
+            answer_text = self._inference.chat(
+                prompt.messages,
+                max_new_tokens=self._policy.chat_max_new_tokens,
+                temperature=self._policy.chat_temperature,
+            )
+        except InferenceError:
+            self._leave_unanswered(conversation, question)
+            raise
+        finally:
+            metrics.add_metric(name="ModelLatency", unit=MetricUnit.Milliseconds, value=_ms_since(started))
+        return self._finish(conversation, question, answer_text, prompt, history_truncated, remaining_ms)
+
+    def _prompt(
+        self, conversation: ConversationRecord, question: MessageRecord, history: list[MessageRecord]
+    ) -> _Prompt:
+        """The chat request for a question, and the call context it holds in a conversation about a call."""
         earlier = [message for message in history if message["seq"] < question["seq"]]
         system_prompt, summary = conversation.get("system_prompt"), conversation.get("rolling_summary")
         budget = (
@@ -315,18 +393,25 @@ class ConversationService:
         call = self._call_context(conversation, question, earlier)
         if call is not None:
             system_prompt = "\n\n".join(part for part in (system_prompt, CALL_INSTRUCTIONS, call.text) if part)
-        messages = chat_messages(system_prompt, summary, plan.window, question["content"])
-        started = time.perf_counter()
-        try:
-            answer_text = self._inference.chat(
-                messages, max_new_tokens=self._policy.chat_max_new_tokens, temperature=self._policy.chat_temperature
-            )
-        except InferenceError:
-            self._store.set_message_status(conversation_id, question["seq"], "unanswered")
-            logger.warning("turn left unanswered", extra={"conversation_id": conversation_id, "seq": question["seq"]})
-            raise
-        finally:
-            metrics.add_metric(name="ModelLatency", unit=MetricUnit.Milliseconds, value=_ms_since(started))
+        return _Prompt(plan, chat_messages(system_prompt, summary, plan.window, question["content"]), call)
+
+    def _leave_unanswered(self, conversation: ConversationRecord, question: MessageRecord) -> None:
+        conversation_id = conversation["conversation_id"]
+        self._store.set_message_status(conversation_id, question["seq"], "unanswered")
+        logger.warning("turn left unanswered", extra={"conversation_id": conversation_id, "seq": question["seq"]})
+
+    def _finish(
+        self,
+        conversation: ConversationRecord,
+        question: MessageRecord,
+        answer_text: str,
+        prompt: _Prompt,
+        history_truncated: bool,
+        remaining_ms: Callable[[], int] | None,
+    ) -> dict[str, Any]:
+        """Store the answer, fold what left the window if time allows; the exchange as the API returns it."""
+        conversation_id = conversation["conversation_id"]
+        plan, messages, call = prompt
         answer = self._store_answer(conversation, question, answer_text, call)
         metrics.add_metric(name="Turns", unit=MetricUnit.Count, value=1)
         logger.info(
