@@ -183,10 +183,6 @@ class ConversationService:
         message if the model failed on it, or returns the stored exchange if it was answered. Otherwise
         sending again the text of the newest unanswered message answers that message instead of storing it
         twice (and a new key then names that message)."""
-        if len(content) > self._policy.max_message_chars:
-            raise TooLargeError(
-                f"The message has {len(content)} characters; the limit is {self._policy.max_message_chars}."
-            )
         turn = self._turn_for(owner, conversation_id, content, idempotency_key)
         if isinstance(turn, dict):
             return turn
@@ -208,10 +204,6 @@ class ConversationService:
         are stored, so the history the model reads later never holds a cut-off turn. A resend of an answered
         exchange yields its answer as one piece. Everything that can fail before the model's first piece
         (ownership, limits, idempotency, a model that refuses the call) raises on the first `next()`."""
-        if len(content) > self._policy.max_message_chars:
-            raise TooLargeError(
-                f"The message has {len(content)} characters; the limit is {self._policy.max_message_chars}."
-            )
         turn = self._turn_for(owner, conversation_id, content, idempotency_key)
         if isinstance(turn, dict):
             yield turn["assistant_message"]["content"]
@@ -241,6 +233,10 @@ class ConversationService:
     ) -> dict[str, Any] | tuple[ConversationRecord, MessageRecord, list[MessageRecord], bool]:
         """The stored exchange of an answered resend, or (conversation, question, history, history truncated)
         with the user's message stored (or found, for a resend of an unanswered one)."""
+        if len(content) > self._policy.max_message_chars:
+            raise TooLargeError(
+                f"The message has {len(content)} characters; the limit is {self._policy.max_message_chars}."
+            )
         conversation = self._owned(owner, conversation_id)
         question = None
         if idempotency_key is not None:
