@@ -115,20 +115,22 @@ def mixed_length(client: int, index: int) -> dict:
     return chat_request(client * 1000 + index, LONG_TOKENS if is_long else SHORT_TOKENS)
 
 
+def runtime_client(url: str, connections: int) -> Any:
+    """A boto3 sagemaker-runtime client of the local endpoint at `url`: no retries, long reads."""
+    config = Config(retries={"total_max_attempts": 1}, read_timeout=300, max_pool_connections=connections)
+    return boto3.client(
+        "sagemaker-runtime",
+        region_name="us-east-1",
+        endpoint_url=url,
+        aws_access_key_id="bench",
+        aws_secret_access_key="bench",
+        config=config,
+    )
+
+
 def drive(url: str, clients: int, requests_per_client: int, payload_for: PayloadFor) -> Run:
     """`clients` threads, each with its own boto3 client, each sending its requests one after another."""
-    config = Config(retries={"total_max_attempts": 1}, read_timeout=300, max_pool_connections=clients)
-    runtimes = [
-        boto3.client(
-            "sagemaker-runtime",
-            region_name="us-east-1",
-            endpoint_url=url,
-            aws_access_key_id="bench",
-            aws_secret_access_key="bench",
-            config=config,
-        )
-        for _ in range(clients)
-    ]
+    runtimes = [runtime_client(url, clients) for _ in range(clients)]
 
     def client_loop(client: int) -> list[float]:
         latencies = []

@@ -29,10 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
-from botocore.config import Config
-
-from bench.endpoint import endpoint_process
+from bench.endpoint import endpoint_process, runtime_client
 from local.backends.smoke import VLLM_CPU_HEAD_DIM, make_smoke_causal_lm, make_smoke_seq2seq
 from provisioning.config import EndpointConfig, parse_config
 
@@ -103,18 +100,6 @@ def summarizer_config(backend: str, checkpoint: Path) -> EndpointConfig:
     return _config("summarizer", "huggingface", local, {"HF_TASK": "summarization"})
 
 
-def _runtime(url: str) -> Any:
-    config = Config(retries={"total_max_attempts": 1}, read_timeout=300, max_pool_connections=CLIENTS)
-    return boto3.client(
-        "sagemaker-runtime",
-        region_name="us-east-1",
-        endpoint_url=url,
-        aws_access_key_id="bench",
-        aws_secret_access_key="bench",
-        config=config,
-    )
-
-
 def _chat_request(client: int, index: int, stream: bool = False) -> str:
     question = f"Customer {client}, question {index}: my order arrived broken, what now?"
     payload = {"messages": [{"role": "user", "content": question}], "max_tokens": MAX_TOKENS, "temperature": 0}
@@ -131,7 +116,7 @@ def _concurrently(clients: int, loop: Callable[[int], list[tuple[float, int, flo
 
 
 def chat_throughput(url: str, requests_per_client: int = REQUESTS_PER_CLIENT) -> Run:
-    runtimes = [_runtime(url) for _ in range(CLIENTS)]
+    runtimes = [runtime_client(url, CLIENTS) for _ in range(CLIENTS)]
 
     def loop(client: int) -> list[tuple[float, int, float]]:
         results = []
@@ -152,7 +137,7 @@ def chat_throughput(url: str, requests_per_client: int = REQUESTS_PER_CLIENT) ->
 
 
 def streamed_first_token(url: str) -> Run:
-    runtimes = [_runtime(url) for _ in range(CLIENTS)]
+    runtimes = [runtime_client(url, CLIENTS) for _ in range(CLIENTS)]
 
     def loop(client: int) -> list[tuple[float, int, float]]:
         results = []
@@ -180,7 +165,7 @@ def streamed_first_token(url: str) -> Run:
 
 
 def summarizer_latency(url: str) -> Run:
-    runtime = _runtime(url)
+    runtime = runtime_client(url, CLIENTS)
     body = json.dumps({"inputs": CALL, "parameters": {"max_length": 24}})
     latencies = []
     for _ in range(SUMMARIES):
