@@ -7,77 +7,55 @@ import boto3
 import pytest
 import requests
 from conftest import FAIL_MARKER
+from rest_helpers import TIMEOUT, auth, create_conversation, list_messages, new_user
 
 pytestmark = pytest.mark.integration
-TIMEOUT = 30
-
-
-def _auth(user: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer local-{user}"}
-
-
-def _new_user() -> str:
-    return f"user-{uuid.uuid4().hex[:8]}"
-
-
-def _create(api: str, user: str, **body) -> str:
-    response = requests.post(f"{api}/v1/conversations", json=body, headers=_auth(user), timeout=TIMEOUT)
-    assert response.status_code == 201, response.text
-    return response.json()["id"]
-
-
-def _messages(api: str, user: str, conversation_id: str) -> list[dict]:
-    response = requests.get(
-        f"{api}/v1/conversations/{conversation_id}/messages?limit=100", headers=_auth(user), timeout=TIMEOUT
-    )
-    assert response.status_code == 200, response.text
-    return response.json()["items"]
 
 
 def test_full_conversation_flow(api):
-    user = _new_user()
+    user = new_user()
     # Given a conversation with a system prompt
-    conversation_id = _create(api, user, title="Support", system_prompt="You are a support agent.")
+    conversation_id = create_conversation(api, user, title="Support", system_prompt="You are a support agent.")
     base = f"{api}/v1/conversations/{conversation_id}"
     # When two turns are sent
     first = requests.post(
-        f"{base}/messages", json={"content": "My router keeps rebooting."}, headers=_auth(user), timeout=TIMEOUT
+        f"{base}/messages", json={"content": "My router keeps rebooting."}, headers=auth(user), timeout=TIMEOUT
     )
     second = requests.post(
-        f"{base}/messages", json={"content": "It started yesterday."}, headers=_auth(user), timeout=TIMEOUT
+        f"{base}/messages", json={"content": "It started yesterday."}, headers=auth(user), timeout=TIMEOUT
     )
     # Then each gets an answer from the chat component, stored in order
     assert first.status_code == second.status_code == 201
     assert first.json()["assistant_message"]["content"]
-    assert [m["seq"] for m in _messages(api, user, conversation_id)] == [1, 2, 3, 4]
+    assert [m["seq"] for m in list_messages(api, user, conversation_id)] == [1, 2, 3, 4]
     # And the conversation is listed and counted
-    listing = requests.get(f"{api}/v1/conversations", headers=_auth(user), timeout=TIMEOUT).json()
+    listing = requests.get(f"{api}/v1/conversations", headers=auth(user), timeout=TIMEOUT).json()
     assert [item["id"] for item in listing["items"]] == [conversation_id]
     assert listing["items"][0]["message_count"] == 4
     # And a summary comes from the summarizer, then from the cache
-    summary = requests.post(f"{base}/summary", json={"user_label": "Customer"}, headers=_auth(user), timeout=TIMEOUT)
+    summary = requests.post(f"{base}/summary", json={"user_label": "Customer"}, headers=auth(user), timeout=TIMEOUT)
     assert summary.status_code == 200, summary.text
     assert summary.json()["summary"] and summary.json()["cached"] is False
-    again = requests.post(f"{base}/summary", json={"user_label": "Customer"}, headers=_auth(user), timeout=TIMEOUT)
+    again = requests.post(f"{base}/summary", json={"user_label": "Customer"}, headers=auth(user), timeout=TIMEOUT)
     assert again.json()["cached"] is True
     # When renamed, the new title is returned and listed; the messages stay
-    renamed = requests.patch(base, json={"title": "Router reboots"}, headers=_auth(user), timeout=TIMEOUT)
+    renamed = requests.patch(base, json={"title": "Router reboots"}, headers=auth(user), timeout=TIMEOUT)
     assert renamed.status_code == 200, renamed.text
     assert (renamed.json()["title"], renamed.json()["message_count"]) == ("Router reboots", 4)
-    listing = requests.get(f"{api}/v1/conversations", headers=_auth(user), timeout=TIMEOUT).json()
+    listing = requests.get(f"{api}/v1/conversations", headers=auth(user), timeout=TIMEOUT).json()
     assert [item["title"] for item in listing["items"]] == ["Router reboots"]
     # When cleared, the messages go and the conversation stays
-    assert requests.delete(f"{base}/messages", headers=_auth(user), timeout=TIMEOUT).status_code == 204
-    assert _messages(api, user, conversation_id) == []
-    assert requests.get(base, headers=_auth(user), timeout=TIMEOUT).json()["message_count"] == 0
+    assert requests.delete(f"{base}/messages", headers=auth(user), timeout=TIMEOUT).status_code == 204
+    assert list_messages(api, user, conversation_id) == []
+    assert requests.get(base, headers=auth(user), timeout=TIMEOUT).json()["message_count"] == 0
     # When deleted, it is gone
-    assert requests.delete(base, headers=_auth(user), timeout=TIMEOUT).status_code == 204
-    assert requests.get(base, headers=_auth(user), timeout=TIMEOUT).status_code == 404
+    assert requests.delete(base, headers=auth(user), timeout=TIMEOUT).status_code == 204
+    assert requests.get(base, headers=auth(user), timeout=TIMEOUT).status_code == 404
 
 
 def test_other_users_get_404_on_every_route(api):
-    owner, intruder = _new_user(), _new_user()
-    conversation_id = _create(api, owner, title="Mine")
+    owner, intruder = new_user(), new_user()
+    conversation_id = create_conversation(api, owner, title="Mine")
     base = f"{api}/v1/conversations/{conversation_id}"
     attempts = [
         ("GET", base, None),
@@ -90,38 +68,38 @@ def test_other_users_get_404_on_every_route(api):
         ("POST", f"{base}/summary", None),
     ]
     for method, url, body in attempts:
-        response = requests.request(method, url, json=body, headers=_auth(intruder), timeout=TIMEOUT)
+        response = requests.request(method, url, json=body, headers=auth(intruder), timeout=TIMEOUT)
         assert response.status_code == 404, (method, url, response.text)
         assert response.json()["message"]
-    mine = requests.get(base, headers=_auth(owner), timeout=TIMEOUT)
+    mine = requests.get(base, headers=auth(owner), timeout=TIMEOUT)
     assert (mine.status_code, mine.json()["title"]) == (200, "Mine")
-    assert _messages(api, owner, conversation_id) == []
+    assert list_messages(api, owner, conversation_id) == []
 
 
 def test_error_statuses_have_json_bodies(api):
-    user = _new_user()
-    conversation_id = _create(api, user)
+    user = new_user()
+    conversation_id = create_conversation(api, user)
     base = f"{api}/v1/conversations/{conversation_id}"
     cases = [
-        (requests.post(f"{base}/messages", data="{oops", headers=_auth(user), timeout=TIMEOUT), 400),
-        (requests.post(f"{base}/messages", json={"text": "x"}, headers=_auth(user), timeout=TIMEOUT), 422),
-        (requests.post(f"{base}/messages", json={"content": "x" * 9000}, headers=_auth(user), timeout=TIMEOUT), 413),
-        (requests.get(f"{api}/v1/conversations/{uuid.uuid4()}", headers=_auth(user), timeout=TIMEOUT), 404),
-        (requests.put(base, headers=_auth(user), timeout=TIMEOUT), 405),
-        (requests.patch(base, json={"title": ""}, headers=_auth(user), timeout=TIMEOUT), 422),
-        (requests.patch(base, data="{oops", headers=_auth(user), timeout=TIMEOUT), 400),
+        (requests.post(f"{base}/messages", data="{oops", headers=auth(user), timeout=TIMEOUT), 400),
+        (requests.post(f"{base}/messages", json={"text": "x"}, headers=auth(user), timeout=TIMEOUT), 422),
+        (requests.post(f"{base}/messages", json={"content": "x" * 9000}, headers=auth(user), timeout=TIMEOUT), 413),
+        (requests.get(f"{api}/v1/conversations/{uuid.uuid4()}", headers=auth(user), timeout=TIMEOUT), 404),
+        (requests.put(base, headers=auth(user), timeout=TIMEOUT), 405),
+        (requests.patch(base, json={"title": ""}, headers=auth(user), timeout=TIMEOUT), 422),
+        (requests.patch(base, data="{oops", headers=auth(user), timeout=TIMEOUT), 400),
         (requests.get(f"{api}/v1/conversations", timeout=TIMEOUT), 401),
-        (requests.get(f"{api}/v1/conversations?cursor=bm9wZQ", headers=_auth(user), timeout=TIMEOUT), 400),
+        (requests.get(f"{api}/v1/conversations?cursor=bm9wZQ", headers=auth(user), timeout=TIMEOUT), 400),
     ]
     for response, status in cases:
         assert response.status_code == status, response.text
         assert response.json()["message"]
-    assert _messages(api, user, conversation_id) == []
+    assert list_messages(api, user, conversation_id) == []
 
 
 def test_concurrent_messages_are_all_stored_in_a_defined_order(api):
-    user = _new_user()
-    conversation_id = _create(api, user)
+    user = new_user()
+    conversation_id = create_conversation(api, user)
     senders = 8
     barrier = threading.Barrier(senders)
     results: dict[int, requests.Response] = {}
@@ -131,7 +109,7 @@ def test_concurrent_messages_are_all_stored_in_a_defined_order(api):
         results[index] = requests.post(
             f"{api}/v1/conversations/{conversation_id}/messages",
             json={"content": f"concurrent message {index}"},
-            headers=_auth(user),
+            headers=auth(user),
             timeout=TIMEOUT,
         )
 
@@ -144,7 +122,7 @@ def test_concurrent_messages_are_all_stored_in_a_defined_order(api):
     assert sorted(results) == list(range(senders))
     assert all(response.status_code == 201 for response in results.values()), [r.text for r in results.values()]
     # Every message is stored once; each answer sits right after its question
-    messages = _messages(api, user, conversation_id)
+    messages = list_messages(api, user, conversation_id)
     assert [m["seq"] for m in messages] == list(range(1, 2 * senders + 1))
     questions = [m for m in messages if m["role"] == "user"]
     assert sorted(m["content"] for m in questions) == sorted(f"concurrent message {i}" for i in range(senders))
@@ -155,41 +133,41 @@ def test_concurrent_messages_are_all_stored_in_a_defined_order(api):
 
 
 def test_idempotency_key_makes_a_retried_send_safe(api):
-    user = _new_user()
-    conversation_id = _create(api, user)
+    user = new_user()
+    conversation_id = create_conversation(api, user)
     url = f"{api}/v1/conversations/{conversation_id}/messages"
-    headers = {**_auth(user), "Idempotency-Key": str(uuid.uuid4())}
+    headers = {**auth(user), "Idempotency-Key": str(uuid.uuid4())}
     first = requests.post(url, json={"content": "Charge me once"}, headers=headers, timeout=TIMEOUT)
     second = requests.post(url, json={"content": "Charge me once"}, headers=headers, timeout=TIMEOUT)
     assert first.status_code == second.status_code == 201
     assert first.json() == second.json()
-    assert len(_messages(api, user, conversation_id)) == 2
+    assert len(list_messages(api, user, conversation_id)) == 2
     reused = requests.post(url, json={"content": "Something else"}, headers=headers, timeout=TIMEOUT)
     assert reused.status_code == 422
-    assert len(_messages(api, user, conversation_id)) == 2
+    assert len(list_messages(api, user, conversation_id)) == 2
 
 
 def test_model_failure_then_retry_answers_the_same_message(api):
-    user = _new_user()
-    conversation_id = _create(api, user)
+    user = new_user()
+    conversation_id = create_conversation(api, user)
     url = f"{api}/v1/conversations/{conversation_id}/messages"
     text = f"Please answer {FAIL_MARKER}"
     # Given the model fails on this message the first time
-    failed = requests.post(url, json={"content": text}, headers=_auth(user), timeout=TIMEOUT)
+    failed = requests.post(url, json={"content": text}, headers=auth(user), timeout=TIMEOUT)
     assert failed.status_code == 502
-    assert [m["status"] for m in _messages(api, user, conversation_id)] == ["unanswered"]
+    assert [m["status"] for m in list_messages(api, user, conversation_id)] == ["unanswered"]
     # When the client sends it again
-    retried = requests.post(url, json={"content": text}, headers=_auth(user), timeout=TIMEOUT)
+    retried = requests.post(url, json={"content": text}, headers=auth(user), timeout=TIMEOUT)
     # Then the stored message is answered, not duplicated
     assert retried.status_code == 201, retried.text
-    messages = _messages(api, user, conversation_id)
+    messages = list_messages(api, user, conversation_id)
     assert [(m["seq"], m["role"]) for m in messages] == [(1, "user"), (2, "assistant")]
     assert messages[0]["status"] == "answered"
 
 
 def test_no_capacity_is_503_with_retry_after_and_the_retry_route_recovers(api, local_stack):
-    user = _new_user()
-    conversation_id = _create(api, user)
+    user = new_user()
+    conversation_id = create_conversation(api, user)
     control = boto3.client(
         "sagemaker",
         endpoint_url=local_stack["endpoint_url"],
@@ -205,7 +183,7 @@ def test_no_capacity_is_503_with_retry_after_and_the_retry_route_recovers(api, l
         response = requests.post(
             f"{api}/v1/conversations/{conversation_id}/messages",
             json={"content": "Anyone there?"},
-            headers=_auth(user),
+            headers=auth(user),
             timeout=TIMEOUT,
         )
     finally:
@@ -215,10 +193,10 @@ def test_no_capacity_is_503_with_retry_after_and_the_retry_route_recovers(api, l
     # Then the caller is told when to come back, and the message waits
     assert response.status_code == 503, response.text
     assert int(response.headers["Retry-After"]) > 0
-    assert [m["status"] for m in _messages(api, user, conversation_id)] == ["unanswered"]
+    assert [m["status"] for m in list_messages(api, user, conversation_id)] == ["unanswered"]
     # When capacity is back, the retry route answers it
     retried = requests.post(
-        f"{api}/v1/conversations/{conversation_id}/messages/retry", headers=_auth(user), timeout=TIMEOUT
+        f"{api}/v1/conversations/{conversation_id}/messages/retry", headers=auth(user), timeout=TIMEOUT
     )
     assert retried.status_code == 201, retried.text
     assert retried.json()["user_message"]["seq"] == 1

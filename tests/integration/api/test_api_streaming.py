@@ -5,37 +5,14 @@ import json
 import socket
 import threading
 import time
-import uuid
 from urllib.parse import urlsplit
 
 import pytest
 import requests
 from conftest import FAIL_MARKER, MID_STREAM_FAIL_MARKER, SLOW_STREAM_MARKER
+from rest_helpers import TIMEOUT, auth, create_conversation, list_messages, new_user
 
 pytestmark = pytest.mark.integration
-TIMEOUT = 30
-
-
-def _auth(user: str, **headers: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer local-{user}", **headers}
-
-
-def _user() -> str:
-    return f"user-{uuid.uuid4().hex[:8]}"
-
-
-def _create(api: str, user: str) -> str:
-    response = requests.post(f"{api}/v1/conversations", json={}, headers=_auth(user), timeout=TIMEOUT)
-    assert response.status_code == 201, response.text
-    return response.json()["id"]
-
-
-def _messages(api: str, user: str, conversation_id: str) -> list[dict]:
-    response = requests.get(
-        f"{api}/v1/conversations/{conversation_id}/messages?limit=100", headers=_auth(user), timeout=TIMEOUT
-    )
-    assert response.status_code == 200, response.text
-    return response.json()["items"]
 
 
 def _read_sse(response: requests.Response) -> list[tuple[str, dict, float]]:
@@ -55,15 +32,15 @@ def _stream(api: str, user: str, conversation_id: str, content: str, **headers: 
     return requests.post(
         f"{api}/v1/conversations/{conversation_id}/messages",
         json={"content": content},
-        headers=_auth(user, Accept="text/event-stream", **headers),
+        headers=auth(user, Accept="text/event-stream", **headers),
         stream=True,
         timeout=TIMEOUT,
     )
 
 
 def test_an_sse_client_reads_deltas_then_done_and_they_match_what_is_stored(api):
-    user = _user()
-    conversation_id = _create(api, user)
+    user = new_user()
+    conversation_id = create_conversation(api, user)
     # When the client asks for an event stream
     with _stream(api, user, conversation_id, f"{SLOW_STREAM_MARKER} Where is my parcel?") as response:
         assert response.status_code == 200
@@ -77,29 +54,29 @@ def test_an_sse_client_reads_deltas_then_done_and_they_match_what_is_stored(api)
     text = "".join(data["text"] for name, data, _ in events if name == "delta")
     done = events[-1][1]
     # And the deltas, joined, are the stored answer; done is what the buffered route returns
-    stored = _messages(api, user, conversation_id)
+    stored = list_messages(api, user, conversation_id)
     assert [(m["role"], m["content"]) for m in stored][1] == ("assistant", text)
     assert done["assistant_message"] == stored[1] and done["user_message"]["status"] == "answered"
 
 
 def test_without_the_header_the_route_is_unchanged(api):
-    user = _user()
-    conversation_id = _create(api, user)
+    user = new_user()
+    conversation_id = create_conversation(api, user)
     response = requests.post(
-        f"{api}/v1/conversations/{conversation_id}/messages", json={"content": "Hi"}, headers=_auth(user), timeout=30
+        f"{api}/v1/conversations/{conversation_id}/messages", json={"content": "Hi"}, headers=auth(user), timeout=30
     )
     assert response.status_code == 201 and response.headers["Content-Type"] == "application/json"
     assert response.json()["assistant_message"]["role"] == "assistant"
 
 
 def test_failures_before_the_first_byte_are_ordinary_http_errors(api):
-    user = _user()
-    conversation_id = _create(api, user)
+    user = new_user()
+    conversation_id = create_conversation(api, user)
     # A model that fails before its first piece: the buffered route's 502 JSON
     with _stream(api, user, conversation_id, f"{FAIL_MARKER} hello") as response:
         assert response.status_code == 502 and "saved" in response.json()["message"]
     # Someone else's conversation: 404; no token: 401 from the gateway's authorizer
-    with _stream(api, _user(), conversation_id, "hello") as response:
+    with _stream(api, new_user(), conversation_id, "hello") as response:
         assert response.status_code == 404
     response = requests.post(
         f"{api}/v1/conversations/{conversation_id}/messages",
@@ -111,8 +88,8 @@ def test_failures_before_the_first_byte_are_ordinary_http_errors(api):
 
 
 def test_a_model_error_mid_stream_ends_with_an_error_event_and_retry_answers(api):
-    user = _user()
-    conversation_id = _create(api, user)
+    user = new_user()
+    conversation_id = create_conversation(api, user)
     with _stream(api, user, conversation_id, f"{MID_STREAM_FAIL_MARKER} tell me") as response:
         assert response.status_code == 200
         events = _read_sse(response)
@@ -121,17 +98,17 @@ def test_a_model_error_mid_stream_ends_with_an_error_event_and_retry_answers(api
     assert events[-1][0] == "error" and events[-1][1]["error"]["code"] == 502
     assert "done" not in [name for name, _, _ in events]
     # And the message is unanswered, with no partial answer stored; messages/retry answers it
-    assert [(m["role"], m["status"]) for m in _messages(api, user, conversation_id)] == [("user", "unanswered")]
+    assert [(m["role"], m["status"]) for m in list_messages(api, user, conversation_id)] == [("user", "unanswered")]
     retried = requests.post(
-        f"{api}/v1/conversations/{conversation_id}/messages/retry", headers=_auth(user), timeout=TIMEOUT
+        f"{api}/v1/conversations/{conversation_id}/messages/retry", headers=auth(user), timeout=TIMEOUT
     )
     assert retried.status_code == 201, retried.text
-    assert [m["role"] for m in _messages(api, user, conversation_id)] == ["user", "assistant"]
+    assert [m["role"] for m in list_messages(api, user, conversation_id)] == ["user", "assistant"]
 
 
 def test_a_client_that_disconnects_mid_stream_leaves_the_message_unanswered(api):
-    user = _user()
-    conversation_id = _create(api, user)
+    user = new_user()
+    conversation_id = create_conversation(api, user)
     # Given a client that reads the first delta of a slow answer, then drops the connection
     address = urlsplit(api)
     body = json.dumps({"content": f"{SLOW_STREAM_MARKER} a long story please"}).encode()
@@ -149,21 +126,21 @@ def test_a_client_that_disconnects_mid_stream_leaves_the_message_unanswered(api)
     # Then the turn is left unanswered (no partial answer stored) once the function notices
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
-        messages = _messages(api, user, conversation_id)
+        messages = list_messages(api, user, conversation_id)
         if messages[0]["status"] == "unanswered":
             break
         time.sleep(0.2)
     assert [(m["role"], m["status"]) for m in messages] == [("user", "unanswered")]
     # And messages/retry answers it
     retried = requests.post(
-        f"{api}/v1/conversations/{conversation_id}/messages/retry", headers=_auth(user), timeout=TIMEOUT
+        f"{api}/v1/conversations/{conversation_id}/messages/retry", headers=auth(user), timeout=TIMEOUT
     )
     assert retried.status_code == 201, retried.text
 
 
 def test_an_idempotent_resend_streams_the_stored_exchange_as_one_delta_plus_done(api):
-    user = _user()
-    conversation_id = _create(api, user)
+    user = new_user()
+    conversation_id = create_conversation(api, user)
     with _stream(api, user, conversation_id, "Refund status?", **{"Idempotency-Key": "key-1"}) as response:
         first = _read_sse(response)
     # When the same request is resent with the same key
@@ -174,12 +151,12 @@ def test_an_idempotent_resend_streams_the_stored_exchange_as_one_delta_plus_done
         ("delta", {"text": first[-1][1]["assistant_message"]["content"]}),
         ("done", first[-1][1]),
     ]
-    assert len(_messages(api, user, conversation_id)) == 2
+    assert len(list_messages(api, user, conversation_id)) == 2
 
 
 def test_streamed_and_buffered_sends_racing_on_one_conversation_lose_nothing(api):
-    user = _user()
-    conversation_id = _create(api, user)
+    user = new_user()
+    conversation_id = create_conversation(api, user)
     results: list = []
 
     def send(index: int) -> None:
@@ -191,7 +168,7 @@ def test_streamed_and_buffered_sends_racing_on_one_conversation_lose_nothing(api
             response = requests.post(
                 f"{api}/v1/conversations/{conversation_id}/messages",
                 json={"content": content},
-                headers=_auth(user),
+                headers=auth(user),
                 timeout=TIMEOUT,
             )
             results.append((content, response.status_code, "buffered"))
@@ -204,7 +181,7 @@ def test_streamed_and_buffered_sends_racing_on_one_conversation_lose_nothing(api
     # Then every send succeeded, and reconciliation finds each question once, each followed by its own answer
     assert sorted(status for _, status, _ in results) == [200, 200, 200, 201, 201, 201]
     assert {last for _, _, last in results} == {"done", "buffered"}
-    messages = _messages(api, user, conversation_id)
+    messages = list_messages(api, user, conversation_id)
     questions = [m for m in messages if m["role"] == "user"]
     assert sorted(m["content"] for m in questions) == sorted(content for content, _, _ in results)
     assert all(m["status"] == "answered" for m in questions)
