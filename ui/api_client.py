@@ -114,6 +114,7 @@ class UploadTicket:
 class TranscriptTurn:
     speaker: str
     text: str
+    start_s: float | None = None  # seconds into the call, where the transcript's format has times
 
 
 @dataclass(frozen=True)
@@ -461,7 +462,7 @@ def _transcript(turns: Any) -> list[TranscriptTurn] | None:
     if not isinstance(turns, list):
         return None
     return [
-        TranscriptTurn(speaker=str(turn["speaker"]), text=str(turn["text"]))
+        TranscriptTurn(speaker=str(turn["speaker"]), text=str(turn["text"]), start_s=turn.get("start_s"))
         for turn in turns
         if isinstance(turn, Mapping) and "speaker" in turn and "text" in turn
     ]

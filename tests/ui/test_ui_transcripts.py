@@ -167,6 +167,22 @@ def test_turns_of_a_job_uploaded_elsewhere_come_from_the_api(fake_api, app):
     assert "not available" not in page_text(app)
 
 
+def test_turns_with_times_say_where_they_are_in_the_call(fake_api, app):
+    # Given a job whose transcript format has times (the API sends each turn's start in seconds)
+    turns = [
+        {"speaker": "Agent", "text": "Hello, Contoso.", "start_s": 1.5, "end_s": 3.0},
+        {"speaker": "Customer", "text": "Refund, please.", "start_s": 3725.0, "end_s": None},
+    ]
+    fake_api.state.jobs["timed"] = _succeeded_job("timed", turns)
+    # When the transcripts page opens
+    open_transcripts(app)
+    # Then each turn opens with its time into the recording
+    assert page_text(app.columns[1]).splitlines()[1:] == [
+        "**0:01 · Agent:** Hello, Contoso.",
+        "**1:02:05 · Customer:** Refund, please.",
+    ]
+
+
 def test_a_cut_transcript_says_only_the_first_turns_are_shown(fake_api, app):
     # Given a long job whose API answer carries only its first turns
     turns = [{"speaker": "Agent", "text": f"Line {n}."} for n in range(3)]

@@ -6,9 +6,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import streamlit as st
+from chatbot.clock import clock_label
 from chatbot.transcript_parsing import TranscriptError, parse_transcript
 
-from ui.api_client import ApiError, TranscriptJob
+from ui.api_client import ApiError, TranscriptJob, TranscriptTurn
 from ui.views.common import call_api, describe_error, format_time, settings, show_error
 from ui.views.untrusted import show_markdown, without_images
 
@@ -190,11 +191,13 @@ def _render_summary_beside_turns(job: TranscriptJob) -> None:
             turns, note = _turns(job)
             # The turns an answer in the chat was given from, when it sent the reader here.
             shown_job, used = st.session_state.get("call_turns_shown", (None, frozenset()))
-            for index, (speaker, text) in enumerate(turns):
+            for index, turn in enumerate(turns):
+                # Where the format has times, each turn says where it is in the recording.
+                at = f"{clock_label(turn.start_s)} · " if turn.start_s is not None else ""
                 if shown_job == job.id and index in used:
-                    show_markdown(f"**▶ turn {index} · {speaker}:** {text}")
+                    show_markdown(f"**▶ turn {index} · {at}{turn.speaker}:** {turn.text}")
                 else:
-                    show_markdown(f"**{speaker}:** {text}")
+                    show_markdown(f"**{at}{turn.speaker}:** {turn.text}")
             if note:
                 st.caption(note)
 
@@ -213,11 +216,11 @@ def _ask_about(job: TranscriptJob) -> None:
     st.switch_page("screens/chat.py")
 
 
-def _turns(job: TranscriptJob) -> tuple[list[tuple[str, str]], str | None]:
+def _turns(job: TranscriptJob) -> tuple[list[TranscriptTurn], str | None]:
     """The job's turns as the API sent them (any job, any session); for a file uploaded in this session, parsed
     here when the API sent none (e.g. a summary written before turns were stored). Plus a note on what is shown."""
     if job.transcript:
-        turns = [(turn.speaker, turn.text) for turn in job.transcript]
+        turns = job.transcript
         if not job.turns_truncated:
             return turns, None
         return turns, f"The first {len(turns)} of {job.turn_count or 'more'} turns; the summary covers them all."
@@ -228,7 +231,7 @@ def _turns(job: TranscriptJob) -> tuple[list[tuple[str, str]], str | None]:
         parsed = parse_transcript(uploaded.content)
     except TranscriptError as error:
         return [], f"The turns cannot be shown: {error}"
-    return [(turn.speaker, turn.text) for turn in parsed.turns], None
+    return [TranscriptTurn(turn.speaker, turn.text, turn.start_s) for turn in parsed.turns], None
 
 
 def _job_facts(job: TranscriptJob) -> str:

@@ -47,6 +47,23 @@ def test_turn_times_are_stored_where_known_and_every_turn_reads_back_with_them()
     assert all_turns(json.dumps({"summary": "x"}).encode()) is None
 
 
+@pytest.mark.parametrize("complete", [True, False])
+def test_the_first_turns_carry_their_times_where_known(complete):
+    # Given a document whose first turns have times (one with a start only) and then turns without
+    timed = [Turn("Agent", "Hello.", 0.5, 2.25), Turn("Customer", "Hi.", 3.0), *TURNS]
+    body = render_summary_document(FIELDS, timed)
+
+    # When the first turns are read, from the whole document or from a prefix of it
+    excerpt = first_turns(body if complete else body[:-1], complete=complete, max_turns=3)
+
+    # Then each turn shows its start and end in seconds where the transcript had them, and no times otherwise
+    assert excerpt.turns == [
+        {"speaker": "Agent", "text": "Hello.", "start_s": 0.5, "end_s": 2.25},
+        {"speaker": "Customer", "text": "Hi.", "start_s": 3.0},
+        EXPECTED[0],
+    ]
+
+
 def test_every_prefix_gives_a_prefix_of_the_turns():
     # Given the document cut after every possible byte (multi-byte characters included)
     body = render_summary_document(FIELDS, TURNS)

@@ -193,11 +193,32 @@ def test_one_job_includes_its_summary_and_is_hidden_from_other_users(api, lambda
     assert job["status"] == "succeeded" and job["summary"] and job["format"] == "plain-text"
     assert job["speakers"] == ["Agent", "Customer"] and job["turns"] == 2
     assert job["transcript"] == [
-        {"speaker": "Agent", "text": "Your parcel left the depot today."},
-        {"speaker": "Customer", "text": "Great, thanks."},
+        {"speaker": "Agent", "text": "Your parcel left the depot today.", "start_s": None, "end_s": None},
+        {"speaker": "Customer", "text": "Great, thanks.", "start_s": None, "end_s": None},
     ]
     assert job["turns_truncated"] is False
     assert other_status == 404 and unknown_status == 404
+
+
+def test_the_turns_of_a_timed_transcript_carry_their_times(api, lambda_context, upload, processor):
+    # Given a summarized WebVTT transcript (its cues have times)
+    _, created = call(api, lambda_context, "POST", "/v1/transcripts", body={"filename": "call.vtt"})
+    job_id, key = created["job"]["job_id"], created["job"]["source_key"]
+    vtt = (
+        b"WEBVTT\n\n00:00:01.500 --> 00:00:04.000\n<v Agent>Your parcel left the depot today.\n\n"
+        b"00:01:05.000 --> 00:01:07.250\n<v Customer>Great, thanks.\n"
+    )
+    processor.process_object(upload(key, vtt))
+
+    # When the job is read
+    status, job = call(api, lambda_context, "GET", f"/v1/transcripts/{job_id}")
+
+    # Then every turn says where it is in the call, in seconds
+    assert status == 200 and job["format"] == "webvtt", job
+    assert [(turn["speaker"], turn["start_s"], turn["end_s"]) for turn in job["transcript"]] == [
+        ("Agent", 1.5, 4.0),
+        ("Customer", 65.0, 67.25),
+    ]
 
 
 def test_a_long_transcript_returns_its_first_turns_and_says_so(api, lambda_context, upload, processor):

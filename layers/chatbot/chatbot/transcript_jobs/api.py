@@ -69,6 +69,8 @@ def upload_content_type(filename: str) -> str:
 class TranscriptTurn(BaseModel):
     speaker: str
     text: str
+    start_s: float | None = Field(None, description="Seconds into the call the turn starts, where the format says.")
+    end_s: float | None = Field(None, description="Seconds into the call the turn ends, where the format says.")
 
 
 class Job(BaseModel):

@@ -26,7 +26,7 @@ _decoder = json.JSONDecoder()
 
 @dataclass(frozen=True)
 class TurnsExcerpt:
-    turns: list[dict[str, str]]  # {"speaker", "text"} in transcript order
+    turns: list[dict[str, Any]]  # {"speaker", "text", "start_s"?, "end_s"?} in transcript order
     truncated: bool  # the transcript has more turns than `turns`
 
 
@@ -81,7 +81,7 @@ def first_turns(head: bytes, *, complete: bool, max_turns: int) -> TurnsExcerpt 
     opening = _TURNS_OPENING.search(text)
     if opening is None:
         return None
-    turns: list[dict[str, str]] = []
+    turns: list[dict[str, Any]] = []
     position = opening.end()
     while True:
         position = _WHITESPACE.match(text, position).end()
@@ -104,5 +104,11 @@ def _is_turn(value: Any) -> bool:
     return isinstance(value, dict) and isinstance(value.get("speaker"), str) and isinstance(value.get("text"), str)
 
 
-def _turn(value: dict[str, Any]) -> dict[str, str]:
-    return {"speaker": value["speaker"], "text": value["text"]}
+def _turn(value: dict[str, Any]) -> dict[str, Any]:
+    """A stored turn as the API shows it: times (seconds into the call) only where the format had them."""
+    turn: dict[str, Any] = {"speaker": value["speaker"], "text": value["text"]}
+    for stored, shown in (("start", "start_s"), ("end", "end_s")):
+        seconds = _seconds(value.get(stored))
+        if seconds is not None:
+            turn[shown] = seconds
+    return turn
