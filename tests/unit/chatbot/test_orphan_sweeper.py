@@ -161,6 +161,33 @@ def test_a_conversation_recreated_after_the_scan_is_not_harmed(moto_table, dynam
     assert report.orphan_messages == report.orphan_idempotency_keys == 0
 
 
+class ReusingStore(SweepStore):
+    """A send reuses the stale Idempotency-Key `key` for the current generation right after META is read."""
+
+    def __init__(self, *args: Any, key: str, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.key = key
+
+    def get_meta(self, conversation_id):
+        meta = super().get_meta(conversation_id)
+        item = {"pk": conversation_pk(conversation_id), "sk": idempotency_key_sk(self.key), "seq": 7, "generation": 2}
+        put_items(self._client, self.table_name, [item])
+        return meta
+
+
+def test_a_stale_key_reused_before_its_delete_stays(moto_table, dynamodb):
+    # Given two keys of generation 1 in a conversation now in generation 2, one of which a send is reusing
+    put_items(dynamodb, moto_table, conversation_items("c", meta={"generation": 2}, idempotency_keys={"a": 1, "b": 1}))
+    store = ReusingStore(moto_table, dynamodb, key="a")
+
+    # When the sweeper deletes the stale keys
+    report = sweeper_on(store).sweep(lambda: PLENTY_OF_TIME_MS)
+
+    # Then the reused key (it names a live message now) stays, the other goes
+    assert sort_keys(dynamodb, moto_table, "c") == {META, idempotency_key_sk("a")}
+    assert report.stale_idempotency_keys == 1
+
+
 def test_a_run_out_of_time_stops_and_the_next_run_resumes_where_it_stopped(moto_table, dynamodb, sweep_store):
     # Given 12 orphaned messages in three partitions
     for name in ("a", "b", "c"):

@@ -73,6 +73,21 @@ class SweepStore:
         item = response.get("Item")
         return deserialize(item) if item is not None else None
 
+    def delete_stale_idempotency_key(self, key: dict[str, Any], generation: int) -> bool:
+        """Delete an Idempotency-Key item only while it is older than `generation`; False when a send reused the
+        key for the current generation meanwhile (it names a live message now and stays)."""
+        try:
+            self._client.delete_item(
+                TableName=self.table_name,
+                Key=serialize(key),
+                ConditionExpression="#generation < :generation",
+                ExpressionAttributeNames={"#generation": "generation"},
+                ExpressionAttributeValues=serialize({":generation": generation}),
+            )
+        except self._client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
     def delete(self, keys: list[dict[str, Any]]) -> None:
         """Delete the items with these keys, 25 per BatchWriteItem; unprocessed ones are retried with capped
         exponential backoff and full jitter (UnprocessedDeletesError once the attempts run out)."""

@@ -56,6 +56,10 @@ class SweepReport:
         return asdict(self)
 
 
+def _key(item: dict[str, Any]) -> dict[str, Any]:
+    return {"pk": item["pk"], "sk": item["sk"]}
+
+
 def _seq(sk: str) -> int:
     return int(sk.removeprefix("MSG#"))
 
@@ -126,8 +130,16 @@ class OrphanSweeper:
             if not any(dead_items(partition_items, seen_meta).values()):
                 continue
             conversation_id = conversation_id_of(partition_key)
-            dead = dead_items(partition_items, self._store.get_meta(conversation_id))
-            self._store.delete([{"pk": item["pk"], "sk": item["sk"]} for kind in dead.values() for item in kind])
+            meta = self._store.get_meta(conversation_id)
+            dead = dead_items(partition_items, meta)
+            # A stale key may be reused by a send at any moment: each goes only while still stale. The other dead
+            # items cannot come back to life (seqs only grow; conversation ids are fresh UUIDs), so they go in batches.
+            stale_keys = dead.pop("stale_idempotency_keys")
+            self._store.delete([_key(item) for kind in dead.values() for item in kind])
+            generation = int(meta.get("generation", 0)) if meta is not None else 0
+            dead["stale_idempotency_keys"] = [
+                item for item in stale_keys if self._store.delete_stale_idempotency_key(_key(item), generation)
+            ]
             counts = {kind: len(kind_items) for kind, kind_items in dead.items() if kind_items}
             for kind, count in counts.items():
                 setattr(report, kind, getattr(report, kind) + count)
