@@ -222,10 +222,29 @@ def ttl_removal_stream_event(conversation_ids: list[str]) -> dict[str, Any]:
     return {"Records": records}
 
 
+def scheduled_event() -> dict[str, Any]:
+    """The event an EventBridge schedule rule sends its target (fixed id and time, so the sample file is stable)."""
+    return {
+        "version": "0",
+        "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": LOCAL_ACCOUNT_ID,
+        "time": "2026-11-25T12:00:00Z",
+        "region": LOCAL_REGION,
+        "resources": [f"arn:aws:events:{LOCAL_REGION}:{LOCAL_ACCOUNT_ID}:rule/genai-chatbot-dev-OrphanSweep"],
+        "detail": {},
+    }
+
+
 def write_samples(directory: Path = SAMPLE_DIR) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     written = []
-    samples = {**sample_events(), "conversation-expired-stream": ttl_removal_stream_event([SAMPLE_CONVERSATION_ID])}
+    samples = {
+        **sample_events(),
+        "conversation-expired-stream": ttl_removal_stream_event([SAMPLE_CONVERSATION_ID]),
+        "orphan-sweep-schedule": scheduled_event(),
+    }
     for name, event in samples.items():
         path = directory / f"{name}.json"
         path.write_text(json.dumps(event, indent=2) + "\n", encoding="utf-8")

@@ -75,3 +75,7 @@ class BatchSummarizeSettings(FunctionSettings):
 
 class ConversationCleanupSettings(FunctionSettings):
     """ConversationCleanupFunction: Globals only."""
+
+
+class OrphanSweepSettings(FunctionSettings):
+    """OrphanSweepFunction: Globals only."""

@@ -7,21 +7,26 @@ Tests pass their doubles (a Stubber-wrapped client, an in-process model) through
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
 from botocore.config import Config
 
+from chatbot.clock import iso_utc
 from chatbot.conversations.policy import ChatPolicy
 from chatbot.conversations.retention import MessagePurger
 from chatbot.conversations.service import ConversationService
 from chatbot.conversations.store import ConversationStore
+from chatbot.conversations.sweep_store import SweepStore
+from chatbot.conversations.sweeper import OrphanSweeper
 from chatbot.inference import InferenceClient
 from chatbot.settings import (
     BatchSummarizeSettings,
     ConversationCleanupSettings,
     ConversationsSettings,
     FunctionSettings,
+    OrphanSweepSettings,
     TranscriptsApiSettings,
 )
 from chatbot.summarization import SUMMARIZER_MAX_INPUT_TOKENS
@@ -129,3 +134,18 @@ def transcript_job_processor(
 def message_purger(settings: ConversationCleanupSettings, *, dynamodb: Any = None) -> MessagePurger:
     """ConversationCleanupFunction: deletes the messages of removed conversations."""
     return MessagePurger(ConversationStore(settings.table_name, dynamodb or boto3.client("dynamodb")))
+
+
+# Items per Scan page of the orphan sweep, and the time a run keeps for one more page (Scan, META reads, deletes).
+SWEEP_PAGE_SIZE = 1000
+SWEEP_RESERVE_MS = 60_000
+
+
+def orphan_sweeper(settings: OrphanSweepSettings, *, dynamodb: Any = None) -> OrphanSweeper:
+    """OrphanSweepFunction: deletes messages and Idempotency-Key items left by failed clean-ups and clears."""
+    return OrphanSweeper(
+        SweepStore(settings.table_name, dynamodb or boto3.client("dynamodb")),
+        page_size=SWEEP_PAGE_SIZE,
+        reserve_ms=SWEEP_RESERVE_MS,
+        now_iso=lambda: iso_utc(datetime.now(UTC)),
+    )

@@ -38,3 +38,13 @@ def test_a_failing_invocation_prints_lambdas_error_and_exits_1(moto_url, tmp_pat
     # Then the error is Lambda's error payload
     assert code == 1
     assert json.loads(capsys.readouterr().out)["errorType"]
+
+
+def test_the_orphan_sweep_runs_from_its_schedule_event(moto_url, capsys):
+    # When the scheduled sweep's sample event is invoked against the running moto (an empty table)
+    code = main(["OrphanSweepFunction", str(SAMPLE_DIR / "orphan-sweep-schedule.json"), "--moto-url", moto_url])
+
+    # Then it swept the whole table in one run
+    response = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert response["finished"] is True

@@ -6,6 +6,7 @@ from chatbot.settings import (
     BatchSummarizeSettings,
     ConversationCleanupSettings,
     ConversationsSettings,
+    OrphanSweepSettings,
     SettingsError,
     TranscriptsApiSettings,
 )
@@ -18,6 +19,7 @@ SETTINGS_OF_FUNCTION = {
     "TranscriptsApiFunction": TranscriptsApiSettings,
     "BatchSummarizeFunction": BatchSummarizeSettings,
     "ConversationCleanupFunction": ConversationCleanupSettings,
+    "OrphanSweepFunction": OrphanSweepSettings,
 }
 
 
