@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from chatbot.summarization import DEFAULT_BATCH_SIZE, SPECIAL_TOKENS_RESERVE, Turn, chunk_turns
 from chatbot.tokens import estimate_tokens
 
 MESSAGE_OVERHEAD_TOKENS = 8  # Llama-2's [INST] ... [/INST] and BOS/EOS around each message
@@ -20,6 +21,9 @@ SUMMARY_RESERVE_TOKENS = 384
 # is called once every few turns rather than on every turn.
 FOLD_TARGET_SHARE = 0.75
 SUMMARY_HEADING = "Summary of the earlier conversation:"
+# How the summarizer reads the messages it folds, and the rolling summary they are folded into.
+FOLD_LABELS = {"user": "User", "assistant": "AI"}
+EARLIER_LABEL = "Earlier"
 
 
 @dataclass(frozen=True)
@@ -103,3 +107,28 @@ def chat_messages(
     messages.extend({"role": message["role"], "content": message["content"]} for message in window)
     messages.append({"role": "user", "content": question})
     return messages
+
+
+def fold_turns(messages: Sequence[dict[str, Any]], rolling_summary: str | None) -> list[Turn]:
+    """The summarizer's input for folding `messages` into the rolling summary: the summary first, then each message."""
+    turns = [Turn(FOLD_LABELS[message["role"]], message["content"]) for message in messages]
+    return [Turn(EARLIER_LABEL, rolling_summary), *turns] if rolling_summary else turns
+
+
+def fold_step(
+    backlog: Sequence[dict[str, Any]], rolling_summary: str | None, *, max_input_tokens: int
+) -> list[dict[str, Any]]:
+    """The oldest messages of `backlog` that one summarizer input holds together with the rolling summary, so that
+    folding them is one summarizer call. At least the oldest message: one too long for an input is folded alone."""
+    budget = max_input_tokens - SPECIAL_TOKENS_RESERVE
+    end = 1
+    while end < len(backlog) and len(chunk_turns(fold_turns(backlog[: end + 1], rolling_summary), budget)) == 1:
+        end += 1
+    return list(backlog[:end])
+
+
+def fold_calls(turns: Sequence[Turn], *, max_input_tokens: int) -> int:
+    """The fewest summarizer calls that summarize `turns` (one per batch of inputs, then at least one reduce call
+    when there are several inputs)."""
+    inputs = len(chunk_turns(turns, max_input_tokens - SPECIAL_TOKENS_RESERVE))
+    return 1 if inputs <= 1 else -(-inputs // DEFAULT_BATCH_SIZE) + 1
