@@ -27,6 +27,7 @@ from chatbot.conversations.memory import (
     fold_calls,
     fold_step,
     fold_turns,
+    max_system_prompt_tokens,
     message_tokens,
     plan_context,
 )
@@ -38,7 +39,14 @@ from chatbot.conversations.store import (
     IdempotencyKeyTakenError,
     MessageRecord,
 )
-from chatbot.errors import ConflictError, DomainError, IdempotencyKeyReusedError, NotFoundError, TooLargeError
+from chatbot.errors import (
+    ConflictError,
+    DomainError,
+    IdempotencyKeyReusedError,
+    NotFoundError,
+    SystemPromptTooLongError,
+    TooLargeError,
+)
 from chatbot.inference import InferenceClient, InferenceError
 from chatbot.summarization import SummarizationError, Summarize, Turn, summarize_turns
 from chatbot.tokens import estimate_tokens
@@ -110,6 +118,7 @@ class ConversationService:
             "expires_at": self._expires_at(now),
             "call": call,
         }
+        self._check_system_prompt(conversation)
         self._store.create_conversation(conversation)
         logger.info("conversation created", extra={"conversation_id": conversation_id})
         return self._conversation_view(conversation)
@@ -139,6 +148,10 @@ class ConversationService:
             raise ValueError(f"not editable: {sorted(unknown)}")
         if not changes:
             return self.get_conversation(owner, conversation_id)
+        if changes.get("system_prompt") is not None:
+            self._check_system_prompt(
+                {**self._owned(owner, conversation_id), "system_prompt": changes["system_prompt"]}
+            )
         try:
             item = self._store.update_details(conversation_id, owner, dict(changes))
         except ConditionFailedError:
@@ -437,6 +450,19 @@ class ConversationService:
             "user_message": self._message_view({**question, "status": "answered"}),
             "assistant_message": self._message_view(answer),
         }
+
+    def _check_system_prompt(self, conversation: ConversationRecord) -> None:
+        """Refuse a system prompt that leaves the conversation too little room (max_system_prompt_tokens) in the
+        prompt budget, less the call's share in a conversation about a call."""
+        tokens = estimate_tokens(conversation.get("system_prompt") or "")
+        limit = max_system_prompt_tokens(
+            self._policy.chat_prompt_budget_tokens - self._call_reserve(conversation), self._policy.chat_max_new_tokens
+        )
+        if tokens > limit:
+            raise SystemPromptTooLongError(
+                f"The system prompt is about {tokens} tokens; the limit is {limit} tokens, so that the chat model's "
+                "context keeps room for the conversation."
+            )
 
     def _call_reserve(self, conversation: ConversationRecord) -> int:
         """Prompt tokens kept for the call's context in a conversation about a call."""
