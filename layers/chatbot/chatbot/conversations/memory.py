@@ -21,9 +21,11 @@ SUMMARY_RESERVE_TOKENS = 384
 # is called once every few turns rather than on every turn.
 FOLD_TARGET_SHARE = 0.75
 SUMMARY_HEADING = "Summary of the earlier conversation:"
-# The shortest question a system prompt must leave room for (about two sentences). With the previous exchange (such a
-# question and an answer as long as the model may write), it is the least that lets a follow-up see what it follows.
-MIN_QUESTION_TOKENS = 64
+# A system prompt must leave room for MIN_WINDOW_MESSAGES messages of MIN_MESSAGE_TOKENS (about two sentences): a
+# question and the exchange before it, the least that lets a follow-up see what it follows up on. Room for longer
+# ones cannot be promised anyway (a message may have 8,000 characters), and this much still fits a 1,024-token context.
+MIN_MESSAGE_TOKENS = 64
+MIN_WINDOW_MESSAGES = 3
 # How the summarizer reads the messages it folds, and the rolling summary they are folded into.
 FOLD_LABELS = {"user": "User", "assistant": "AI"}
 EARLIER_LABEL = "Earlier"
@@ -57,12 +59,11 @@ def fixed_tokens(system_prompt: str | None, rolling_summary: str | None) -> int:
     return system + max(estimate_tokens(rolling_summary or ""), SUMMARY_RESERVE_TOKENS)
 
 
-def max_system_prompt_tokens(budget_tokens: int, max_answer_tokens: int) -> int:
-    """The most tokens a system prompt may have within `budget_tokens` of prompt. What fixed_tokens counts besides
-    the prompt stays free (the rolling summary's room), and so do three messages: a new question, and the exchange
-    before it (a question, and an answer of up to `max_answer_tokens`), questions of MIN_QUESTION_TOKENS. A longer
-    prompt leaves the conversation no memory, and beyond that makes every send a 413."""
-    messages = 2 * MIN_QUESTION_TOKENS + max_answer_tokens + 3 * MESSAGE_OVERHEAD_TOKENS
+def max_system_prompt_tokens(budget_tokens: int) -> int:
+    """The most tokens a system prompt may have within `budget_tokens` of prompt: what fixed_tokens counts besides
+    the prompt (the rolling summary's room) and MIN_WINDOW_MESSAGES short messages must still fit. A longer prompt
+    leaves the conversation no memory, and beyond that makes every send a 413."""
+    messages = MIN_WINDOW_MESSAGES * (MIN_MESSAGE_TOKENS + MESSAGE_OVERHEAD_TOKENS)
     return budget_tokens - MESSAGE_OVERHEAD_TOKENS - SUMMARY_RESERVE_TOKENS - messages
 
 

@@ -454,10 +454,11 @@ class ConversationService:
     def _check_system_prompt(self, conversation: ConversationRecord) -> None:
         """Refuse a system prompt that leaves the conversation too little room (max_system_prompt_tokens) in the
         prompt budget, less the call's share in a conversation about a call."""
-        tokens = estimate_tokens(conversation.get("system_prompt") or "")
-        limit = max_system_prompt_tokens(
-            self._policy.chat_prompt_budget_tokens - self._call_reserve(conversation), self._policy.chat_max_new_tokens
-        )
+        system_prompt = conversation.get("system_prompt")
+        if not system_prompt:
+            return
+        tokens = estimate_tokens(system_prompt)
+        limit = max_system_prompt_tokens(self._policy.chat_prompt_budget_tokens - self._call_reserve(conversation))
         if tokens > limit:
             raise SystemPromptTooLongError(
                 f"The system prompt is about {tokens} tokens; the limit is {limit} tokens, so that the chat model's "
