@@ -7,6 +7,7 @@ allowance for the chat template's role markup.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -141,7 +142,7 @@ def fold_step(
 
 
 def fold_calls(turns: Sequence[Turn], *, max_input_tokens: int) -> int:
-    """The fewest summarizer calls that summarize `turns` (one per batch of inputs, then at least one reduce call
-    when there are several inputs)."""
+    """The fewest summarizer calls summarize_turns makes for `turns`: one per batch of DEFAULT_BATCH_SIZE inputs,
+    then at least one to reduce their summaries when there are several."""
     inputs = len(chunk_turns(turns, max_input_tokens - SPECIAL_TOKENS_RESERVE))
-    return 1 if inputs <= 1 else -(-inputs // DEFAULT_BATCH_SIZE) + 1
+    return 1 if inputs <= 1 else math.ceil(inputs / DEFAULT_BATCH_SIZE) + 1
