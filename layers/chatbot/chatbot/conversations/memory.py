@@ -39,7 +39,8 @@ class ContextPlan:
 
     @property
     def summarized_through(self) -> int | None:
-        """The seq the rolling summary covers after folding (None when nothing is folded)."""
+        """The seq the rolling summary covers once all of `fold` is folded (None when nothing is to fold); a turn
+        short of time folds a prefix only."""
         return self.fold[-1]["seq"] if self.fold else None
 
 
