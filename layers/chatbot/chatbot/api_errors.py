@@ -20,9 +20,9 @@ from botocore.exceptions import ClientError
 from chatbot.errors import (
     ConflictError,
     DomainError,
-    IdempotencyKeyReusedError,
     InvalidInputError,
     NotFoundError,
+    RuleViolationError,
     TooLargeError,
 )
 from chatbot.inference import InferenceError, ModelUnavailableError
@@ -52,7 +52,7 @@ _DOMAIN_STATUSES: tuple[tuple[type[DomainError], HTTPStatus], ...] = (
     (InvalidInputError, HTTPStatus.BAD_REQUEST),
     (TooLargeError, HTTPStatus.REQUEST_ENTITY_TOO_LARGE),
     (ConflictError, HTTPStatus.CONFLICT),
-    (IdempotencyKeyReusedError, HTTPStatus.UNPROCESSABLE_ENTITY),
+    (RuleViolationError, HTTPStatus.UNPROCESSABLE_ENTITY),
 )
 
 

@@ -32,5 +32,14 @@ class ConflictError(DomainError):
         self.retry_after_s = retry_after_s
 
 
-class IdempotencyKeyReusedError(DomainError):
+class RuleViolationError(DomainError):
+    """The request is well-formed and valid by the schema but breaks a rule of the service: sent again unchanged,
+    it fails again."""
+
+
+class IdempotencyKeyReusedError(RuleViolationError):
     """An Idempotency-Key sent again with a different request."""
+
+
+class SystemPromptTooLongError(RuleViolationError):
+    """A system prompt that leaves the chat model's context too little room for the conversation."""

@@ -10,6 +10,7 @@ from chatbot.errors import (
     IdempotencyKeyReusedError,
     InvalidInputError,
     NotFoundError,
+    SystemPromptTooLongError,
     TooLargeError,
 )
 
@@ -25,6 +26,7 @@ from local.events import cognito_claims, rest_proxy_event
         (ConflictError("Nothing to retry."), 409, None),
         (ConflictError("Still being processed; retry shortly.", retry_after_s=2), 409, "2"),
         (IdempotencyKeyReusedError("Key used with another body."), 422, None),
+        (SystemPromptTooLongError("The limit is 2976 tokens."), 422, None),
     ],
 )
 def test_domain_errors_are_answered_with_their_status(error, status, retry_after, lambda_context):

@@ -2,6 +2,9 @@ from chatbot.conversations.memory import (
     FOLD_TARGET_SHARE,
     SUMMARY_HEADING,
     chat_messages,
+    fold_calls,
+    fold_step,
+    fold_turns,
     message_tokens,
     plan_context,
 )
@@ -69,3 +72,25 @@ def test_chat_payload_has_system_prompt_summary_window_and_question():
 def test_no_system_message_without_prompt_or_summary():
     messages = chat_messages(None, None, [], "Hello")
     assert messages == [{"role": "user", "content": "Hello"}]
+
+
+def test_a_fold_step_is_the_oldest_messages_one_summarizer_input_holds_with_the_summary():
+    # Given a backlog far longer than one summarizer input
+    backlog = _turns(40, words=30)
+    # When the next fold step is chosen, with and without a rolling summary
+    step = fold_step(backlog, None, max_input_tokens=512)
+    after_summary = fold_step(backlog, "word " * 200, max_input_tokens=512)
+    # Then each is an oldest prefix that one summarizer call folds, and one message more would need a second
+    for summary, chosen in ((None, step), ("word " * 200, after_summary)):
+        assert chosen == backlog[: len(chosen)]
+        assert fold_calls(fold_turns(chosen, summary), max_input_tokens=512) == 1
+        assert fold_calls(fold_turns(backlog[: len(chosen) + 1], summary), max_input_tokens=512) > 1
+    # And the summary's share of the input leaves room for fewer messages
+    assert 0 < len(after_summary) < len(step)
+
+
+def test_a_message_too_long_for_one_input_is_a_step_of_its_own():
+    backlog = [{"seq": 1, "role": "user", "content": "word " * 2000, "status": "answered"}, *_turns(3)[1:]]
+    step = fold_step(backlog, None, max_input_tokens=512)
+    assert step == backlog[:1]
+    assert fold_calls(fold_turns(step, None), max_input_tokens=512) > 1

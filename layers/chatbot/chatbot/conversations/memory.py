@@ -7,10 +7,12 @@ allowance for the chat template's role markup.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from chatbot.summarization import DEFAULT_BATCH_SIZE, SPECIAL_TOKENS_RESERVE, Turn, chunk_turns
 from chatbot.tokens import estimate_tokens
 
 MESSAGE_OVERHEAD_TOKENS = 8  # Llama-2's [INST] ... [/INST] and BOS/EOS around each message
@@ -20,6 +22,14 @@ SUMMARY_RESERVE_TOKENS = 384
 # is called once every few turns rather than on every turn.
 FOLD_TARGET_SHARE = 0.75
 SUMMARY_HEADING = "Summary of the earlier conversation:"
+# A system prompt must leave room for MIN_WINDOW_MESSAGES messages of MIN_MESSAGE_TOKENS (about two sentences): a
+# question and the exchange before it, the least that lets a follow-up see what it follows up on. Room for longer
+# ones cannot be promised anyway (a message may have 8,000 characters), and this much still fits a 1,024-token context.
+MIN_MESSAGE_TOKENS = 64
+MIN_WINDOW_MESSAGES = 3
+# How the summarizer reads the messages it folds, and the rolling summary they are folded into.
+FOLD_LABELS = {"user": "User", "assistant": "AI"}
+EARLIER_LABEL = "Earlier"
 
 
 @dataclass(frozen=True)
@@ -29,7 +39,8 @@ class ContextPlan:
 
     @property
     def summarized_through(self) -> int | None:
-        """The seq the rolling summary covers after folding (None when nothing is folded)."""
+        """The seq the rolling summary covers once all of `fold` is folded (None when nothing is to fold); a turn
+        short of time folds a prefix only."""
         return self.fold[-1]["seq"] if self.fold else None
 
 
@@ -48,6 +59,14 @@ def fixed_tokens(system_prompt: str | None, rolling_summary: str | None) -> int:
     """Tokens of everything but the messages, with room for the summary to grow."""
     system = estimate_tokens(system_prompt or "") + MESSAGE_OVERHEAD_TOKENS
     return system + max(estimate_tokens(rolling_summary or ""), SUMMARY_RESERVE_TOKENS)
+
+
+def max_system_prompt_tokens(budget_tokens: int) -> int:
+    """The most tokens a system prompt may have within `budget_tokens` of prompt: what fixed_tokens counts besides
+    the prompt (the rolling summary's room) and MIN_WINDOW_MESSAGES short messages must still fit. A longer prompt
+    leaves the conversation no memory, and beyond that makes every send a 413."""
+    messages = MIN_WINDOW_MESSAGES * (MIN_MESSAGE_TOKENS + MESSAGE_OVERHEAD_TOKENS)
+    return budget_tokens - MESSAGE_OVERHEAD_TOKENS - SUMMARY_RESERVE_TOKENS - messages
 
 
 def _in_window(message: dict[str, Any]) -> bool:
@@ -103,3 +122,28 @@ def chat_messages(
     messages.extend({"role": message["role"], "content": message["content"]} for message in window)
     messages.append({"role": "user", "content": question})
     return messages
+
+
+def fold_turns(messages: Sequence[dict[str, Any]], rolling_summary: str | None) -> list[Turn]:
+    """The summarizer's input for folding `messages` into the rolling summary: the summary first, then each message."""
+    turns = [Turn(FOLD_LABELS[message["role"]], message["content"]) for message in messages]
+    return [Turn(EARLIER_LABEL, rolling_summary), *turns] if rolling_summary else turns
+
+
+def fold_step(
+    backlog: Sequence[dict[str, Any]], rolling_summary: str | None, *, max_input_tokens: int
+) -> list[dict[str, Any]]:
+    """The oldest messages of `backlog` that one summarizer input holds together with the rolling summary, so that
+    folding them is one summarizer call. At least the oldest message: one too long for an input is folded alone."""
+    budget = max_input_tokens - SPECIAL_TOKENS_RESERVE
+    end = 1
+    while end < len(backlog) and len(chunk_turns(fold_turns(backlog[: end + 1], rolling_summary), budget)) == 1:
+        end += 1
+    return list(backlog[:end])
+
+
+def fold_calls(turns: Sequence[Turn], *, max_input_tokens: int) -> int:
+    """The fewest summarizer calls summarize_turns makes for `turns`: one per batch of DEFAULT_BATCH_SIZE inputs,
+    then at least one to reduce their summaries when there are several."""
+    inputs = len(chunk_turns(turns, max_input_tokens - SPECIAL_TOKENS_RESERVE))
+    return 1 if inputs <= 1 else math.ceil(inputs / DEFAULT_BATCH_SIZE) + 1

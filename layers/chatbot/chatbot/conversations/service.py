@@ -7,6 +7,7 @@ keys. Ownership is checked on every call: someone else's conversation is "not fo
 
 from __future__ import annotations
 
+import math
 import random
 import time
 import uuid
@@ -19,7 +20,17 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from chatbot.call_context import CallContext, build_call_context
 from chatbot.clock import iso_utc, parse_iso
-from chatbot.conversations.memory import ContextPlan, chat_messages, fixed_tokens, message_tokens, plan_context
+from chatbot.conversations.memory import (
+    ContextPlan,
+    chat_messages,
+    fixed_tokens,
+    fold_calls,
+    fold_step,
+    fold_turns,
+    max_system_prompt_tokens,
+    message_tokens,
+    plan_context,
+)
 from chatbot.conversations.policy import ChatPolicy
 from chatbot.conversations.store import (
     ConditionFailedError,
@@ -28,9 +39,16 @@ from chatbot.conversations.store import (
     IdempotencyKeyTakenError,
     MessageRecord,
 )
-from chatbot.errors import ConflictError, DomainError, IdempotencyKeyReusedError, NotFoundError, TooLargeError
+from chatbot.errors import (
+    ConflictError,
+    DomainError,
+    IdempotencyKeyReusedError,
+    NotFoundError,
+    SystemPromptTooLongError,
+    TooLargeError,
+)
 from chatbot.inference import InferenceClient, InferenceError
-from chatbot.summarization import SummarizationError, Turn, summarize_turns
+from chatbot.summarization import SummarizationError, Summarize, Turn, summarize_turns
 from chatbot.tokens import estimate_tokens
 from chatbot.transcript_jobs.calls import CallNotFoundError, CallTranscripts
 
@@ -40,7 +58,7 @@ tracer = Tracer()
 
 TURN_ATTEMPTS = 12  # optimistic-locking attempts before a sender gets 409 (>= senders expected at once)
 GAP_READ_LIMIT = 200  # unsummarized messages read beyond the window in one turn (only after failed folds)
-DEFAULT_LABELS = ("User", "AI")
+FOLD_MARGIN_MS = 1_000  # left after the fold's summarizer calls, for its writes and the response
 _EDITABLE = frozenset({"title", "system_prompt"})  # conversation attributes a caller may change
 CALL_INSTRUCTIONS = (
     "Answer the user's questions about the call below from its summary and turns only. Cite the turns you rely on "
@@ -100,6 +118,7 @@ class ConversationService:
             "expires_at": self._expires_at(now),
             "call": call,
         }
+        self._check_system_prompt(conversation)
         self._store.create_conversation(conversation)
         logger.info("conversation created", extra={"conversation_id": conversation_id})
         return self._conversation_view(conversation)
@@ -129,6 +148,10 @@ class ConversationService:
             raise ValueError(f"not editable: {sorted(unknown)}")
         if not changes:
             return self.get_conversation(owner, conversation_id)
+        if changes.get("system_prompt") is not None:
+            self._check_system_prompt(
+                {**self._owned(owner, conversation_id), "system_prompt": changes["system_prompt"]}
+            )
         try:
             item = self._store.update_details(conversation_id, owner, dict(changes))
         except ConditionFailedError:
@@ -419,13 +442,28 @@ class ConversationService:
                 "prompt_messages": len(messages),
             },
         )
-        if plan.fold and self._time_for_fold(remaining_ms):
-            self._fold(conversation, plan.fold, history_truncated)
+        fold_calls_allowed = self._fold_calls_allowed(remaining_ms)
+        if plan.fold and fold_calls_allowed:
+            self._fold(conversation, plan.fold, history_truncated, fold_calls_allowed)
         return {
             "conversation_id": conversation_id,
             "user_message": self._message_view({**question, "status": "answered"}),
             "assistant_message": self._message_view(answer),
         }
+
+    def _check_system_prompt(self, conversation: ConversationRecord) -> None:
+        """Refuse a system prompt that leaves the conversation too little room (max_system_prompt_tokens) in the
+        prompt budget, less the call's share in a conversation about a call."""
+        system_prompt = conversation.get("system_prompt")
+        if not system_prompt:
+            return
+        tokens = estimate_tokens(system_prompt)
+        limit = max_system_prompt_tokens(self._policy.chat_prompt_budget_tokens - self._call_reserve(conversation))
+        if tokens > limit:
+            raise SystemPromptTooLongError(
+                f"The system prompt is about {tokens} tokens; the limit is {limit} tokens, so that the chat model's "
+                "context keeps room for the conversation."
+            )
 
     def _call_reserve(self, conversation: ConversationRecord) -> int:
         """Prompt tokens kept for the call's context in a conversation about a call."""
@@ -499,40 +537,68 @@ class ConversationService:
             ) from None
         return answer
 
-    def _time_for_fold(self, remaining_ms: Callable[[], int] | None) -> bool:
-        return remaining_ms is None or remaining_ms() > (self._policy.fold_timeout_s + 1) * 1000
+    def _fold_calls_allowed(self, remaining_ms: Callable[[], int] | None) -> float:
+        """Summarizer calls the fold may make before the request's deadline: the fold client gives each up after
+        fold_timeout_s, so that many calls end FOLD_MARGIN_MS before it (no deadline, no limit)."""
+        if remaining_ms is None:
+            return math.inf
+        return max(0, (remaining_ms() - FOLD_MARGIN_MS) // int(self._policy.fold_timeout_s * 1000))
 
-    def _fold(self, conversation: ConversationRecord, fold: list[MessageRecord], history_truncated: bool) -> None:
-        """Fold messages that left the window into the rolling summary (best effort: a failure leaves them
-        unsummarized, and the next turn folds them)."""
+    def _fold(
+        self, conversation: ConversationRecord, fold: list[MessageRecord], history_truncated: bool, calls: float
+    ) -> None:
+        """Fold messages that left the window into the rolling summary, oldest first, one summarizer input at a
+        time while `calls` last; each step moves summarized_through to its last message and the rest waits for
+        later turns. Best effort: a failure leaves the messages unsummarized, and a later turn folds them."""
         conversation_id = conversation["conversation_id"]
         summarized_through = conversation["summarized_through"]
+        summary = conversation.get("rolling_summary")
         if history_truncated:  # older unsummarized messages exist beyond what this turn read
             gap = self._store.messages_between(
                 conversation_id, summarized_through + 1, fold[0]["seq"] - 1, GAP_READ_LIMIT
             )
             fold = gap.items if gap.has_more else gap.items + fold
-        if not fold:
-            return
-        labels = dict(zip(("user", "assistant"), DEFAULT_LABELS, strict=True))
-        turns = [Turn(labels[message["role"]], message["content"]) for message in fold]
-        if conversation.get("rolling_summary"):
-            turns.insert(0, Turn("Earlier", conversation["rolling_summary"]))
+        backlog = self._before_pending(fold)
         if self._fold_client is None:
             self._fold_client = self._fold_inference_factory()
-        try:
-            result = summarize_turns(
-                turns, self._fold_client.summarize, max_input_tokens=self._policy.summarizer_max_input_tokens
+        summarize = _MeteredSummarize(self._fold_client.summarize, calls)
+        max_input_tokens = self._policy.summarizer_max_input_tokens
+        while backlog:
+            step = fold_step(backlog, summary, max_input_tokens=max_input_tokens)
+            turns = fold_turns(step, summary)
+            try:
+                if fold_calls(turns, max_input_tokens=max_input_tokens) > summarize.calls_left:
+                    raise _NoTimeToFold(f"no time left for the {len(step)} messages after seq {summarized_through}")
+                result = summarize_turns(turns, summarize, max_input_tokens=max_input_tokens)
+            except _NoTimeToFold as exc:
+                logger.info(
+                    "rolling summary left for a later turn",
+                    extra={"conversation_id": conversation_id, "reason": str(exc)},
+                )
+                return
+            except (InferenceError, SummarizationError, ValueError) as exc:
+                metrics.add_metric(name="FoldFailures", unit=MetricUnit.Count, value=1)
+                logger.warning(
+                    "rolling summary not updated", extra={"conversation_id": conversation_id, "error": str(exc)}
+                )
+                return
+            through = step[-1]["seq"]
+            stored = self._store.save_rolling_summary(conversation_id, result.summary, through, summarized_through)
+            logger.info(
+                "rolling summary updated" if stored else "rolling summary already moved on",
+                extra={"conversation_id": conversation_id, "summarized_through": through},
             )
-        except (InferenceError, SummarizationError, ValueError) as exc:
-            metrics.add_metric(name="FoldFailures", unit=MetricUnit.Count, value=1)
-            logger.warning("rolling summary not updated", extra={"conversation_id": conversation_id, "error": str(exc)})
-            return
-        stored = self._store.save_rolling_summary(conversation_id, result.summary, fold[-1]["seq"], summarized_through)
-        logger.info(
-            "rolling summary updated" if stored else "rolling summary already moved on",
-            extra={"conversation_id": conversation_id, "summarized_through": fold[-1]["seq"]},
-        )
+            if not stored:
+                return
+            summary, summarized_through, backlog = result.summary, through, backlog[len(step) :]
+
+    def _before_pending(self, messages: list[MessageRecord]) -> list[MessageRecord]:
+        """The messages before the oldest question whose answer is still coming: the answer takes the next seq,
+        and a rolling summary already past it would hide it from every later turn."""
+        for index, message in enumerate(messages):
+            if message["role"] == "user" and self._status(message) == "pending":
+                return messages[:index]
+        return messages
 
     def _question_sent_with(
         self, conversation: ConversationRecord, idempotency_key: str, content: str
@@ -635,6 +701,24 @@ class ConversationService:
     def _summary_view(conversation_id: str, record: dict[str, Any], *, cached: bool) -> dict[str, Any]:
         fields = ("summary", "message_count", "chunk_count", "rounds", "user_label", "assistant_label", "created_at")
         return {"conversation_id": conversation_id, **{name: record[name] for name in fields}, "cached": cached}
+
+
+class _NoTimeToFold(Exception):
+    """The fold would need more summarizer calls than the time left to the request allows."""
+
+
+class _MeteredSummarize:
+    """The fold client's summarize, refusing calls beyond those the time left allows."""
+
+    def __init__(self, summarize: Summarize, calls: float):
+        self._summarize = summarize
+        self.calls_left = calls
+
+    def __call__(self, texts: list[str]) -> list[str]:
+        if self.calls_left < 1:
+            raise _NoTimeToFold("the fold used every summarizer call the time left allows")
+        self.calls_left -= 1
+        return self._summarize(texts)
 
 
 def _key_in_progress() -> ConflictError:
