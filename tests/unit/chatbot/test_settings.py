@@ -6,6 +6,7 @@ from chatbot.settings import (
     BatchSummarizeSettings,
     ConversationCleanupSettings,
     ConversationsSettings,
+    ConversationSummarySettings,
     SettingsError,
     TranscriptsApiSettings,
 )
@@ -18,6 +19,7 @@ SETTINGS_OF_FUNCTION = {
     "TranscriptsApiFunction": TranscriptsApiSettings,
     "BatchSummarizeFunction": BatchSummarizeSettings,
     "ConversationCleanupFunction": ConversationCleanupSettings,
+    "SummarizeConversationFunction": ConversationSummarySettings,
 }
 
 
@@ -49,6 +51,7 @@ def test_numbers_are_parsed_from_strings():
         "SUMMARIZER_COMPONENT_NAME": "summarizer",
         "CONVERSATION_TTL_DAYS": "7",
         "TRANSCRIPTS_BUCKET": "genai-chatbot-transcripts",
+        "SUMMARY_QUEUE_URL": "genai-chatbot-summary-requests",
     }
     assert ConversationsSettings.from_environment(environment).conversation_ttl_days == 7
 
