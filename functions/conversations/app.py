@@ -190,7 +190,8 @@ def get_summary(conversation_id: ConversationId):
 def summary_response(result: dict):
     """200 with a summary or a failure, 202 with where to poll while the summary is made in the background."""
     if result["status"] == "pending":
-        headers = {"Location": app.current_event.request_context.path, "Retry-After": str(result["retry_after_s"])}
+        # Relative to the request's URL (GET on the same resource), so it holds behind any stage or base path.
+        headers = {"Location": "summary", "Retry-After": str(result["retry_after_s"])}
         body = SummaryPending.model_validate(result).model_dump()
         return Response(HTTPStatus.ACCEPTED, content_type="application/json", body=body, headers=headers)
     return SummaryFailed.model_validate(result) if result["status"] == "failed" else Summary.model_validate(result)
