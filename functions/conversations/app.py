@@ -13,6 +13,7 @@ from chatbot.conversations.models import (
     ConversationList,
     CreateCallConversationRequest,
     CreateConversationRequest,
+    ErrorMessage,
     Exchange,
     MessageList,
     SendMessageRequest,
@@ -180,7 +181,10 @@ def summarize_conversation(conversation_id: ConversationId, body: SummaryRequest
             "content": {"application/json": {"model": Summary | SummaryFailed}},
         },
         202: SUMMARY_PENDING,
-        404: {"description": "No summary was requested since the conversation was created or cleared."},
+        404: {
+            "description": "No such conversation, or no summary requested since it was created or cleared.",
+            "content": {"application/json": {"model": ErrorMessage}},
+        },
     },
 )
 def get_summary(conversation_id: ConversationId):
