@@ -1,4 +1,4 @@
-"""Whole-conversation summaries too long for the API's time budget: planned, queued (202), made by the worker, polled."""
+"""Whole-conversation summaries too long for the API's time budget: planned, queued (202), made by the worker."""
 
 import json
 
