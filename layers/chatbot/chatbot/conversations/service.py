@@ -364,18 +364,18 @@ class ConversationService:
             turns = self._summary_turns(message.conversation_id, labels)
             plan = plan_summary(turns, max_input_tokens=self._policy.summarizer_max_input_tokens)
             if remaining_ms is not None and plan.calls * ASSUMED_SUMMARIZER_CALL_S * 1000 > remaining_ms():
-                return self._fail_request(conversation, message, SummaryFailure.TOO_LONG)
+                return self._fail_request(message, SummaryFailure.TOO_LONG)
             record = self._make_summary(conversation, turns, labels, self._inference.summarize)
         except ModelUnavailableError:
             if final_attempt:
-                self._fail_request(conversation, message, SummaryFailure.SUMMARIZER_UNAVAILABLE)
+                self._fail_request(message, SummaryFailure.SUMMARIZER_UNAVAILABLE)
             raise
         except (InferenceError, SummarizationError, ValueError):
             logger.exception("background summary failed", extra={"conversation_id": message.conversation_id})
-            return self._fail_request(conversation, message, SummaryFailure.SUMMARIZER_FAILED)
+            return self._fail_request(message, SummaryFailure.SUMMARIZER_FAILED)
         except Exception:
             if final_attempt:
-                self._fail_request(conversation, message, SummaryFailure.INTERNAL)
+                self._fail_request(message, SummaryFailure.INTERNAL)
             raise
         finished = self._store.finish_summary_request(
             message.conversation_id, message.request_id, {"status": "ready", "result": record}
@@ -439,13 +439,13 @@ class ConversationService:
         try:
             self._require_summary_queue().send(message)
         except Exception:
-            self._fail_request(conversation, message, SummaryFailure.NOT_QUEUED)
+            self._fail_request(message, SummaryFailure.NOT_QUEUED)
             raise
         metrics.add_metric(name="SummariesQueued", unit=MetricUnit.Count, value=1)
         logger.info("summary queued", extra={"conversation_id": conversation_id, "planned_calls": planned_calls})
         return self._pending_view(conversation_id, request)
 
-    def _fail_request(self, conversation: ConversationRecord, message: SummaryMessage, code: SummaryFailure) -> str:
+    def _fail_request(self, message: SummaryMessage, code: SummaryFailure) -> str:
         outcome = {"status": "failed", "error_code": code.value, "failed_at": iso_utc(self._clock())}
         self._store.finish_summary_request(message.conversation_id, message.request_id, outcome)
         logger.warning("summary request failed", extra={"conversation_id": message.conversation_id, "code": code})
