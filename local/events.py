@@ -147,6 +147,7 @@ _SAMPLES: list[tuple[str, str, str, dict[str, list[str]], dict[str, list[str]], 
         {},
         {"user_label": "Customer", "assistant_label": "Agent"},
     ),
+    ("get-summary", "GET", "/v1/conversations/{conversation_id}/summary", {}, {}, None),
     ("ask-about-call", "POST", "/v1/transcripts/{job_id}/conversations", {}, {}, {"title": "Router call"}),
 ]
 

@@ -1,5 +1,6 @@
 """The S3 -> SQS -> batch-summarize pipeline on moto: resources built from template.yaml, and a poller that
-delivers queue messages to the batch function's own handler the way Lambda's SQS event source does.
+delivers queue messages to an SQS-triggered function's own handler the way Lambda's SQS event source does (the
+batch-summarize function; the same poller serves SummarizeConversationFunction's summary requests queue).
 
 Like Lambda, the poller receives up to the event's BatchSize messages, calls the handler with an SQS
 event, deletes the messages it reports as done and leaves the failed ones on the queue, so SQS counts
@@ -51,22 +52,41 @@ def _queue_attributes(properties: Mapping[str, Any]) -> dict[str, str]:
     return {name: str(properties[name]) for name in names if name in properties}
 
 
-def create_pipeline_resources(template: Template, session: Any) -> PipelineResources:
-    """Create the template's bucket, queue, DLQ and S3 -> SQS notification (idempotent)."""
-    sqs, s3 = session.client("sqs"), session.client("s3")
-    dlq_url = sqs.create_queue(
-        QueueName=template.physical_name(DEAD_LETTER_QUEUE_ID),
-        Attributes=_queue_attributes(_properties(template, DEAD_LETTER_QUEUE_ID)),
-    )["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    queue_properties = _properties(template, QUEUE_ID)
-    attributes = _queue_attributes(queue_properties)
-    redrive = queue_properties.get("RedrivePolicy")
+def _create_queue(template: Template, sqs: Any, logical_id: str) -> str:
+    """Create one of the template's queues (and first its dead-letter queue); returns its URL (idempotent)."""
+    properties = _properties(template, logical_id)
+    attributes = _queue_attributes(properties)
+    redrive = properties.get("RedrivePolicy")
     if redrive:
-        policy = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": int(redrive["maxReceiveCount"])}
+        dead_letter_url = _create_queue(template, sqs, _queue_id(template, redrive["deadLetterTargetArn"]))
+        dead_letter_arn = _queue_arn(sqs, dead_letter_url)
+        policy = {"deadLetterTargetArn": dead_letter_arn, "maxReceiveCount": int(redrive["maxReceiveCount"])}
         attributes["RedrivePolicy"] = json.dumps(policy)
-    queue_url = sqs.create_queue(QueueName=template.physical_name(QUEUE_ID), Attributes=attributes)["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    return sqs.create_queue(QueueName=template.physical_name(logical_id), Attributes=attributes)["QueueUrl"]
+
+
+def _queue_id(template: Template, arn: str) -> str:
+    """The logical id of the template's queue with this (local) ARN."""
+    name = arn.rsplit(":", 1)[-1]
+    return next(
+        logical_id
+        for logical_id in template.resources_of_type("AWS::SQS::Queue")
+        if template.physical_name(logical_id) == name
+    )
+
+
+def _queue_arn(sqs: Any, queue_url: str) -> str:
+    return sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+
+
+def create_pipeline_resources(template: Template, session: Any) -> PipelineResources:
+    """Create the template's queues (each with its DLQ), bucket and S3 -> SQS notification (idempotent)."""
+    sqs, s3 = session.client("sqs"), session.client("s3")
+    for logical_id in template.resources_of_type("AWS::SQS::Queue"):
+        _create_queue(template, sqs, logical_id)
+    queue_url = sqs.get_queue_url(QueueName=template.physical_name(QUEUE_ID))["QueueUrl"]
+    queue_arn = _queue_arn(sqs, queue_url)
+    dlq_url = sqs.get_queue_url(QueueName=template.physical_name(DEAD_LETTER_QUEUE_ID))["QueueUrl"]
 
     bucket = template.physical_name(BUCKET_ID)
     bucket_properties = _properties(template, BUCKET_ID)
@@ -136,7 +156,7 @@ class PollerStats:
 @dataclass
 class PollerHandle:
     workers: int
-    resources: PipelineResources
+    queue_url: str
     stats: PollerStats
     runtime: FunctionRuntime
     _stop: threading.Event = field(repr=False)
@@ -156,31 +176,45 @@ class PollerHandle:
         self.stop()
 
 
+def sqs_triggered_functions(template: Template) -> list[str]:
+    """The template's functions with an SQS event source (each gets a poller of its own)."""
+    functions = template.resources_of_type("AWS::Serverless::Function")
+    return [
+        logical_id
+        for logical_id, resource in functions.items()
+        if any(event.get("Type") == "SQS" for event in (resource.get("Properties", {}).get("Events") or {}).values())
+    ]
+
+
 def start_poller(
     template: Template,
     session: Any,
     *,
+    function_id: str = FUNCTION_ID,
     workers: int | None = None,
     environment: Mapping[str, str] | None = None,
     idle_wait_s: float = 0.2,
     retry_delay_s: int = DEFAULT_RETRY_DELAY_S,
     function_logs: Any = None,
 ) -> PollerHandle:
-    """Deliver the transcripts queue to the batch-summarize function until handle.stop().
+    """Deliver the queue of `function_id`'s SQS event (default: the transcripts queue to the batch-summarize
+    function) to that function until handle.stop().
 
     `workers` (concurrent batches) defaults to the event source's MaximumConcurrency; `environment` holds the
     local platform's variables the function's environments get on top of their template environment.
     """
-    function = _properties(template, FUNCTION_ID)
-    event_source = next(iter((function.get("Events") or {}).values()))["Properties"]
+    function = _properties(template, function_id)
+    event_source = next(
+        event["Properties"] for event in (function.get("Events") or {}).values() if event.get("Type") == "SQS"
+    )
     batch_size = int(event_source.get("BatchSize", 10))
     workers = workers or int((event_source.get("ScalingConfig") or {}).get("MaximumConcurrency", 2))
     sqs = session.client("sqs")  # one client, shared: clients are thread-safe, their creation is not
-    queue_url = sqs.get_queue_url(QueueName=template.physical_name(QUEUE_ID))["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    dlq_url = sqs.get_queue_url(QueueName=template.physical_name(DEAD_LETTER_QUEUE_ID))["QueueUrl"]
-    resources = PipelineResources(template.physical_name(BUCKET_ID), queue_url, queue_arn, dlq_url)
-    definition = FunctionDefinition.from_template(template, FUNCTION_ID)
+    queue_url = sqs.get_queue_url(QueueName=template.physical_name(_queue_id(template, event_source["Queue"])))[
+        "QueueUrl"
+    ]
+    queue_arn = _queue_arn(sqs, queue_url)
+    definition = FunctionDefinition.from_template(template, function_id)
     runtime = FunctionRuntime(definition, environment, logs=function_logs)
     stop = threading.Event()
     stats = PollerStats()
@@ -188,34 +222,35 @@ def start_poller(
     def poll_until_stopped() -> None:
         while not stop.is_set():
             try:
-                received = _poll_once(sqs, runtime, resources, batch_size, retry_delay_s, stats)
+                received = _poll_once(sqs, runtime, queue_url, queue_arn, batch_size, retry_delay_s, stats)
                 if not received:
                     stop.wait(idle_wait_s)
             except (BotoCoreError, ClientError) as exc:  # moto stopping, connection refused: pause, go on
                 if not stop.is_set():
-                    logger.warning("transcripts poller: %s", exc)
+                    logger.warning("%s poller: %s", function_id, exc)
                     stop.wait(1)
 
     threads = [
-        threading.Thread(target=poll_until_stopped, name=f"transcripts-poller-{index}", daemon=True)
+        threading.Thread(target=poll_until_stopped, name=f"{function_id}-poller-{index}", daemon=True)
         for index in range(workers)
     ]
     for thread in threads:
         thread.start()
-    return PollerHandle(workers, resources, stats, runtime, stop, threads)
+    return PollerHandle(workers, queue_url, stats, runtime, stop, threads)
 
 
 def _poll_once(
     sqs: Any,
     runtime: FunctionRuntime,
-    resources: PipelineResources,
+    queue_url: str,
+    queue_arn: str,
     batch_size: int,
     retry_delay_s: int,
     stats: PollerStats,
 ) -> int:
     """Receive one batch and hand it to the handler; returns the number of messages received."""
     messages = sqs.receive_message(
-        QueueUrl=resources.queue_url,
+        QueueUrl=queue_url,
         MaxNumberOfMessages=min(batch_size, 10),
         # Short polls: moto's long poll holds up the server's other requests while it waits.
         WaitTimeSeconds=0,
@@ -224,7 +259,7 @@ def _poll_once(
     ).get("Messages", [])
     if not messages:
         return 0
-    event = {"Records": [_sqs_record(message, resources.queue_arn) for message in messages]}
+    event = {"Records": [_sqs_record(message, queue_arn) for message in messages]}
     handler_error = False
     handler_s = 0.0
     try:
@@ -234,19 +269,19 @@ def _poll_once(
         failed = {failure["itemIdentifier"] for failure in response.get("batchItemFailures", [])}
     except Exception:
         # As in Lambda: an invocation that fails (the handler raised, timed out, crashed) fails the whole batch.
-        logger.exception("batch-summarize invocation failed")
+        logger.exception("%s invocation failed", runtime.definition.logical_id)
         handler_error = True
         failed = {message["MessageId"] for message in messages}
     done = [message for message in messages if message["MessageId"] not in failed]
     retry = [message for message in messages if message["MessageId"] in failed]
     if done:
         sqs.delete_message_batch(
-            QueueUrl=resources.queue_url,
+            QueueUrl=queue_url,
             Entries=[{"Id": str(index), "ReceiptHandle": m["ReceiptHandle"]} for index, m in enumerate(done)],
         )
     if retry:
         sqs.change_message_visibility_batch(
-            QueueUrl=resources.queue_url,
+            QueueUrl=queue_url,
             Entries=[
                 {"Id": str(index), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": retry_delay_s}
                 for index, m in enumerate(retry)

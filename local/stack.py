@@ -1,5 +1,6 @@
 """The whole product on one machine: moto (DynamoDB, S3, SQS), the SageMaker-compatible endpoint, the API
-gateway calling the real handlers, the S3 -> SQS -> batch-summarize poller, and the Streamlit UI.
+gateway calling the real handlers, the SQS pollers (S3 -> SQS -> batch-summarize, summary requests -> summarize
+conversation), and the Streamlit UI.
 
 `LocalStack` starts them in dependency order and stops them in reverse; `python -m local up` runs it in
 the foreground. Tests use it with port 0 everywhere.
@@ -73,7 +74,7 @@ class LocalStack:
     def start(self, on_step: Callable[[str], None] = lambda _: None) -> LocalStack:
         from local.endpoint.server import start_endpoint
         from local.gateway import start_gateway
-        from local.s3_pipeline import create_pipeline_resources, start_poller
+        from local.s3_pipeline import create_pipeline_resources, sqs_triggered_functions, start_poller
 
         _ensure_free(self.host, self.ports)
         try:
@@ -107,8 +108,11 @@ class LocalStack:
             )
             self.urls["api"] = gateway.url
             if self.with_poller:
-                on_step("S3 -> SQS -> batch-summarize poller")
-                self._running.enter_context(start_poller(template, session, environment=self.environment))
+                for function_id in sqs_triggered_functions(template):
+                    on_step(f"SQS poller for {function_id}")
+                    self._running.enter_context(
+                        start_poller(template, session, function_id=function_id, environment=self.environment)
+                    )
             if self.with_ui:
                 from ui.server import start_ui
 

@@ -10,15 +10,19 @@ import email.utils
 import json
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urljoin
 
 import requests
 
 NO_RESPONSE = 0  # ApiError.status when the request never got an HTTP answer
 STOPPED = 499  # ApiError.status when the person stopped a streamed answer (nginx's "client closed request")
+ACCEPTED = 202  # ApiError.status when a background summary is still being made after the client's wait
+BACKGROUND_FAILED = 1  # ApiError.status when a background summary failed (the API's message says why)
+SUMMARY_WAIT_S = 120.0  # how long summarize() polls a summary being made in the background
+MAX_POLL_INTERVAL_S = 5.0
 
 T = TypeVar("T")
 
@@ -151,9 +155,13 @@ class ChatbotApiClient:
         *,
         timeout_s: float = 35.0,
         session: requests.Session | None = None,
+        summary_wait_s: float = SUMMARY_WAIT_S,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
+        self.summary_wait_s = summary_wait_s
+        self._sleep = sleep
         self._token = token
         self._http = session or requests.Session()
 
@@ -240,7 +248,21 @@ class ChatbotApiClient:
         self._call("DELETE", _conversation_path(conversation_id, "messages"))
 
     def summarize(self, conversation_id: str) -> Summary:
-        return _summary(self._call("POST", _conversation_path(conversation_id, "summary")))
+        """The conversation's summary. A long conversation's is made in the background (202): it is polled at its
+        Location every Retry-After seconds until ready, failed (ApiError BACKGROUND_FAILED) or `summary_wait_s`
+        passed (ApiError ACCEPTED: asking again later returns it)."""
+        url = self.base_url + _conversation_path(conversation_id, "summary")
+        response, body = self._request("POST", url)
+        deadline = time.monotonic() + self.summary_wait_s
+        while response.status_code == ACCEPTED:
+            if time.monotonic() >= deadline:
+                raise ApiError(ACCEPTED, "The summary is still being made; ask for it again in a minute")
+            wait_s = parse_retry_after(response.headers.get("Retry-After"))
+            self._sleep(min(1.0 if wait_s is None else wait_s, MAX_POLL_INTERVAL_S))
+            response, body = self._request("GET", urljoin(response.url, response.headers.get("Location", url)))
+        if body.get("status") == "failed":
+            raise ApiError(BACKGROUND_FAILED, str(body["error"]["message"]))
+        return _summary(body)
 
     # transcripts
 
@@ -298,11 +320,23 @@ class ChatbotApiClient:
         params: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
+        return self._request(method, self.base_url + path, json=json, params=params, headers=headers)[1]
+
+    def _request(
+        self,
+        method: str,
+        url: str,
+        *,
+        json: Mapping[str, Any] | None = None,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> tuple[requests.Response, dict[str, Any]]:
+        """The response and its JSON object body ({} when empty); an error status raises ApiError."""
         request_headers = {"Authorization": f"Bearer {self._token}", "Accept": "application/json", **(headers or {})}
         try:
             response = self._http.request(
                 method,
-                self.base_url + path,
+                url,
                 json=json,
                 params=params,
                 headers=request_headers,
@@ -315,14 +349,14 @@ class ChatbotApiClient:
         if response.status_code >= 400:
             raise _error_from_response(response)
         if response.status_code == 204 or not response.content:
-            return {}
+            return response, {}
         try:
             body = response.json()
         except ValueError as error:
             raise ApiError(response.status_code, "The API answered with something that is not JSON.") from error
         if not isinstance(body, dict):
             raise ApiError(response.status_code, "The API answered with an unexpected body.")
-        return body
+        return response, body
 
 
 def _sse_text(response: requests.Response) -> Iterator[str]:

@@ -13,10 +13,13 @@ from chatbot.conversations.models import (
     ConversationList,
     CreateCallConversationRequest,
     CreateConversationRequest,
+    ErrorMessage,
     Exchange,
     MessageList,
     SendMessageRequest,
     Summary,
+    SummaryFailed,
+    SummaryPending,
     SummaryRequest,
     UpdateConversationRequest,
 )
@@ -149,10 +152,53 @@ def clear_conversation(conversation_id: ConversationId) -> Response[None]:
     return Response(status_code=HTTPStatus.NO_CONTENT)
 
 
-@app.post("/v1/conversations/<conversation_id>/summary", summary="Summarize the whole conversation (cached)")
-def summarize_conversation(conversation_id: ConversationId, body: SummaryRequest | None = None) -> Summary:
+SUMMARY_PENDING = {
+    "description": "Too long to summarize within the request: made in the background; poll the Location header.",
+    "content": {"application/json": {"model": SummaryPending}},
+}
+
+
+@app.post(
+    "/v1/conversations/<conversation_id>/summary",
+    summary="Summarize the whole conversation (cached; long ones in the background)",
+    responses={
+        200: {"description": "The summary, made now or cached.", "content": {"application/json": {"model": Summary}}},
+        202: SUMMARY_PENDING,
+    },
+)
+def summarize_conversation(conversation_id: ConversationId, body: SummaryRequest | None = None):
     labels = body or SummaryRequest()
-    return service.summarize_conversation(caller_id(app), conversation_id, labels.user_label, labels.assistant_label)
+    result = service.summarize_conversation(caller_id(app), conversation_id, labels.user_label, labels.assistant_label)
+    return summary_response(result)
+
+
+@app.get(
+    "/v1/conversations/<conversation_id>/summary",
+    summary="The newest summary, or the state of one being made in the background",
+    responses={
+        200: {
+            "description": "The summary (`stale` if messages changed since it was requested), or `failed` with why.",
+            "content": {"application/json": {"model": Summary | SummaryFailed}},
+        },
+        202: SUMMARY_PENDING,
+        404: {
+            "description": "No such conversation, or no summary requested since it was created or cleared.",
+            "content": {"application/json": {"model": ErrorMessage}},
+        },
+    },
+)
+def get_summary(conversation_id: ConversationId):
+    return summary_response(service.summary_status(caller_id(app), conversation_id))
+
+
+def summary_response(result: dict):
+    """200 with a summary or a failure, 202 with where to poll while the summary is made in the background."""
+    if result["status"] == "pending":
+        # Relative to the request's URL (GET on the same resource), so it holds behind any stage or base path.
+        headers = {"Location": "summary", "Retry-After": str(result["retry_after_s"])}
+        body = SummaryPending.model_validate(result).model_dump()
+        return Response(HTTPStatus.ACCEPTED, content_type="application/json", body=body, headers=headers)
+    return SummaryFailed.model_validate(result) if result["status"] == "failed" else Summary.model_validate(result)
 
 
 @logger.inject_lambda_context(clear_state=True)

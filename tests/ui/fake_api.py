@@ -58,6 +58,10 @@ class FakeState:
     base_url: str = ""
     # Seconds between the words of a streamed answer (Accept: text/event-stream), as a model writing them.
     stream_word_pause_s: float = 0.0
+    # A summary made in the background, as the API does for long conversations: POST answers 202, then this many
+    # polls (GET) answer 202 before the summary (0: POST answers the summary at once); optionally it then fails.
+    summary_pending_polls: int | None = None
+    summary_fails_in_background: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -164,6 +168,7 @@ _ROUTES = [
     ("POST", r"/v1/conversations/(?P<id>[^/]+)/messages/retry", "retry"),
     ("DELETE", r"/v1/conversations/(?P<id>[^/]+)/messages", "clear"),
     ("POST", r"/v1/conversations/(?P<id>[^/]+)/summary", "summarize"),
+    ("GET", r"/v1/conversations/(?P<id>[^/]+)/summary", "summary"),
     ("POST", r"/v1/transcripts", "upload"),
     ("GET", r"/v1/transcripts", "jobs"),
     ("GET", r"/v1/transcripts/(?P<id>[^/]+)", "job"),
@@ -233,7 +238,8 @@ def _handler_for(state: FakeState) -> type[BaseHTTPRequestHandler]:
                     state.contract_violations += _CONTRACT.problems(self.command, url.path, body, status, payload)
             if streamed:
                 return self._stream(payload)
-            self._reply(status, payload)
+            # A background summary: poll the same resource (relative Location), at once in tests.
+            self._reply(status, payload, {"Location": "summary", "Retry-After": "0"} if status == 202 else None)
 
         def _stream(self, exchange: dict[str, Any]) -> None:
             """The exchange as the API's event stream, chunked as the gateway sends it: a delta per word, then done."""
@@ -348,7 +354,19 @@ def _answer(
         if not messages or messages[-1].get("status") != "unanswered":
             return 409, {"message": "The newest message is already answered."}
         return 201, _answer_question(conversation, messages, messages[-1])
-    if route == "summarize":
+    if route == "summarize" and state.summary_pending_polls is not None:
+        conversation["summary_polls_left"] = state.summary_pending_polls
+        return 202, _pending_summary(item_id)
+    if route == "summary":
+        if "summary_polls_left" not in conversation:
+            return 404, {"message": "No summary was requested for this conversation; POST to request one."}
+        if conversation["summary_polls_left"] > 0:
+            conversation["summary_polls_left"] -= 1
+            return 202, _pending_summary(item_id)
+        if state.summary_fails_in_background:
+            error = {"code": "summarizer_failed", "message": "The summarizer could not summarize this conversation"}
+            return 200, {"conversation_id": item_id, "status": "failed", "requested_at": _now(), "error": error}
+    if route in ("summarize", "summary"):
         text = " ".join(m["content"] for m in messages if m["role"] == "user")
         return 200, {
             "conversation_id": item_id,
@@ -362,6 +380,17 @@ def _answer(
             "cached": False,
         }
     raise AssertionError(route)
+
+
+def _pending_summary(conversation_id: str) -> dict[str, Any]:
+    return {
+        "conversation_id": conversation_id,
+        "status": "pending",
+        "requested_at": _now(),
+        "user_label": "User",
+        "assistant_label": "AI",
+        "retry_after_s": 0,
+    }
 
 
 def _store_unanswered(state: FakeState, conversation_id: str, content: str) -> None:

@@ -358,3 +358,15 @@ def test_cognito_sign_in_asks_for_a_password_and_calls_the_api_with_the_id_token
     # Then the API is called with her ID token, and her conversation (keyed by her sub) is open
     assert app.title[0].value == "Erin's conversation"
     assert fake_api.state.requests[-1].headers["Authorization"].count(".") == 2
+
+
+def test_summarize_waits_for_a_summary_made_in_the_background(fake_api, app):
+    # Given a long conversation the API summarizes in the background (202, then a pending poll)
+    fake_api.add_conversation("alice", "Support", [("user", "My parcel is lost"), ("assistant", "Sorry!")])
+    fake_api.state.summary_pending_polls = 1
+    sign_in(app)
+    # When Summarize is clicked
+    click(app, "Summarize conversation")
+    # Then the summary is shown once ready, and nothing failed
+    assert "The user talked about: My parcel is lost" in page_text(app)
+    assert errors(app) == [] and not app.exception

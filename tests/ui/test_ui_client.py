@@ -291,3 +291,37 @@ def test_a_file_over_the_upload_limit_is_refused_before_it_is_sent(api):
     # Then the client says so, and storage never saw it
     assert raised.value.status == 413 and "limit" in raised.value.message
     assert ticket.job_id not in api.state.stored_files
+
+
+def test_a_summary_made_in_the_background_is_polled_until_ready(api):
+    # Given an API that makes the summary in the background: 202, then two polls still pending
+    api.state.summary_pending_polls = 2
+    waits: list[float] = []
+    client = ChatbotApiClient(api.url, "local-carol", sleep=waits.append)
+    conversation = client.create_conversation()
+    client.send_message(conversation.id, "Why was I charged twice?")
+    # When summarized
+    summary = client.summarize(conversation.id)
+    # Then the client followed Location, waited Retry-After between polls, and returns the summary
+    assert summary.text == "The user talked about: Why was I charged twice?"
+    polls = api.requests_to("GET", rf"/v1/conversations/{conversation.id}/summary")
+    assert (len(polls), waits) == (3, [0.0, 0.0, 0.0])
+    assert api.state.contract_violations == []
+
+
+def test_a_background_summary_that_failed_or_takes_too_long_is_a_readable_error(api):
+    client = ChatbotApiClient(api.url, "local-carol", sleep=lambda _: None)
+    conversation = client.create_conversation()
+    client.send_message(conversation.id, "Hello")
+    # Given a background summary that fails
+    api.state.summary_pending_polls, api.state.summary_fails_in_background = 1, True
+    with pytest.raises(ApiError) as failed:
+        client.summarize(conversation.id)
+    # Then the API's message for the user is the error
+    assert describe_error(failed.value) == "The summarizer could not summarize this conversation."
+    # Given one still pending when the client stops waiting
+    api.state.summary_pending_polls, api.state.summary_fails_in_background = 1_000, False
+    client.summary_wait_s = 0
+    with pytest.raises(ApiError) as pending:
+        client.summarize(conversation.id)
+    assert "still being made" in describe_error(pending.value)

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import streamlit as st
 
 from ui import auth
-from ui.api_client import NO_RESPONSE, STOPPED, ApiError, ChatbotApiClient
+from ui.api_client import ACCEPTED, BACKGROUND_FAILED, NO_RESPONSE, STOPPED, ApiError, ChatbotApiClient
 from ui.settings import UISettings
 
 T = TypeVar("T")
@@ -89,6 +89,8 @@ def describe_error(error: ApiError) -> str:
         return f"{detail}. Check your connection and that the chatbot API is running, then try again."
     if error.status == STOPPED:
         return "You stopped the answer; nothing of it was saved. Retry to get a whole answer."
+    if error.status in (ACCEPTED, BACKGROUND_FAILED):  # a long summary being made, or failed, in the background
+        return f"{detail}."
     # The API's own 5xx messages are written for API clients; people get these sentences instead.
     if error.status == 502:
         return "The model could not produce an answer. Try again."

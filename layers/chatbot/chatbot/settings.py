@@ -49,6 +49,8 @@ class ConversationsSettings(FunctionSettings):
     cors_allow_origin: str = Field("*", alias="CORS_ALLOW_ORIGIN", min_length=1)
     # Conversations about a call read its summary document (job records name their bucket; older ones do not).
     transcripts_bucket: str = Field(alias="TRANSCRIPTS_BUCKET", min_length=3)
+    # Summaries too long for the API's time budget are queued here (SummarizeConversationFunction makes them).
+    summary_queue_url: str = Field(alias="SUMMARY_QUEUE_URL", min_length=1)
 
 
 class TranscriptsApiSettings(FunctionSettings):
@@ -79,3 +81,12 @@ class ConversationCleanupSettings(FunctionSettings):
 
 class OrphanSweepSettings(FunctionSettings):
     """OrphanSweepFunction: Globals only."""
+
+
+class ConversationSummarySettings(FunctionSettings):
+    """SummarizeConversationFunction: no API Gateway in front, so its summarizer calls may take longer and retry."""
+
+    model_timeout_s: float = Field(alias="MODEL_TIMEOUT_S", gt=0)
+    model_max_attempts: int = Field(alias="MODEL_MAX_ATTEMPTS", ge=1, le=10)
+    # SummaryRequestsQueue's RedrivePolicy maxReceiveCount: on that receive a failing request is marked failed.
+    queue_max_receive_count: int = Field(alias="QUEUE_MAX_RECEIVE_COUNT", ge=1)

@@ -5,6 +5,7 @@ split on sentence boundaries, then words, then characters), each chunk is summar
 summaries are packed and summarized again until one summary remains.
 """
 
+import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -23,6 +24,9 @@ _MAX_SPEAKER_SHARE = 4
 
 # BART reads at most 1,024 tokens: longer inputs are chunked, never truncated.
 SUMMARIZER_MAX_INPUT_TOKENS = 1024
+# What a plan assumes one summary costs when it is summarized again: the summarizer's length cap (the transcript
+# pipeline asks for at most 160 tokens; BART's own generation default is shorter).
+PLANNED_SUMMARY_TOKENS = 160
 
 _SENTENCE_END = re.compile(r"(?<=[.!?…])\s+")
 _NEWLINE_TOKENS = estimate_tokens("\n")
@@ -43,6 +47,15 @@ class SummaryResult:
     rounds: int
 
 
+@dataclass(frozen=True, slots=True)
+class SummaryPlan:
+    """The work `summarize_turns` will do, known before any summarizer call."""
+
+    chunk_count: int
+    calls: int  # summarizer calls (one per batch of up to `batch_size` texts), over every round
+    rounds: int
+
+
 class SummarizationError(Exception):
     """The texts could not be summarized into one (bad summarizer output or no progress between rounds)."""
 
@@ -56,6 +69,32 @@ def chunk_turns(turns: Iterable[Turn], max_tokens: int) -> list[str]:
         raise ValueError(f"max_tokens must be at least 8, got {max_tokens}")
     lines = (line for turn in turns for line in _turn_lines(turn, max_tokens))
     return _pack(lines, max_tokens)
+
+
+def plan_summary(
+    turns: Sequence[Turn],
+    *,
+    max_input_tokens: int = SUMMARIZER_MAX_INPUT_TOKENS,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    summary_tokens: int = PLANNED_SUMMARY_TOKENS,
+) -> SummaryPlan:
+    """The summarizer calls `summarize_turns` makes for `turns`, from token estimates only (no model call).
+
+    The first round is exact: the same chunks. Later rounds pack the summaries the way the real run does, each
+    assumed `summary_tokens` long, so the plan is an upper bound while the summarizer keeps within that cap.
+    Raises ValueError when there is nothing to summarize."""
+    budget = max_input_tokens - SPECIAL_TOKENS_RESERVE
+    texts = len(chunk_turns(turns, budget))
+    if not texts:
+        raise ValueError("there are no turns with text to summarize")
+    chunk_count, calls, rounds = texts, math.ceil(texts / batch_size), 1
+    summary_tokens = min(summary_tokens, budget)
+    while texts > 1 and rounds < MAX_ROUNDS:
+        reduced = len(_group_sizes([summary_tokens] * texts, budget, _NEWLINE_TOKENS))
+        if reduced >= texts:
+            raise ValueError(f"summaries of {summary_tokens} tokens cannot be packed within {budget} tokens")
+        texts, calls, rounds = reduced, calls + math.ceil(reduced / batch_size), rounds + 1
+    return SummaryPlan(chunk_count=chunk_count, calls=calls, rounds=rounds)
 
 
 def summarize_turns(
@@ -141,20 +180,30 @@ def _split_characters(word: str, max_tokens: int) -> Iterator[str]:
 
 def _pack(pieces: Iterable[str], max_tokens: int, separator: str = "\n") -> list[str]:
     """Greedily join pieces (each within `max_tokens`) into as few texts within `max_tokens` as possible."""
+    pieces = list(pieces)
     separator_tokens = _NEWLINE_TOKENS if separator == "\n" else 0
     packed: list[str] = []
-    current: list[str] = []
-    current_tokens = 0
-    for piece in pieces:
-        piece_tokens = estimate_tokens(piece)
-        if current and current_tokens + separator_tokens + piece_tokens > max_tokens:
-            packed.append(separator.join(current))
-            current, current_tokens = [], 0
-        current_tokens += piece_tokens + (separator_tokens if current else 0)
-        current.append(piece)
-    if current:
-        packed.append(separator.join(current))
+    start = 0
+    for size in _group_sizes([estimate_tokens(piece) for piece in pieces], max_tokens, separator_tokens):
+        packed.append(separator.join(pieces[start : start + size]))
+        start += size
     return packed
+
+
+def _group_sizes(token_counts: list[int], max_tokens: int, separator_tokens: int) -> list[int]:
+    """How many consecutive pieces each packed text takes, packing greedily within `max_tokens` (shared by the
+    real packing and the plan, so the two cannot disagree)."""
+    sizes: list[int] = []
+    current = current_tokens = 0
+    for tokens in token_counts:
+        if current and current_tokens + separator_tokens + tokens > max_tokens:
+            sizes.append(current)
+            current = current_tokens = 0
+        current_tokens += tokens + (separator_tokens if current else 0)
+        current += 1
+    if current:
+        sizes.append(current)
+    return sizes
 
 
 def _summarize_all(texts: list[str], summarize: Summarize, batch_size: int) -> list[str]:

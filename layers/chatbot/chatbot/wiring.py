@@ -18,6 +18,7 @@ from chatbot.conversations.policy import ChatPolicy
 from chatbot.conversations.retention import MessagePurger
 from chatbot.conversations.service import ConversationService
 from chatbot.conversations.store import ConversationStore
+from chatbot.conversations.summary_requests import SummaryQueue
 from chatbot.conversations.sweep_store import SweepStore
 from chatbot.conversations.sweeper import OrphanSweeper
 from chatbot.inference import InferenceClient
@@ -25,6 +26,7 @@ from chatbot.settings import (
     BatchSummarizeSettings,
     ConversationCleanupSettings,
     ConversationsSettings,
+    ConversationSummarySettings,
     FunctionSettings,
     OrphanSweepSettings,
     TranscriptsApiSettings,
@@ -68,6 +70,7 @@ def conversations_service(
     dynamodb: Any = None,
     sagemaker_runtime: Any = None,
     s3: Any = None,
+    sqs: Any = None,
     clock: Callable[[], Any] | None = None,
 ) -> ConversationService:
     """ConversationsFunction: the store on the table, the endpoint's two components, the chat policy, and the
@@ -84,6 +87,7 @@ def conversations_service(
         calls=CallTranscripts(
             JobStore(settings.table_name, dynamodb), s3 or boto3.client("s3"), settings.transcripts_bucket
         ),
+        summary_queue=SummaryQueue(settings.summary_queue_url, lambda: sqs or boto3.client("sqs")),
         **extra,
     )
 
@@ -148,4 +152,19 @@ def orphan_sweeper(settings: OrphanSweepSettings, *, dynamodb: Any = None) -> Or
         page_size=SWEEP_PAGE_SIZE,
         reserve_ms=SWEEP_RESERVE_MS,
         now_iso=lambda: iso_utc(datetime.now(UTC)),
+    )
+
+
+def conversation_summary_worker(
+    settings: ConversationSummarySettings,
+    *,
+    policy: ChatPolicy | None = None,
+    dynamodb: Any = None,
+    sagemaker_runtime: Any = None,
+) -> ConversationService:
+    """SummarizeConversationFunction: the conversation store and the summarizer with the worker's own budget."""
+    policy = policy or ChatPolicy()
+    inference = _inference(settings, sagemaker_runtime, settings.model_timeout_s, settings.model_max_attempts)
+    return ConversationService(
+        ConversationStore(settings.table_name, dynamodb or boto3.client("dynamodb")), inference, policy
     )

@@ -11,11 +11,12 @@ from typing import Any
 import boto3
 import pytest
 
-from local.aws import create_table_from_template, start_moto
+from local.aws import create_table_from_template, patched_environ, start_moto
 from local.backends import create_backend
 from local.backends.base import Backend
 from local.endpoint.server import start_endpoint
 from local.gateway import start_gateway
+from local.s3_pipeline import create_pipeline_resources, start_poller
 from local.stack import endpoint_parameters
 from local.template import Template
 from provisioning.config import load_config
@@ -103,11 +104,11 @@ def backend_factory(component_name, component):
 
 @pytest.fixture(scope="module")
 def local_stack():
-    """Gateway URL, endpoint URL and endpoint name for one test module; everything is stopped when the module
-    is done."""
-    template = Template()
+    """Gateway URL, endpoint URL and endpoint name for one test module, with the summary requests queue and its
+    worker (long summaries); everything is stopped when the module is done."""
     moto = start_moto(port=0)
     config = load_config()
+    template = Template(parameters=endpoint_parameters(config))
     endpoint = start_endpoint(config, port=0, backend_factory=backend_factory)
     try:
         dynamodb = boto3.client(
@@ -115,11 +116,18 @@ def local_stack():
         )
         create_table_from_template(template, dynamodb)
         environment = {**moto.environment(), "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": endpoint.url}
+        with patched_environ(environment):  # the queues' and the poller's clients reach moto
+            session = boto3.session.Session()
+            create_pipeline_resources(template, session)
+            summaries = start_poller(
+                template, session, function_id="SummarizeConversationFunction", environment=environment
+            )
         gateway = start_gateway(port=0, environment=environment, parameters=endpoint_parameters(config))
         try:
             yield {"url": gateway.url, "endpoint_url": endpoint.url, "endpoint_name": config.endpoint.name}
         finally:
             gateway.stop()
+            summaries.stop()
     finally:
         endpoint.stop()
         moto.stop()

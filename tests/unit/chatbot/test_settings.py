@@ -6,6 +6,7 @@ from chatbot.settings import (
     BatchSummarizeSettings,
     ConversationCleanupSettings,
     ConversationsSettings,
+    ConversationSummarySettings,
     OrphanSweepSettings,
     SettingsError,
     TranscriptsApiSettings,
@@ -20,6 +21,7 @@ SETTINGS_OF_FUNCTION = {
     "BatchSummarizeFunction": BatchSummarizeSettings,
     "ConversationCleanupFunction": ConversationCleanupSettings,
     "OrphanSweepFunction": OrphanSweepSettings,
+    "SummarizeConversationFunction": ConversationSummarySettings,
 }
 
 
@@ -51,6 +53,7 @@ def test_numbers_are_parsed_from_strings():
         "SUMMARIZER_COMPONENT_NAME": "summarizer",
         "CONVERSATION_TTL_DAYS": "7",
         "TRANSCRIPTS_BUCKET": "genai-chatbot-transcripts",
+        "SUMMARY_QUEUE_URL": "genai-chatbot-summary-requests",
     }
     assert ConversationsSettings.from_environment(environment).conversation_ttl_days == 7
 

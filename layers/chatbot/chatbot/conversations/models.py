@@ -114,3 +114,32 @@ class Summary(BaseModel):
     assistant_label: str
     cached: bool = Field(description="True when served from the cache (the conversation has not changed).")
     created_at: str
+    status: Literal["ready"] = "ready"
+    stale: bool = Field(
+        False, description="True when messages changed after the summary was requested (POST again for a new one)."
+    )
+
+
+class SummaryPending(BaseModel):
+    conversation_id: str
+    status: Literal["pending"]
+    requested_at: str
+    user_label: str
+    assistant_label: str
+    retry_after_s: int = Field(description="Poll GET .../summary (the Location header) again after this long.")
+
+
+class SummaryError(BaseModel):
+    code: str = Field(description="summarizer_unavailable, summarizer_failed, too_long, not_queued or internal_error.")
+    message: str
+
+
+class ErrorMessage(BaseModel):
+    message: str = Field(description="What went wrong, for the user.")
+
+
+class SummaryFailed(BaseModel):
+    conversation_id: str
+    status: Literal["failed"]
+    requested_at: str
+    error: SummaryError = Field(description="Why the background summary failed; POST again to retry.")

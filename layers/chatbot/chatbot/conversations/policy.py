@@ -34,6 +34,10 @@ class ChatPolicy:
     model_max_attempts: int = 2
     # Folding old messages into the rolling summary runs after the answer, only if this much time is left.
     fold_timeout_s: float = 8.0
+    # A whole-conversation summary planned at more summarizer calls than this is made in the background (202, then
+    # poll): at the assumed 8 s a call (chatbot.transcript_jobs.keys.ASSUMED_SUMMARIZER_CALL_S) 2 calls are 16 s,
+    # inside API Gateway's 29 s with the reads and writes around them.
+    summary_sync_max_calls: int = 2
 
     def __post_init__(self) -> None:
         if self.chat_max_new_tokens >= self.chat_context_tokens // 2:

@@ -39,6 +39,12 @@ from chatbot.conversations.store import (
     IdempotencyKeyTakenError,
     MessageRecord,
 )
+from chatbot.conversations.summary_requests import (
+    SummaryFailure,
+    SummaryMessage,
+    SummaryQueue,
+    parse_summary_message,
+)
 from chatbot.errors import (
     ConflictError,
     DomainError,
@@ -47,10 +53,11 @@ from chatbot.errors import (
     SystemPromptTooLongError,
     TooLargeError,
 )
-from chatbot.inference import InferenceClient, InferenceError
-from chatbot.summarization import SummarizationError, Summarize, Turn, summarize_turns
+from chatbot.inference import InferenceClient, InferenceError, ModelUnavailableError
+from chatbot.summarization import SummarizationError, Summarize, Turn, plan_summary, summarize_turns
 from chatbot.tokens import estimate_tokens
 from chatbot.transcript_jobs.calls import CallNotFoundError, CallTranscripts
+from chatbot.transcript_jobs.keys import ASSUMED_SUMMARIZER_CALL_S
 
 logger = Logger(child=True)
 metrics = Metrics()
@@ -67,6 +74,7 @@ CALL_INSTRUCTIONS = (
 # The instructions and the blank lines around them, within the call's share of the prompt.
 _CALL_INSTRUCTIONS_TOKENS = estimate_tokens(f"\n\n{CALL_INSTRUCTIONS}\n\n")
 _CALL_RECENT_MESSAGES = 4  # earlier messages whose words also rank the call's turns (follow-up questions)
+SUMMARY_POLL_INTERVAL_S = 5  # Retry-After of a pending background summary (a few summarizer calls' time)
 
 
 class _Prompt(NamedTuple):
@@ -84,10 +92,12 @@ class ConversationService:
         *,
         fold_inference: Callable[[], InferenceClient] | None = None,
         calls: CallTranscripts | None = None,
+        summary_queue: SummaryQueue | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ):
         self._store = store
         self._calls = calls
+        self._summary_queue = summary_queue
         self._inference = inference
         self._policy = policy
         self._fold_inference_factory = fold_inference or (lambda: inference)
@@ -293,27 +303,124 @@ class ConversationService:
             raise ConflictError("There is no unanswered message to retry in this conversation.")
         return self._answer(conversation, users[-1], history, page.has_more, remaining_ms)
 
+    # -- whole-conversation summaries (long ones in the background) ----------------------------------
+
     def summarize_conversation(
         self, owner: str, conversation_id: str, user_label: str = "User", assistant_label: str = "AI"
     ) -> dict[str, Any]:
+        """The summary (`status` ready) when its planned summarizer calls fit the API's time budget
+        (`ChatPolicy.summary_sync_max_calls`); otherwise a background request (`status` pending) to poll with
+        `summary_status`. A pending request for the same version and labels is not queued twice."""
         conversation = self._owned(owner, conversation_id)
-        cached = conversation.get("cached_summary")
-        if (
-            cached
-            and cached.get("version") == conversation["version"]
-            and (cached.get("user_label"), cached.get("assistant_label")) == (user_label, assistant_label)
-        ):
-            return self._summary_view(conversation_id, cached, cached=True)
         labels = {"user": user_label, "assistant": assistant_label}
-        turns = [
-            Turn(labels[message["role"]], message["content"]) for message in self._store.all_messages(conversation_id)
-        ]
+        cached = conversation.get("cached_summary")
+        if cached and cached.get("version") == conversation["version"] and _labels_of(cached) == labels:
+            return self._summary_view(conversation_id, cached, cached=True)
+        request = self._current_request(conversation)
+        if (
+            request
+            and request["status"] == "pending"
+            and request["version"] == conversation["version"]
+            and _labels_of(request) == labels
+        ):
+            return self._pending_view(conversation_id, request)
+        turns = self._summary_turns(conversation_id, labels)
         if not turns:
             raise ConflictError("The conversation has no messages to summarize.")
-        started = time.perf_counter()
-        result = summarize_turns(
-            turns, self._inference.summarize, max_input_tokens=self._policy.summarizer_max_input_tokens
+        plan = plan_summary(turns, max_input_tokens=self._policy.summarizer_max_input_tokens)
+        if plan.calls <= self._policy.summary_sync_max_calls:
+            try:
+                record = self._make_summary(
+                    conversation, turns, labels, _CallLimit(self._inference.summarize, plan.calls)
+                )
+                return self._summary_view(conversation_id, record, cached=False)
+            except _CallLimitReached:  # the estimate was short of the model's tokens: finish in the background
+                logger.info("summary continues in the background", extra={"conversation_id": conversation_id})
+        return self._request_summary(conversation, labels, plan.calls)
+
+    def summary_status(self, owner: str, conversation_id: str) -> dict[str, Any]:
+        """The newest summary: the background request's state (pending, ready, failed), else the cached summary.
+        A summary made for an earlier version says `stale` (the conversation moved on since it was requested).
+        NotFoundError when none was made or requested since the conversation was last cleared."""
+        conversation = self._owned(owner, conversation_id)
+        request = self._current_request(conversation)
+        if request is None:
+            cached = conversation.get("cached_summary")
+            if not cached:
+                raise NotFoundError("No summary was requested for this conversation; POST to request one.")
+            return self._summary_view(conversation_id, cached, cached=True, current_version=conversation["version"])
+        if request["status"] == "pending":
+            return self._pending_view(conversation_id, request)
+        if request["status"] == "failed":
+            return {
+                "conversation_id": conversation_id,
+                "status": "failed",
+                "requested_at": request["requested_at"],
+                "error": {"code": request["error_code"], "message": SummaryFailure(request["error_code"]).message},
+            }
+        return self._summary_view(
+            conversation_id, request["result"], cached=True, current_version=conversation["version"]
         )
+
+    def complete_summary_request(
+        self,
+        message_body: str,
+        *,
+        final_attempt: bool = False,
+        remaining_ms: Callable[[], int] | None = None,
+    ) -> str:
+        """The background worker: make the summary a queued request asks for, cache it (if the conversation has
+        not changed) and mark the request ready. A permanent failure marks it failed; a transient one is raised
+        for the queue to retry, after marking it failed on the message's last receive, so none stays pending.
+        Returns what happened: ready, failed, or superseded (replaced, finished, cleared or deleted)."""
+        try:
+            message = parse_summary_message(message_body)
+        except ValueError:
+            logger.error("summary request message dropped: not a summary request")
+            return "failed"
+        conversation = self._store.get_conversation(message.conversation_id)
+        request = self._current_request(conversation) if conversation else None
+        if not request or request["request_id"] != message.request_id or request["status"] != "pending":
+            return "superseded"
+        labels = _labels_of(request)
+        try:
+            turns = self._summary_turns(message.conversation_id, labels)
+            plan = plan_summary(turns, max_input_tokens=self._policy.summarizer_max_input_tokens)
+            if remaining_ms is not None and plan.calls * ASSUMED_SUMMARIZER_CALL_S * 1000 > remaining_ms():
+                return self._fail_request(message, SummaryFailure.TOO_LONG)
+            record = self._make_summary(conversation, turns, labels, self._inference.summarize)
+        except ModelUnavailableError:
+            if final_attempt:
+                self._fail_request(message, SummaryFailure.SUMMARIZER_UNAVAILABLE)
+            raise
+        except (InferenceError, SummarizationError, ValueError):
+            logger.exception("background summary failed", extra={"conversation_id": message.conversation_id})
+            return self._fail_request(message, SummaryFailure.SUMMARIZER_FAILED)
+        except Exception:
+            if final_attempt:
+                self._fail_request(message, SummaryFailure.INTERNAL)
+            raise
+        finished = self._store.finish_summary_request(
+            message.conversation_id, message.request_id, {"status": "ready", "result": record}
+        )
+        return "ready" if finished else "superseded"
+
+    def _summary_turns(self, conversation_id: str, labels: dict[str, str]) -> list[Turn]:
+        return [
+            Turn(labels[message["role"]], message["content"]) for message in self._store.all_messages(conversation_id)
+        ]
+
+    def _make_summary(
+        self,
+        conversation: ConversationRecord,
+        turns: list[Turn],
+        labels: dict[str, str],
+        summarize: Callable[[list[str]], list[str]],
+    ) -> dict[str, Any]:
+        """Summarize `turns` and cache the summary if no message arrived meanwhile; the cached record."""
+        conversation_id = conversation["conversation_id"]
+        started = time.perf_counter()
+        result = summarize_turns(turns, summarize, max_input_tokens=self._policy.summarizer_max_input_tokens)
         metrics.add_metric(name="SummaryLatency", unit=MetricUnit.Milliseconds, value=_ms_since(started))
         record = {
             "summary": result.summary,
@@ -321,17 +428,74 @@ class ConversationService:
             "message_count": len(turns),
             "chunk_count": result.chunk_count,
             "rounds": result.rounds,
-            "user_label": user_label,
-            "assistant_label": assistant_label,
+            "user_label": labels["user"],
+            "assistant_label": labels["assistant"],
             "created_at": iso_utc(self._clock()),
         }
-        # Cached only if no message arrived meanwhile; the answer is returned either way.
         self._store.save_cached_summary(conversation_id, record, expected_version=conversation["version"])
         logger.info(
             "conversation summarized",
             extra={"conversation_id": conversation_id, "chunks": result.chunk_count, "rounds": result.rounds},
         )
-        return self._summary_view(conversation_id, record, cached=False)
+        return record
+
+    def _request_summary(
+        self, conversation: ConversationRecord, labels: dict[str, str], planned_calls: int
+    ) -> dict[str, Any]:
+        """Store a pending request on the conversation and queue it; the pending view."""
+        conversation_id = conversation["conversation_id"]
+        request = {
+            "request_id": str(uuid.uuid4()),
+            "status": "pending",
+            "version": conversation["version"],
+            "generation": conversation["generation"],
+            "user_label": labels["user"],
+            "assistant_label": labels["assistant"],
+            "requested_at": iso_utc(self._clock()),
+            "planned_calls": planned_calls,
+        }
+        try:
+            self._store.save_summary_request(conversation_id, request)
+        except ConditionFailedError:
+            raise self._not_found() from None
+        message = SummaryMessage(conversation_id, request["request_id"])
+        try:
+            self._require_summary_queue().send(message)
+        except Exception:
+            self._fail_request(message, SummaryFailure.NOT_QUEUED)
+            raise
+        metrics.add_metric(name="SummariesQueued", unit=MetricUnit.Count, value=1)
+        logger.info("summary queued", extra={"conversation_id": conversation_id, "planned_calls": planned_calls})
+        return self._pending_view(conversation_id, request)
+
+    def _fail_request(self, message: SummaryMessage, code: SummaryFailure) -> str:
+        outcome = {"status": "failed", "error_code": code.value, "failed_at": iso_utc(self._clock())}
+        self._store.finish_summary_request(message.conversation_id, message.request_id, outcome)
+        logger.warning("summary request failed", extra={"conversation_id": message.conversation_id, "code": code})
+        return "failed"
+
+    @staticmethod
+    def _current_request(conversation: ConversationRecord) -> dict[str, Any] | None:
+        """The background summary request, unless it predates the last clear (its summary would show cleared
+        messages)."""
+        request = conversation.get("summary_request")
+        return request if request and request.get("generation") == conversation["generation"] else None
+
+    def _require_summary_queue(self) -> SummaryQueue:
+        if self._summary_queue is None:
+            raise RuntimeError("this service was built without the summary requests queue")
+        return self._summary_queue
+
+    @staticmethod
+    def _pending_view(conversation_id: str, request: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "conversation_id": conversation_id,
+            "status": "pending",
+            "requested_at": request["requested_at"],
+            "user_label": request["user_label"],
+            "assistant_label": request["assistant_label"],
+            "retry_after_s": SUMMARY_POLL_INTERVAL_S,
+        }
 
     # -- a turn -------------------------------------------------------------------------------------
 
@@ -698,9 +862,40 @@ class ConversationService:
         return view
 
     @staticmethod
-    def _summary_view(conversation_id: str, record: dict[str, Any], *, cached: bool) -> dict[str, Any]:
+    def _summary_view(
+        conversation_id: str, record: dict[str, Any], *, cached: bool, current_version: int | None = None
+    ) -> dict[str, Any]:
         fields = ("summary", "message_count", "chunk_count", "rounds", "user_label", "assistant_label", "created_at")
-        return {"conversation_id": conversation_id, **{name: record[name] for name in fields}, "cached": cached}
+        stale = current_version is not None and record["version"] != current_version
+        return {
+            "conversation_id": conversation_id,
+            "status": "ready",
+            **{name: record[name] for name in fields},
+            "cached": cached,
+            "stale": stale,
+        }
+
+
+class _CallLimitReached(Exception):
+    """A summary made within the API's time budget needs more summarizer calls than planned."""
+
+
+class _CallLimit:
+    """The summarizer, refusing calls beyond the number planned (the synchronous summary's bound)."""
+
+    def __init__(self, summarize: Callable[[list[str]], list[str]], max_calls: int):
+        self._summarize = summarize
+        self._calls_left = max_calls
+
+    def __call__(self, texts: list[str]) -> list[str]:
+        if self._calls_left <= 0:
+            raise _CallLimitReached
+        self._calls_left -= 1
+        return self._summarize(texts)
+
+
+def _labels_of(record: Mapping[str, Any]) -> dict[str, str]:
+    return {"user": record.get("user_label"), "assistant": record.get("assistant_label")}
 
 
 class _NoTimeToFold(Exception):

@@ -97,6 +97,7 @@ class ConversationRecord(TypedDict, total=False):
     expires_at: int  # epoch seconds (the table's TTL attribute)
     rolling_summary: str
     cached_summary: dict[str, Any]
+    summary_request: dict[str, Any]  # the newest background summary: pending, ready (with its result) or failed
     call: dict[str, Any] | None  # the summarized call a conversation is about: {"job_id", "filename"}
 
 
@@ -250,6 +251,40 @@ class ConversationStore:
                 UpdateExpression="SET cached_summary = :cached",
                 ConditionExpression="attribute_exists(pk) AND version = :version",
                 ExpressionAttributeValues=serialize({":cached": cached, ":version": expected_version}),
+            )
+        except self._client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    # -- background summary requests ------------------------------------------------------------------
+
+    def save_summary_request(self, conversation_id: str, request: dict[str, Any]) -> None:
+        """Record a background summary request on the conversation, replacing any earlier one."""
+        try:
+            self._client.update_item(
+                TableName=self.table_name,
+                Key=serialize({"pk": conversation_pk(conversation_id), "sk": META}),
+                UpdateExpression="SET summary_request = :request",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeValues=serialize({":request": request}),
+            )
+        except self._client.exceptions.ConditionalCheckFailedException as exc:
+            raise ConditionFailedError() from exc
+
+    def finish_summary_request(self, conversation_id: str, request_id: str, outcome: dict[str, Any]) -> bool:
+        """Merge `outcome` (its status: ready or failed) into the request if it is still the pending one named;
+        False when it was replaced, already finished, or the conversation is gone."""
+        names = {"#status": "status", **{f"#{name}": name for name in outcome}}
+        try:
+            self._client.update_item(
+                TableName=self.table_name,
+                Key=serialize({"pk": conversation_pk(conversation_id), "sk": META}),
+                UpdateExpression="SET " + ", ".join(f"summary_request.#{name} = :{name}" for name in outcome),
+                ConditionExpression="summary_request.request_id = :request_id AND summary_request.#status = :pending",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=serialize(
+                    {":request_id": request_id, ":pending": "pending", **{f":{k}": v for k, v in outcome.items()}}
+                ),
             )
         except self._client.exceptions.ConditionalCheckFailedException:
             return False
