@@ -7,7 +7,7 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig, Response
 from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from chatbot.api_errors import caller_id, register_error_handlers
+from chatbot.api_errors import QUOTA_EXCEEDED_RESPONSE, caller_id, quota_limited, register_error_handlers
 from chatbot.conversations.models import (
     Conversation,
     ConversationList,
@@ -110,6 +110,7 @@ def list_messages(
             "description": "With `Accept: text/event-stream`: `delta` events, then one `done` or `error`.",
             "content": {"text/event-stream": {"model": StreamEvent}},
         },
+        429: QUOTA_EXCEEDED_RESPONSE,
     },
 )
 # No return annotation (Powertools would validate a stream as an Exchange): the buffered answer is validated here.
@@ -136,6 +137,7 @@ def send_message(
     "/v1/conversations/<conversation_id>/messages/retry",
     status_code=HTTPStatus.CREATED,
     summary="Answer the newest message if the model failed on it",
+    responses=quota_limited(HTTPStatus.CREATED, Exchange),
 )
 def retry_message(conversation_id: ConversationId) -> Exchange:
     return service.retry_last_message(caller_id(app), conversation_id, app.lambda_context.get_remaining_time_in_millis)
@@ -149,7 +151,11 @@ def clear_conversation(conversation_id: ConversationId) -> Response[None]:
     return Response(status_code=HTTPStatus.NO_CONTENT)
 
 
-@app.post("/v1/conversations/<conversation_id>/summary", summary="Summarize the whole conversation (cached)")
+@app.post(
+    "/v1/conversations/<conversation_id>/summary",
+    summary="Summarize the whole conversation (cached)",
+    responses=quota_limited(HTTPStatus.OK, Summary),
+)
 def summarize_conversation(conversation_id: ConversationId, body: SummaryRequest | None = None) -> Summary:
     labels = body or SummaryRequest()
     return service.summarize_conversation(caller_id(app), conversation_id, labels.user_label, labels.assistant_label)

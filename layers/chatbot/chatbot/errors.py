@@ -34,3 +34,11 @@ class ConflictError(DomainError):
 
 class IdempotencyKeyReusedError(DomainError):
     """An Idempotency-Key sent again with a different request."""
+
+
+class QuotaExceededError(DomainError):
+    """The caller used up a per-user quota of model requests; the next window opens in `retry_after_s`."""
+
+    def __init__(self, message: str, *, retry_after_s: int):
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

@@ -30,6 +30,7 @@ from chatbot.conversations.store import (
 )
 from chatbot.errors import ConflictError, DomainError, IdempotencyKeyReusedError, NotFoundError, TooLargeError
 from chatbot.inference import InferenceClient, InferenceError
+from chatbot.quotas import UserQuota
 from chatbot.summarization import SummarizationError, Turn, summarize_turns
 from chatbot.tokens import estimate_tokens
 from chatbot.transcript_jobs.calls import CallNotFoundError, CallTranscripts
@@ -67,6 +68,7 @@ class ConversationService:
         fold_inference: Callable[[], InferenceClient] | None = None,
         calls: CallTranscripts | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        quota: UserQuota | None = None,
     ):
         self._store = store
         self._calls = calls
@@ -75,6 +77,7 @@ class ConversationService:
         self._fold_inference_factory = fold_inference or (lambda: inference)
         self._fold_client: InferenceClient | None = None
         self._clock = clock
+        self._quota = quota
         # Newest unsummarized messages read per turn: the window plus the turns that may arrive meanwhile.
         self._turn_read_limit = policy.chat_window_messages + 8
 
@@ -253,6 +256,8 @@ class ConversationService:
                 self._remember_key(conversation, idempotency_key, question["seq"])
         if question is None:
             self._check_fits(conversation, content)
+        self._take_quota(owner)  # before the message is stored: a refused send leaves nothing behind
+        if question is None:
             conversation, question = self._start_turn(conversation, content, idempotency_key)
         return conversation, question, history, page.has_more
 
@@ -268,6 +273,7 @@ class ConversationService:
         users = [message for message in history if message["role"] == "user"]
         if not users or self._status(users[-1]) != "unanswered":
             raise ConflictError("There is no unanswered message to retry in this conversation.")
+        self._take_quota(owner)
         return self._answer(conversation, users[-1], history, page.has_more, remaining_ms)
 
     def summarize_conversation(
@@ -287,6 +293,7 @@ class ConversationService:
         ]
         if not turns:
             raise ConflictError("The conversation has no messages to summarize.")
+        self._take_quota(owner)  # a cached summary (above) costs no model time, so no quota
         started = time.perf_counter()
         result = summarize_turns(
             turns, self._inference.summarize, max_input_tokens=self._policy.summarizer_max_input_tokens
@@ -311,6 +318,11 @@ class ConversationService:
         return self._summary_view(conversation_id, record, cached=False)
 
     # -- a turn -------------------------------------------------------------------------------------
+
+    def _take_quota(self, owner: str) -> None:
+        """Count a request that is about to reach the model (QuotaExceededError when the owner's is used up)."""
+        if self._quota:
+            self._quota.take(owner)
 
     def _check_fits(self, conversation: ConversationRecord, content: str) -> None:
         fixed = fixed_tokens(conversation.get("system_prompt"), conversation.get("rolling_summary"))
