@@ -9,8 +9,10 @@ import pytest
 from chatbot.quotas import quota_pk
 from chatbot.settings import ConversationsSettings, TranscriptsApiSettings
 
+from bench.loadtest import LOAD_TEST_PARAMETERS
 from local.events import ttl_removal_stream_event
 from local.lambda_runtime import FunctionDefinition
+from local.stack import LocalStack, endpoint_parameters
 from local.template import DEFAULT_TEMPLATE_PATH, Template
 
 CHAT_FUNCTIONS = ["ConversationsFunction", "ConversationsStreamFunction"]
@@ -64,3 +66,16 @@ def test_the_ttl_removal_of_a_quota_counter_does_not_start_a_conversation_cleanu
     # Then an expired conversation passes it and an expired quota counter does not
     assert _matches(pattern, conversation)
     assert not _matches(pattern, counter)
+
+
+def test_the_load_test_stack_keeps_the_quotas_on_but_out_of_reach():
+    # Given the local stack the load test starts (each locust user stands for many people)
+    stack = LocalStack(parameters=LOAD_TEST_PARAMETERS)
+    # When its functions' environments are resolved
+    template = Template(DEFAULT_TEMPLATE_PATH, stack.template_parameters())
+    chat = FunctionDefinition.from_template(template, "ConversationsStreamFunction").environment
+    uploads = FunctionDefinition.from_template(template, "TranscriptsApiFunction").environment
+    # Then the quotas are counted, with limits far above the run's pace, and the endpoint's names are kept
+    assert ConversationsSettings.from_environment(chat).user_chat_requests_per_minute >= 10_000
+    assert TranscriptsApiSettings.from_environment(uploads).user_transcript_uploads_per_hour >= 10_000
+    assert stack.template_parameters()["EndpointName"] == endpoint_parameters(stack.config)["EndpointName"]
