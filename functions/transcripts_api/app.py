@@ -18,7 +18,12 @@ metrics = Metrics()
 settings = TranscriptsApiSettings.from_environment()
 service = transcripts_api_service(settings)
 
-cors = CORSConfig(allow_origin=settings.cors_allow_origin, allow_headers=["Authorization", "Content-Type"], max_age=600)
+cors = CORSConfig(
+    allow_origin=settings.cors_allow_origin,
+    allow_headers=["Authorization", "Content-Type"],
+    expose_headers=["Retry-After"],  # of a 429 (per-user upload quota)
+    max_age=600,
+)
 app = APIGatewayRestResolver(enable_validation=True, cors=cors)
 register_error_handlers(app)
 

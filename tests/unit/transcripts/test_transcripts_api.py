@@ -13,7 +13,7 @@ from chatbot.wiring import transcripts_api_service
 from local.events import cognito_claims, rest_proxy_event
 
 
-def respond(api, lambda_context, method, path, *, user="alice", body=None, query=None) -> dict:
+def respond(api, lambda_context, method, path, *, user="alice", body=None, query=None, headers=None) -> dict:
     """The function's whole proxy response (status, headers, body) to one request."""
     resource = "/v1/transcripts/{job_id}" if path.count("/") == 3 else "/v1/transcripts"
     event = rest_proxy_event(
@@ -22,7 +22,7 @@ def respond(api, lambda_context, method, path, *, user="alice", body=None, query
         resource=resource,
         path_parameters={"job_id": path.rsplit("/", 1)[-1]} if "{job_id}" in resource else None,
         query={name: [value] for name, value in (query or {}).items()},
-        headers={"Content-Type": ["application/json"]},
+        headers={"Content-Type": ["application/json"], **{name: [value] for name, value in (headers or {}).items()}},
         body=json.dumps(body).encode() if body is not None else None,
         claims=cognito_claims(user) if user else None,
     )
@@ -277,11 +277,14 @@ def test_upload_forms_over_the_callers_hourly_quota_are_429_with_retry_after(api
     monkeypatch.setattr(api, "service", transcripts_api_service(limited, clock=lambda: hour + 600))
     for name in ("one.txt", "two.txt"):
         assert call(api, lambda_context, "POST", "/v1/transcripts", body={"filename": name})[0] == 201
-    # When she asks for a third
-    response = respond(api, lambda_context, "POST", "/v1/transcripts", body={"filename": "three.txt"})
+    # When she asks for a third, from a browser
+    response = respond(
+        api, lambda_context, "POST", "/v1/transcripts", body={"filename": "three.txt"}, headers={"Origin": "https://ui"}
+    )
     # Then it is refused, naming the limit, until the next hour (50 minutes), and no job is queued for it
     assert response["statusCode"] == 429
     assert response["multiValueHeaders"]["Retry-After"] == ["3000"]
+    assert response["multiValueHeaders"]["Access-Control-Expose-Headers"] == ["Retry-After"]  # a browser may read it
     assert "2 transcript uploads per hour" in json.loads(response["body"])["message"]
     _, listed = call(api, lambda_context, "GET", "/v1/transcripts")
     assert sorted(job["filename"] for job in listed["items"]) == ["one.txt", "two.txt"]
