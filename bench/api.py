@@ -41,6 +41,7 @@ from local.template import LOCAL_REGION, PROJECT_ROOT, Template
 MEASURED_TURNS = 5
 WARM_UP_TURNS_MAX = 20
 TURNS_PER_CLIENT = 30
+BENCH_USER_QUOTA = 100_000
 FORBIDDEN_MODULES = ("torch", "transformers", "sagemaker")
 
 
@@ -258,7 +259,14 @@ def _turns_with(clients: int) -> TurnRun:
             )
             create_table_from_template(Template(), client)
             environment = {**moto.environment(), "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": endpoint.url}
-            parameters = {"EndpointName": "bench", "ChatComponentName": "chat", "SummarizerComponentName": "summarizer"}
+            parameters = {
+                "EndpointName": "bench",
+                "ChatComponentName": "chat",
+                "SummarizerComponentName": "summarizer",
+                # A client sends more turns a minute than one user may: the quota stays on (its counter is part
+                # of a turn's work), out of the run's reach.
+                "UserChatRequestsPerMinute": str(BENCH_USER_QUOTA),
+            }
             with start_gateway(
                 port=0, environment=environment, parameters=parameters, function_logs=subprocess.DEVNULL
             ) as gateway:

@@ -66,6 +66,8 @@ class LocalStack:
     with_poller: bool = True
     urls: dict[str, str] = field(default_factory=dict)
     bucket_name: str = ""
+    #: Template parameter values on top of the local endpoint's (e.g. a load test's per-user quotas).
+    parameters: dict[str, str] = field(default_factory=dict)
     #: The local platform's variables (boto3 endpoint overrides for moto and the endpoint, dummy credentials):
     #: every function environment gets them on top of its own template environment.
     environment: dict[str, str] = field(default_factory=dict)
@@ -125,8 +127,8 @@ class LocalStack:
         return self
 
     def template_parameters(self) -> dict[str, str]:
-        """The template's parameters as the local endpoint answers them (deployed, SSM holds these names)."""
-        return endpoint_parameters(self.config)
+        """The template's parameters: the local endpoint's names (deployed, SSM holds them) and `parameters`."""
+        return {**endpoint_parameters(self.config), **self.parameters}
 
     def stop(self) -> None:
         self._running.close()

@@ -7,13 +7,12 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig, Response
 from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from chatbot.api_errors import caller_id, register_error_handlers
+from chatbot.api_errors import QUOTA_EXCEEDED_RESPONSE, ErrorMessage, caller_id, quota_limited, register_error_handlers
 from chatbot.conversations.models import (
     Conversation,
     ConversationList,
     CreateCallConversationRequest,
     CreateConversationRequest,
-    ErrorMessage,
     Exchange,
     MessageList,
     SendMessageRequest,
@@ -113,6 +112,7 @@ def list_messages(
             "description": "With `Accept: text/event-stream`: `delta` events, then one `done` or `error`.",
             "content": {"text/event-stream": {"model": StreamEvent}},
         },
+        429: QUOTA_EXCEEDED_RESPONSE,
     },
 )
 # No return annotation (Powertools would validate a stream as an Exchange): the buffered answer is validated here.
@@ -139,6 +139,7 @@ def send_message(
     "/v1/conversations/<conversation_id>/messages/retry",
     status_code=HTTPStatus.CREATED,
     summary="Answer the newest message if the model failed on it",
+    responses=quota_limited(HTTPStatus.CREATED, Exchange),
 )
 def retry_message(conversation_id: ConversationId) -> Exchange:
     return service.retry_last_message(caller_id(app), conversation_id, app.lambda_context.get_remaining_time_in_millis)
@@ -164,6 +165,7 @@ SUMMARY_PENDING = {
     responses={
         200: {"description": "The summary, made now or cached.", "content": {"application/json": {"model": Summary}}},
         202: SUMMARY_PENDING,
+        429: QUOTA_EXCEEDED_RESPONSE,
     },
 )
 def summarize_conversation(conversation_id: ConversationId, body: SummaryRequest | None = None):

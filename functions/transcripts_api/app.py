@@ -7,7 +7,7 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig, Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from chatbot.api_errors import caller_id, register_error_handlers
+from chatbot.api_errors import caller_id, quota_limited, register_error_handlers
 from chatbot.settings import TranscriptsApiSettings
 from chatbot.transcript_jobs.api import Job, JobList, UploadRequest, UploadResponse
 from chatbot.wiring import transcripts_api_service
@@ -18,7 +18,12 @@ metrics = Metrics()
 settings = TranscriptsApiSettings.from_environment()
 service = transcripts_api_service(settings)
 
-cors = CORSConfig(allow_origin=settings.cors_allow_origin, allow_headers=["Authorization", "Content-Type"], max_age=600)
+cors = CORSConfig(
+    allow_origin=settings.cors_allow_origin,
+    allow_headers=["Authorization", "Content-Type"],
+    expose_headers=["Retry-After"],  # of a 429 (per-user upload quota)
+    max_age=600,
+)
 app = APIGatewayRestResolver(enable_validation=True, cors=cors)
 register_error_handlers(app)
 
@@ -26,7 +31,12 @@ Limit = Annotated[int, Query(ge=1, le=100, description="Page size.")]
 Cursor = Annotated[str | None, Query(max_length=2048, description="`next_cursor` of the previous page.")]
 
 
-@app.post("/v1/transcripts", status_code=HTTPStatus.CREATED, summary="Request a presigned upload form for a transcript")
+@app.post(
+    "/v1/transcripts",
+    status_code=HTTPStatus.CREATED,
+    summary="Request a presigned upload form for a transcript",
+    responses=quota_limited(HTTPStatus.CREATED, UploadResponse),
+)
 def request_upload(body: UploadRequest) -> UploadResponse:
     return service.request_upload(caller_id(app), body.filename)
 

@@ -16,12 +16,15 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError as Rout
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import ClientError
+from pydantic import BaseModel, Field
 
+from chatbot.dynamodb import is_throttled
 from chatbot.errors import (
     ConflictError,
     DomainError,
     InvalidInputError,
     NotFoundError,
+    QuotaExceededError,
     RuleViolationError,
     TooLargeError,
 )
@@ -31,15 +34,33 @@ from chatbot.summarization import SummarizationError
 logger = Logger(child=True)
 metrics = Metrics()
 
-# DynamoDB (and other AWS) answers that mean "too busy right now", once botocore's own retries are spent.
-_THROTTLING_CODES = frozenset(
-    {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded", "Throttling"}
-)
 _THROTTLED_RETRY_AFTER_S = 2
 MODEL_UNAVAILABLE = "The model is busy or scaling up; your message is saved. Retry after the time in Retry-After."
 MODEL_FAILED = "The model failed to answer; your message is saved. Retry later."
 STORAGE_BUSY = "The service is busy; retry after the time in Retry-After (with the same Idempotency-Key, if any)."
 INTERNAL_ERROR = "Internal server error."
+
+
+class ErrorMessage(BaseModel):
+    """The body of every error answer (API Gateway's own shape), for the OpenAPI document."""
+
+    message: str = Field(description="What went wrong, for the user.")
+
+
+# The documented answer of the routes that spend a per-user quota (chatbot.quotas).
+QUOTA_EXCEEDED_RESPONSE: dict[str, Any] = {
+    "description": "A per-user quota is used up (the message names it); retry after the time in Retry-After.",
+    "headers": {
+        "Retry-After": {"description": "Seconds until the quota's next window.", "schema": {"type": "integer"}}
+    },
+    "content": {"application/json": {"model": ErrorMessage}},
+}
+
+
+def quota_limited(success_status: int, model: type[BaseModel]) -> dict[int, dict[str, Any]]:
+    """`responses` of a route that spends a quota: its success as Powertools describes it by default, and 429."""
+    success = {"description": "Successful Response", "content": {"application/json": {"model": model}}}
+    return {success_status: success, 429: QUOTA_EXCEEDED_RESPONSE}
 
 
 class AuthenticationError(Exception):
@@ -53,6 +74,7 @@ _DOMAIN_STATUSES: tuple[tuple[type[DomainError], HTTPStatus], ...] = (
     (TooLargeError, HTTPStatus.REQUEST_ENTITY_TOO_LARGE),
     (ConflictError, HTTPStatus.CONFLICT),
     (RuleViolationError, HTTPStatus.UNPROCESSABLE_ENTITY),
+    (QuotaExceededError, HTTPStatus.TOO_MANY_REQUESTS),
 )
 
 
@@ -68,7 +90,7 @@ def failure_status(exc: Exception) -> tuple[HTTPStatus, str]:
         return HTTPStatus.SERVICE_UNAVAILABLE, MODEL_UNAVAILABLE
     if isinstance(exc, InferenceError | SummarizationError):
         return HTTPStatus.BAD_GATEWAY, MODEL_FAILED
-    if isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") in _THROTTLING_CODES:
+    if isinstance(exc, ClientError) and is_throttled(exc):
         return HTTPStatus.SERVICE_UNAVAILABLE, STORAGE_BUSY
     return HTTPStatus.INTERNAL_SERVER_ERROR, INTERNAL_ERROR
 
@@ -168,7 +190,7 @@ def register_error_handlers(app: Any) -> None:
 
     @app.exception_handler(ClientError)
     def _aws_error(exc: ClientError) -> Response:
-        if exc.response.get("Error", {}).get("Code") in _THROTTLING_CODES:
+        if is_throttled(exc):
             metrics.add_metric(name="StorageThrottled", unit=MetricUnit.Count, value=1)
             logger.warning("storage throttled", extra={"error": str(exc)})
             return error_response(

@@ -10,6 +10,12 @@ from decimal import Decimal
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+# DynamoDB (and other AWS) answers that mean "too busy right now", once botocore's own retries are spent.
+THROTTLING_CODES = frozenset(
+    {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded", "Throttling"}
+)
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -49,3 +55,7 @@ def serialize(item: dict[str, Any]) -> dict[str, Any]:
 def deserialize(item: dict[str, Any]) -> dict[str, Any]:
     """A wire-format item as plain Python."""
     return {key: _plain(_deserializer.deserialize(value)) for key, value in item.items()}
+
+
+def is_throttled(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") in THROTTLING_CODES

@@ -43,3 +43,11 @@ class IdempotencyKeyReusedError(RuleViolationError):
 
 class SystemPromptTooLongError(RuleViolationError):
     """A system prompt that leaves the chat model's context too little room for the conversation."""
+
+
+class QuotaExceededError(DomainError):
+    """The caller used up a per-user quota of model requests; the next window opens in `retry_after_s`."""
+
+    def __init__(self, message: str, *, retry_after_s: int):
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

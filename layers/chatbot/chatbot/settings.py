@@ -51,6 +51,8 @@ class ConversationsSettings(FunctionSettings):
     transcripts_bucket: str = Field(alias="TRANSCRIPTS_BUCKET", min_length=3)
     # Summaries too long for the API's time budget are queued here (SummarizeConversationFunction makes them).
     summary_queue_url: str = Field(alias="SUMMARY_QUEUE_URL", min_length=1)
+    # Model requests (sends, retries, summaries) one user may make per minute (chatbot.quotas); 0: no quota.
+    user_chat_requests_per_minute: int = Field(20, alias="USER_CHAT_REQUESTS_PER_MINUTE", ge=0)
 
 
 class TranscriptsApiSettings(FunctionSettings):
@@ -60,6 +62,8 @@ class TranscriptsApiSettings(FunctionSettings):
     cors_allow_origin: str = Field("*", alias="CORS_ALLOW_ORIGIN", min_length=1)
     # Job records expire after this many days; the bucket's lifecycle rules expire their objects alike.
     job_ttl_days: int = Field(90, alias="JOB_TTL_DAYS", ge=1)
+    # Upload forms one user may request per hour (chatbot.quotas); 0: no quota.
+    user_transcript_uploads_per_hour: int = Field(30, alias="USER_TRANSCRIPT_UPLOADS_PER_HOUR", ge=0)
 
 
 class BatchSummarizeSettings(FunctionSettings):

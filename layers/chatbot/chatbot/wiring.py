@@ -22,6 +22,7 @@ from chatbot.conversations.summary_requests import SummaryQueue
 from chatbot.conversations.sweep_store import SweepStore
 from chatbot.conversations.sweeper import OrphanSweeper
 from chatbot.inference import InferenceClient
+from chatbot.quotas import UserQuota, chat_requests_per_minute, transcript_uploads_per_hour
 from chatbot.settings import (
     BatchSummarizeSettings,
     ConversationCleanupSettings,
@@ -73,11 +74,14 @@ def conversations_service(
     sqs: Any = None,
     clock: Callable[[], Any] | None = None,
 ) -> ConversationService:
-    """ConversationsFunction: the store on the table, the endpoint's two components, the chat policy, and the
-    summarized calls (job records and summary documents) that conversations about a call read."""
+    """ConversationsFunction: the store on the table, the endpoint's two components, the chat policy, the
+    summarized calls (job records and summary documents) that conversations about a call read, and the
+    per-user quota of model requests."""
     policy = policy or ChatPolicy(conversation_ttl_days=settings.conversation_ttl_days)
     extra = {"clock": clock} if clock else {}
     dynamodb = dynamodb or api_dynamodb_client()
+    quota_limit = chat_requests_per_minute(settings.user_chat_requests_per_minute)
+    quota_clock = {"clock": lambda: clock().timestamp()} if clock else {}
     return ConversationService(
         ConversationStore(settings.table_name, dynamodb),
         _inference(settings, sagemaker_runtime, policy.model_timeout_s, policy.model_max_attempts),
@@ -88,21 +92,27 @@ def conversations_service(
             JobStore(settings.table_name, dynamodb), s3 or boto3.client("s3"), settings.transcripts_bucket
         ),
         summary_queue=SummaryQueue(settings.summary_queue_url, lambda: sqs or boto3.client("sqs")),
+        quota=UserQuota(settings.table_name, dynamodb, quota_limit, **quota_clock),
         **extra,
     )
 
 
 def transcripts_api_service(
-    settings: TranscriptsApiSettings, *, dynamodb: Any = None, s3: Any = None
+    settings: TranscriptsApiSettings, *, dynamodb: Any = None, s3: Any = None, clock: Callable[[], float] | None = None
 ) -> TranscriptsService:
-    """TranscriptsApiFunction: job records and presigned upload URLs."""
+    """TranscriptsApiFunction: job records, presigned upload URLs, and the per-user upload quota."""
+    dynamodb = dynamodb or api_dynamodb_client()
+    extra = {"clock": clock} if clock else {}
+    quota_limit = transcript_uploads_per_hour(settings.user_transcript_uploads_per_hour)
     return TranscriptsService(
-        jobs=JobStore(settings.table_name, dynamodb or api_dynamodb_client(), ttl_days=settings.job_ttl_days),
+        jobs=JobStore(settings.table_name, dynamodb, ttl_days=settings.job_ttl_days),
         # SigV4 is required for presigned URLs in newer regions and for KMS-encrypted buckets.
         s3=s3 or boto3.client("s3", config=Config(signature_version="s3v4")),
         bucket=settings.transcripts_bucket,
         url_expires_s=UPLOAD_URL_EXPIRES_S,
         max_bytes=TRANSCRIPT_MAX_BYTES,
+        quota=UserQuota(settings.table_name, dynamodb, quota_limit, **extra),
+        **extra,
     )
 
 

@@ -8,11 +8,13 @@ import boto3
 import pytest
 from chatbot.transcript_jobs.api import MAX_TURNS, TranscriptsService
 from chatbot.transcript_jobs.keys import TRANSCRIPT_MAX_BYTES, failure_key, job_id_for_key, summary_key
+from chatbot.wiring import transcripts_api_service
 
 from local.events import cognito_claims, rest_proxy_event
 
 
-def call(api, lambda_context, method, path, *, user="alice", body=None, query=None):
+def respond(api, lambda_context, method, path, *, user="alice", body=None, query=None, headers=None) -> dict:
+    """The function's whole proxy response (status, headers, body) to one request."""
     resource = "/v1/transcripts/{job_id}" if path.count("/") == 3 else "/v1/transcripts"
     event = rest_proxy_event(
         method=method,
@@ -20,11 +22,15 @@ def call(api, lambda_context, method, path, *, user="alice", body=None, query=No
         resource=resource,
         path_parameters={"job_id": path.rsplit("/", 1)[-1]} if "{job_id}" in resource else None,
         query={name: [value] for name, value in (query or {}).items()},
-        headers={"Content-Type": ["application/json"]},
+        headers={"Content-Type": ["application/json"], **{name: [value] for name, value in (headers or {}).items()}},
         body=json.dumps(body).encode() if body is not None else None,
         claims=cognito_claims(user) if user else None,
     )
-    response = api.lambda_handler(event, lambda_context)
+    return api.lambda_handler(event, lambda_context)
+
+
+def call(api, lambda_context, method, path, **request):
+    response = respond(api, lambda_context, method, path, **request)
     return response["statusCode"], json.loads(response["body"]) if response.get("body") else None
 
 
@@ -283,3 +289,25 @@ def test_requests_without_a_caller_are_401(api, lambda_context):
 
     # Then
     assert status == 401 and body["message"]
+
+
+def test_upload_forms_over_the_callers_hourly_quota_are_429_with_retry_after(api, lambda_context, jobs, monkeypatch):
+    # Given a quota of 2 uploads per hour, 10 minutes into the hour, and alice's 2 uploads
+    limited = api.settings.model_copy(update={"user_transcript_uploads_per_hour": 2})
+    hour = datetime(2026, 12, 1, 12, tzinfo=UTC).timestamp()
+    monkeypatch.setattr(api, "service", transcripts_api_service(limited, clock=lambda: hour + 600))
+    for name in ("one.txt", "two.txt"):
+        assert call(api, lambda_context, "POST", "/v1/transcripts", body={"filename": name})[0] == 201
+    # When she asks for a third, from a browser
+    response = respond(
+        api, lambda_context, "POST", "/v1/transcripts", body={"filename": "three.txt"}, headers={"Origin": "https://ui"}
+    )
+    # Then it is refused, naming the limit, until the next hour (50 minutes), and no job is queued for it
+    assert response["statusCode"] == 429
+    assert response["multiValueHeaders"]["Retry-After"] == ["3000"]
+    assert response["multiValueHeaders"]["Access-Control-Expose-Headers"] == ["Retry-After"]  # a browser may read it
+    assert "2 transcript uploads per hour" in json.loads(response["body"])["message"]
+    _, listed = call(api, lambda_context, "GET", "/v1/transcripts")
+    assert sorted(job["filename"] for job in listed["items"]) == ["one.txt", "two.txt"]
+    # And bob's upload in the same hour is served
+    assert call(api, lambda_context, "POST", "/v1/transcripts", user="bob", body={"filename": "b.txt"})[0] == 201

@@ -134,10 +134,6 @@ class SummaryError(BaseModel):
     message: str
 
 
-class ErrorMessage(BaseModel):
-    message: str = Field(description="What went wrong, for the user.")
-
-
 class SummaryFailed(BaseModel):
     conversation_id: str
     status: Literal["failed"]

@@ -54,6 +54,7 @@ from chatbot.errors import (
     TooLargeError,
 )
 from chatbot.inference import InferenceClient, InferenceError, ModelUnavailableError
+from chatbot.quotas import UserQuota
 from chatbot.summarization import SummarizationError, Summarize, Turn, plan_summary, summarize_turns
 from chatbot.tokens import estimate_tokens
 from chatbot.transcript_jobs.calls import CallNotFoundError, CallTranscripts
@@ -94,6 +95,7 @@ class ConversationService:
         calls: CallTranscripts | None = None,
         summary_queue: SummaryQueue | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        quota: UserQuota | None = None,
     ):
         self._store = store
         self._calls = calls
@@ -103,6 +105,7 @@ class ConversationService:
         self._fold_inference_factory = fold_inference or (lambda: inference)
         self._fold_client: InferenceClient | None = None
         self._clock = clock
+        self._quota = quota
         # Newest unsummarized messages read per turn: the window plus the turns that may arrive meanwhile.
         self._turn_read_limit = policy.chat_window_messages + 8
 
@@ -286,6 +289,8 @@ class ConversationService:
                 self._remember_key(conversation, idempotency_key, question["seq"])
         if question is None:
             self._check_fits(conversation, content)
+        self._take_quota(owner)  # before the message is stored: a refused send leaves nothing behind
+        if question is None:
             conversation, question = self._start_turn(conversation, content, idempotency_key)
         return conversation, question, history, page.has_more
 
@@ -301,6 +306,7 @@ class ConversationService:
         users = [message for message in history if message["role"] == "user"]
         if not users or self._status(users[-1]) != "unanswered":
             raise ConflictError("There is no unanswered message to retry in this conversation.")
+        self._take_quota(owner)
         return self._answer(conversation, users[-1], history, page.has_more, remaining_ms)
 
     # -- whole-conversation summaries (long ones in the background) ----------------------------------
@@ -327,6 +333,7 @@ class ConversationService:
         turns = self._summary_turns(conversation_id, labels)
         if not turns:
             raise ConflictError("The conversation has no messages to summarize.")
+        self._take_quota(owner)  # a cached summary or a pending request (above) costs no model time, so no quota
         plan = plan_summary(turns, max_input_tokens=self._policy.summarizer_max_input_tokens)
         if plan.calls <= self._policy.summary_sync_max_calls:
             try:
@@ -498,6 +505,11 @@ class ConversationService:
         }
 
     # -- a turn -------------------------------------------------------------------------------------
+
+    def _take_quota(self, owner: str) -> None:
+        """Count a request that is about to reach the model (QuotaExceededError when the owner's is used up)."""
+        if self._quota:
+            self._quota.take(owner)
 
     def _check_fits(self, conversation: ConversationRecord, content: str) -> None:
         fixed = fixed_tokens(conversation.get("system_prompt"), conversation.get("rolling_summary"))

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from chatbot.clock import iso_utc
 from chatbot.errors import NotFoundError
+from chatbot.quotas import UserQuota
 from chatbot.transcript_jobs.keys import UPLOADS_PREFIX, failure_key, job_id_for_key, summary_key
 from chatbot.transcript_jobs.store import JobStore
 from chatbot.transcript_jobs.summary_document import TurnsExcerpt, first_turns
@@ -136,6 +137,7 @@ class TranscriptsService:
         max_turns: int = MAX_TURNS,
         turns_read_bytes: int = TURNS_READ_BYTES,
         clock=time.time,
+        quota: UserQuota | None = None,
     ):
         self._jobs = jobs
         self._s3 = s3
@@ -145,10 +147,14 @@ class TranscriptsService:
         self._max_turns = max_turns
         self._turns_read_bytes = turns_read_bytes
         self._clock = clock
+        self._quota = quota
 
     def request_upload(self, owner: str, filename: str) -> UploadResponse:
         """A queued job and a presigned POST for its file: one key, 1 byte to `max_bytes`, one content type, a
-        short expiry. The job starts when the file lands."""
+        short expiry. The job starts when the file lands. Each form counts against the caller's upload quota:
+        every upload becomes summarizer work."""
+        if self._quota:
+            self._quota.take(owner)
         key = f"{UPLOADS_PREFIX}{uuid.uuid4().hex}/{filename}"
         record = self._jobs.create_queued(
             job_id_for_key(key), owner=owner, source_key=key, filename=filename, bucket=self._bucket
