@@ -93,6 +93,7 @@ def assert_reconciled(table: Table, caller: Caller, stack, conversation_id: str,
     for send in sends:
         assert send.status == 201, send
         if send.seq > cleared_through:  # not covered by a later clear: the whole exchange is there
+            assert send.seq in by_seq and send.seq + 1 in by_seq, f"lost: {send}"
             assert by_seq[send.seq]["content"] == send.content
             assert by_seq[send.seq + 1]["reply_to"] == send.seq
     assert set(seqs) == {seq for send in sends if send.seq > cleared_through for seq in (send.seq, send.seq + 1)}
@@ -116,17 +117,21 @@ def test_clears_racing_sends_hide_and_delete_only_what_came_before_them(stack, t
     conversation_id = caller.start_conversation()
     sends: list[Send] = []
     clears: list[tuple[int, float]] = []
-    lock = threading.Lock()
+    progress = threading.Condition()
+    total = SENDERS * SENDS_EACH
 
     def sender(number: int) -> None:
         for index in range(SENDS_EACH):
             send = send_until_stored(caller, conversation_id, f"sender {number} asks question {index}")
-            with lock:
+            with progress:
                 sends.append(send)
+                progress.notify_all()
 
     def clearer() -> None:
-        for _ in range(CLEARS):
-            time.sleep(0.3)
+        # Clears spread over the sends (after a quarter, half, three quarters of them), while others are in flight.
+        for number in range(1, CLEARS + 1):
+            with progress:
+                progress.wait_for(lambda due=number * total // (CLEARS + 1): len(sends) >= due, timeout=120)
             response = caller.request("DELETE", f"/v1/conversations/{conversation_id}/messages")
             clears.append((response.status_code, time.monotonic()))
 
@@ -142,12 +147,13 @@ def test_clears_racing_sends_hide_and_delete_only_what_came_before_them(stack, t
     # answered is past what it cleared
     assert not any(thread.is_alive() for thread in threads)
     assert [status for status, _ in clears] == [204] * CLEARS
-    assert len(sends) == SENDERS * SENDS_EACH
+    assert len(sends) == total
     meta = table.meta(conversation_id)
     assert meta["generation"] == CLEARS
     last_clear_answered = clears[-1][1]
     late = [send for send in sends if send.answered_at > last_clear_answered]
-    assert all(send.seq > meta["cleared_through"] for send in late), (meta["cleared_through"], late)
+    assert all(send.seq > meta.get("cleared_through", 0) for send in late), (meta.get("cleared_through"), late)
+    assert late, "the last clear ran after the last send: nothing raced it"
     # And reconciliation finds nothing listed from before the last clear, nothing lost after it, nothing twice
     assert_reconciled(table, caller, stack, conversation_id, sends)
 
