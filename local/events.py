@@ -254,10 +254,21 @@ def meta_change_stream_event(
     }
 
 
+def sample_clear_stream_event() -> dict[str, Any]:
+    """The stream record of a clear of a conversation of 3 turns (the reset moved cleared_through from 0 to 6)."""
+    before = {"owner": SAMPLE_USER, "turn_count": 3, "message_count": 6, "generation": 0, "summarized_through": 0}
+    after = {**before, "message_count": 0, "generation": 1, "summarized_through": 6, "cleared_through": 6}
+    return meta_change_stream_event(SAMPLE_CONVERSATION_ID, before, after)
+
+
 def write_samples(directory: Path = SAMPLE_DIR) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     written = []
-    samples = {**sample_events(), "conversation-expired-stream": ttl_removal_stream_event([SAMPLE_CONVERSATION_ID])}
+    samples = {
+        **sample_events(),
+        "conversation-expired-stream": ttl_removal_stream_event([SAMPLE_CONVERSATION_ID]),
+        "conversation-cleared-stream": sample_clear_stream_event(),
+    }
     for name, event in samples.items():
         path = directory / f"{name}.json"
         path.write_text(json.dumps(event, indent=2) + "\n", encoding="utf-8")

@@ -9,7 +9,7 @@ from chatbot.conversations.retention import MessagePurger
 from chatbot.conversations.store import ConversationStore, conversation_pk, message_sk
 from chatbot.dynamodb import serialize
 
-from local.events import SAMPLE_DIR, meta_change_stream_event, ttl_removal_stream_event
+from local.events import SAMPLE_DIR, meta_change_stream_event, sample_clear_stream_event, ttl_removal_stream_event
 from local.streams import delivered_event, stream_records
 
 
@@ -38,6 +38,7 @@ def _remaining(table: str, conversation_id: str) -> int:
 def test_committed_sample_stream_event_is_current():
     committed = json.loads((SAMPLE_DIR / "conversation-expired-stream.json").read_text())
     assert committed == ttl_removal_stream_event(["0f8fad5b-d9cb-469f-a165-70867728950e"])
+    assert json.loads((SAMPLE_DIR / "conversation-cleared-stream.json").read_text()) == sample_clear_stream_event()
 
 
 def test_expired_conversations_lose_their_messages(cleanup_module, moto_table, lambda_context):
