@@ -357,3 +357,14 @@ def test_a_rolling_summary_write_that_conflicts_is_skipped(faulty_store, faulty)
     conversation_id = "c-1"
     faulty.fail("update_item", single_item_conflict("UpdateItem"))
     assert faulty_store.save_rolling_summary(conversation_id, "summary", through_seq=4, expected_through=0) is False
+
+
+def test_a_clear_near_the_request_deadline_leaves_the_deletion_to_the_stream_clean_up(service, store):
+    conversation_id = two_turns(service)
+
+    # When a clear runs with less time left than the inline deletion may use
+    service.clear_conversation(ALICE, conversation_id, remaining_ms=lambda: 1000)
+
+    # Then it clears (nothing readable) without deleting anything itself
+    assert seqs(service, conversation_id) == []
+    assert len(stored_sort_keys(store, conversation_id)) == 6
