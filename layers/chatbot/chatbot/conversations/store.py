@@ -77,7 +77,7 @@ def _cancellation_reasons(exc: ClientError) -> list[str]:
     return [reason.get("Code", "None") for reason in exc.response.get("CancellationReasons", [])]
 
 
-def is_transaction_conflict(exc: ClientError) -> bool:
+def _is_transaction_conflict(exc: ClientError) -> bool:
     """True when a write lost only to a concurrent transaction (no condition failed): trying again may work."""
     if _error_code(exc) == "TransactionConflictException":  # a single-item write on an item in a transaction
         return True
@@ -341,7 +341,7 @@ class ConversationStore:
         except self._client.exceptions.ConditionalCheckFailedException as exc:
             raise ConditionFailedError() from exc
         except ClientError as exc:
-            if is_transaction_conflict(exc):
+            if _is_transaction_conflict(exc):
                 raise TransactionConflictError(str(exc)) from exc
             raise
 
@@ -695,21 +695,21 @@ class ConversationStore:
         except ClientError as exc:
             if _error_code(exc) != "TransactionCanceledException":
                 raise
-            if is_transaction_conflict(exc):
+            if _is_transaction_conflict(exc):
                 raise TransactionConflictError(str(exc)) from exc
             raise ConditionFailedError(_cancellation_reasons(exc)) from exc
 
     def _with_conflict_retries(self, write: Callable[..., Any], **request: Any) -> Any:
         """`write(**request)`, again after a short jittered wait when it lost only to a concurrent transaction
         (botocore does not retry those); the last attempt's error is raised."""
-        for attempt in range(CONFLICT_ATTEMPTS):
+        for attempt in range(CONFLICT_ATTEMPTS - 1):
             try:
                 return write(**request)
             except ClientError as exc:
-                if attempt == CONFLICT_ATTEMPTS - 1 or not is_transaction_conflict(exc):
+                if not _is_transaction_conflict(exc):
                     raise
             self._sleep(full_jitter_delay(attempt, base_s=CONFLICT_BACKOFF_BASE_S, cap_s=CONFLICT_BACKOFF_CAP_S))
-        raise AssertionError("unreachable")  # the loop returns or raises
+        return write(**request)
 
     def _batch_delete(self, keys: list[dict[str, Any]]) -> None:
         """Delete up to 25 items; items handed back unprocessed (throttling) are retried after capped
