@@ -16,12 +16,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from chatbot.dynamodb import serialize
+
 from local.template import LOCAL_ACCOUNT_ID, LOCAL_REGION, PROJECT_ROOT
 
 SAMPLE_DIR = PROJECT_ROOT / "events" / "conversations"
 SAMPLE_USER = "11111111-2222-3333-4444-555555555555"
 SAMPLE_CONVERSATION_ID = "0f8fad5b-d9cb-469f-a165-70867728950e"
 SAMPLE_JOB_ID = "9a1e5c3b-7d2f-5e84-b6a0-3c4d5e6f7a8b"
+_STREAM_ARN = (
+    f"arn:aws:dynamodb:{LOCAL_REGION}:{LOCAL_ACCOUNT_ID}:table/genai-chatbot-dev/stream/2026-11-25T00:00:00.000"
+)
 
 
 def cognito_claims(user: str, email: str | None = None) -> dict[str, str]:
@@ -197,9 +202,7 @@ def sample_events() -> dict[str, dict[str, Any]]:
 
 def ttl_removal_stream_event(conversation_ids: list[str]) -> dict[str, Any]:
     """DynamoDB stream records (KEYS_ONLY) for META items removed by TTL, as the stream delivers them."""
-    stream_arn = (
-        f"arn:aws:dynamodb:{LOCAL_REGION}:{LOCAL_ACCOUNT_ID}:table/genai-chatbot-dev/stream/2026-11-25T00:00:00.000"
-    )
+    stream_arn = _STREAM_ARN
     records = []
     for index, conversation_id in enumerate(conversation_ids):
         records.append(
@@ -238,6 +241,42 @@ def scheduled_event() -> dict[str, Any]:
     }
 
 
+def meta_change_stream_event(
+    conversation_id: str, old_image: Mapping[str, Any], new_image: Mapping[str, Any]
+) -> dict[str, Any]:
+    """A DynamoDB stream record (NEW_AND_OLD_IMAGES) for a change of a conversation's META item, e.g. a clear;
+    the images are plain values (serialized here) without the key attributes."""
+    keys = {"pk": f"CONV#{conversation_id}", "sk": "META"}
+    return {
+        "Records": [
+            {
+                "eventID": f"{1:032x}",
+                "eventName": "MODIFY",
+                "eventVersion": "1.1",
+                "eventSource": "aws:dynamodb",
+                "awsRegion": LOCAL_REGION,
+                "dynamodb": {
+                    "ApproximateCreationDateTime": 1795608000,
+                    "Keys": serialize(keys),
+                    "OldImage": serialize({**keys, **old_image}),
+                    "NewImage": serialize({**keys, **new_image}),
+                    "SequenceNumber": "11100000000000000000001",
+                    "SizeBytes": 200,
+                    "StreamViewType": "NEW_AND_OLD_IMAGES",
+                },
+                "eventSourceARN": _STREAM_ARN,
+            }
+        ]
+    }
+
+
+def sample_clear_stream_event() -> dict[str, Any]:
+    """The stream record of a clear of a conversation of 3 turns (the reset moved cleared_through from 0 to 6)."""
+    before = {"owner": SAMPLE_USER, "turn_count": 3, "message_count": 6, "generation": 0, "summarized_through": 0}
+    after = {**before, "message_count": 0, "generation": 1, "summarized_through": 6, "cleared_through": 6}
+    return meta_change_stream_event(SAMPLE_CONVERSATION_ID, before, after)
+
+
 def write_samples(directory: Path = SAMPLE_DIR) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     written = []
@@ -245,6 +284,7 @@ def write_samples(directory: Path = SAMPLE_DIR) -> list[Path]:
         **sample_events(),
         "conversation-expired-stream": ttl_removal_stream_event([SAMPLE_CONVERSATION_ID]),
         "orphan-sweep-schedule": scheduled_event(),
+        "conversation-cleared-stream": sample_clear_stream_event(),
     }
     for name, event in samples.items():
         path = directory / f"{name}.json"

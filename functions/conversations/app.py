@@ -149,7 +149,7 @@ def retry_message(conversation_id: ConversationId) -> Exchange:
     "/v1/conversations/<conversation_id>/messages", status_code=HTTPStatus.NO_CONTENT, summary="Clear the conversation"
 )
 def clear_conversation(conversation_id: ConversationId) -> Response[None]:
-    service.clear_conversation(caller_id(app), conversation_id)
+    service.clear_conversation(caller_id(app), conversation_id, app.lambda_context.get_remaining_time_in_millis)
     return Response(status_code=HTTPStatus.NO_CONTENT)
 
 

@@ -4,8 +4,9 @@
   model outlives the component's invocation timeout, set to 1 s here); a wrapping backend_factory applies them.
 - `stack.endpoint.restart()`: the endpoint server stops and comes back on the same port (in-flight and new
   requests meanwhile see a refused connection).
-- `stack.throttle`: DynamoDB calls answered with ProvisionedThroughputExceededException at the wire (moto's
-  interceptor answers them before moto sees them), whichever function environment sent them.
+- `stack.throttle`: DynamoDB calls (all, or only some operations) answered with
+  ProvisionedThroughputExceededException at the wire (moto's interceptor answers them before moto sees them),
+  whichever function environment sent them.
 """
 
 from __future__ import annotations
@@ -107,14 +108,19 @@ class DynamoDBThrottle:
 
     `every_first_attempt`: only a request's first attempt is throttled (botocore's retry then gets through);
     `always`: every attempt, so the caller sees the error once its retries are spent.
+    `operations`: when not empty, only these operations are throttled (e.g. {"BatchWriteItem"}).
     """
 
     mode: str = "off"
+    operations: frozenset[str] = frozenset()
     injected: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __call__(self, environ: dict[str, Any]) -> tuple[int, dict[str, str], bytes] | None:
         if self.mode == "off" or "/dynamodb/" not in environ.get("HTTP_AUTHORIZATION", ""):
+            return None
+        operation = environ.get("HTTP_X_AMZ_TARGET", "").rpartition(".")[2]
+        if self.operations and operation not in self.operations:
             return None
         first_attempt = "attempt=1" in environ.get("HTTP_AMZ_SDK_REQUEST", "attempt=1")
         if self.mode == "every_first_attempt" and not first_attempt:
@@ -188,7 +194,7 @@ def stack(faulty_stack: FaultyStack, monkeypatch: pytest.MonkeyPatch) -> Iterato
     for name, value in faulty_stack.stack.environment.items():
         monkeypatch.setenv(name, value)
     faulty_stack.faults.reset()
-    faulty_stack.throttle.mode = "off"
+    faulty_stack.throttle.mode, faulty_stack.throttle.operations = "off", frozenset()
     yield faulty_stack
     faulty_stack.faults.reset()
-    faulty_stack.throttle.mode = "off"
+    faulty_stack.throttle.mode, faulty_stack.throttle.operations = "off", frozenset()

@@ -31,13 +31,15 @@ class Caller:
         return response.json()["id"]
 
     def send(self, conversation_id: str, content: str, key: str) -> int:
-        response = self.request(
+        return self.send_response(conversation_id, content, key).status_code
+
+    def send_response(self, conversation_id: str, content: str, key: str) -> requests.Response:
+        return self.request(
             "POST",
             f"/v1/conversations/{conversation_id}/messages",
             json={"content": content},
             headers={"Idempotency-Key": key},
         )
-        return response.status_code
 
     def messages(self, conversation_id: str) -> list[dict]:
         response = self.request("GET", f"/v1/conversations/{conversation_id}/messages", params={"limit": 100})

@@ -33,7 +33,7 @@ def test_table_has_the_templates_keys_index_ttl_and_stream(template, dynamodb):
     assert [(key["AttributeName"], key["KeyType"]) for key in table["KeySchema"]] == [("pk", "HASH"), ("sk", "RANGE")]
     assert [index["IndexName"] for index in table["GlobalSecondaryIndexes"]] == ["gsi1"]
     assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
-    assert table["StreamSpecification"]["StreamViewType"] == "KEYS_ONLY"
+    assert table["StreamSpecification"]["StreamViewType"] == "NEW_AND_OLD_IMAGES"
     ttl = dynamodb.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
     assert (ttl["AttributeName"], ttl["TimeToLiveStatus"]) == ("expires_at", "ENABLED")
     backups = dynamodb.describe_continuous_backups(TableName=name)["ContinuousBackupsDescription"]

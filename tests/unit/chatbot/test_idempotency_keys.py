@@ -141,7 +141,7 @@ def test_a_key_left_by_an_unfinished_clear_names_nothing(service, store, monkeyp
     conversation_id = service.create_conversation(ALICE, None, None)["id"]
     service.send_message(ALICE, conversation_id, "Old question", idempotency_key="key-1")
     # Given a clear that reset the conversation but stopped before deleting its items
-    monkeypatch.setattr(store, "delete_messages", lambda _conversation_id: 0)
+    monkeypatch.setattr(store, "delete_cleared", lambda *_args, **_kwargs: 0)
     service.clear_conversation(ALICE, conversation_id)
     monkeypatch.undo()
     assert len(key_items(store, conversation_id)) == 1

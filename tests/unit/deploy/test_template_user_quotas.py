@@ -3,8 +3,6 @@ their counters; and the counters' TTL removals do not trigger conversation clean
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from chatbot.quotas import quota_pk
 from chatbot.settings import ConversationsSettings, TranscriptsApiSettings
@@ -13,6 +11,7 @@ from bench.loadtest import LOAD_TEST_PARAMETERS
 from local.events import ttl_removal_stream_event
 from local.lambda_runtime import FunctionDefinition
 from local.stack import LocalStack, endpoint_parameters
+from local.streams import filter_patterns, matches
 from local.template import DEFAULT_TEMPLATE_PATH, Template
 
 CHAT_FUNCTIONS = ["ConversationsFunction", "ConversationsStreamFunction"]
@@ -46,26 +45,14 @@ def test_the_transcripts_api_may_update_quota_counters_only():
     assert quota_pk("some-sub").startswith("QUOTA#")
 
 
-def _matches(pattern: object, value: object) -> bool:
-    """The part of Lambda's event filtering the cleanup filter uses: nested keys, exact strings, prefixes."""
-    if isinstance(pattern, dict):
-        return isinstance(value, dict) and all(key in value and _matches(pattern[key], value[key]) for key in pattern)
-    return any(
-        value.startswith(option["prefix"]) if isinstance(option, dict) else value == option for option in pattern
-    )
-
-
 def test_the_ttl_removal_of_a_quota_counter_does_not_start_a_conversation_cleanup():
-    # Given the cleanup function's stream filter
-    template = Template()
-    events = template.resources["ConversationCleanupFunction"]["Properties"]["Events"]
-    (criterion,) = events["ConversationRemoved"]["Properties"]["FilterCriteria"]["Filters"]
-    pattern = json.loads(criterion["Pattern"])
+    # Given the cleanup function's stream filters (as local.streams applies them)
+    patterns = filter_patterns(Template(), "ConversationCleanupFunction")
     conversation, counter = ttl_removal_stream_event(["a-conversation", "x"])["Records"]
     counter["dynamodb"]["Keys"] = {"pk": {"S": quota_pk("some-sub")}, "sk": {"S": "CHAT#1764590400"}}
-    # Then an expired conversation passes it and an expired quota counter does not
-    assert _matches(pattern, conversation)
-    assert not _matches(pattern, counter)
+    # Then an expired conversation passes one and an expired quota counter passes none
+    assert any(matches(pattern, conversation) for pattern in patterns)
+    assert not any(matches(pattern, counter) for pattern in patterns)
 
 
 def test_the_load_test_stack_keeps_the_quotas_on_but_out_of_reach():

@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
+from botocore.exceptions import ClientError
 
 from chatbot.call_context import CallContext, build_call_context
 from chatbot.clock import iso_utc, parse_iso
@@ -36,8 +37,10 @@ from chatbot.conversations.store import (
     ConditionFailedError,
     ConversationRecord,
     ConversationStore,
+    DeletionIncompleteError,
     IdempotencyKeyTakenError,
     MessageRecord,
+    TransactionConflictError,
 )
 from chatbot.conversations.summary_requests import (
     SummaryFailure,
@@ -76,6 +79,9 @@ CALL_INSTRUCTIONS = (
 _CALL_INSTRUCTIONS_TOKENS = estimate_tokens(f"\n\n{CALL_INSTRUCTIONS}\n\n")
 _CALL_RECENT_MESSAGES = 4  # earlier messages whose words also rank the call's turns (follow-up questions)
 SUMMARY_POLL_INTERVAL_S = 5  # Retry-After of a pending background summary (a few summarizer calls' time)
+# A clear deletes what it cleared inline only while the request has this much time left (the rest is the stream
+# clean-up's job).
+CLEAR_INLINE_RESERVE_MS = 3000
 
 
 class _Prompt(NamedTuple):
@@ -180,28 +186,49 @@ class ConversationService:
             raise self._not_found() from None
         logger.info("conversation deleted", extra={"conversation_id": conversation_id})
 
-    def clear_conversation(self, owner: str, conversation_id: str) -> None:
-        """Delete the messages and summaries; the conversation itself stays."""
+    def clear_conversation(
+        self, owner: str, conversation_id: str, remaining_ms: Callable[[], int] | None = None
+    ) -> None:
+        """Clear the messages and summaries; the conversation itself stays. The reset alone is the clear:
+        from then on reads skip what it cleared, and a send stored after it survives."""
         for attempt in range(TURN_ATTEMPTS):
             conversation = self._owned(owner, conversation_id)
             now = self._clock()
             try:
                 self._store.reset_conversation(conversation, iso_utc(now), self._expires_at(now))
                 break
-            except ConditionFailedError:
+            except (ConditionFailedError, TransactionConflictError):
                 self._backoff(attempt)
         else:
             raise ConflictError("The conversation kept changing while it was being cleared; retry.")
-        deleted = self._store.delete_messages(conversation_id)
-        logger.info("conversation cleared", extra={"conversation_id": conversation_id, "deleted_messages": deleted})
+        cleared_through, generation = 2 * conversation["turn_count"], conversation["generation"] + 1
+        # The stream clean-up (ConversationCleanupFunction, on the META change) is what guarantees deletion, with
+        # retries and a failure queue. Deleting inline too, while time allows, leaves the table tidy at once for
+        # the common small clear and on the local stack, which runs no stream; a failure here only defers it.
+        try:
+            deleted = self._store.delete_cleared(
+                conversation_id, cleared_through, generation, keep_going=lambda: _time_left(remaining_ms)
+            )
+        except (ClientError, DeletionIncompleteError) as exc:
+            logger.warning(
+                "cleared messages left to the stream clean-up",
+                extra={"conversation_id": conversation_id, "error": str(exc)},
+            )
+            deleted = 0
+        logger.info(
+            "conversation cleared",
+            extra={"conversation_id": conversation_id, "cleared_through": cleared_through, "deleted_messages": deleted},
+        )
 
     # -- messages -----------------------------------------------------------------------------------
 
     def list_messages(
         self, owner: str, conversation_id: str, limit: int, cursor: str | None, newest_first: bool
     ) -> dict[str, Any]:
-        self._owned(owner, conversation_id)
-        page = self._store.message_page(conversation_id, limit=limit, cursor=cursor, newest_first=newest_first)
+        conversation = self._owned(owner, conversation_id)
+        page = self._store.message_page(
+            conversation_id, limit=limit, cursor=cursor, newest_first=newest_first, after_seq=_cleared(conversation)
+        )
         return {"items": [self._message_view(item) for item in page.items], "next_cursor": page.next_cursor}
 
     @tracer.capture_method(capture_response=False)
@@ -278,9 +305,9 @@ class ConversationService:
         if idempotency_key is not None:
             question = self._question_sent_with(conversation, idempotency_key, content)
             if question is not None and self._status(question) == "answered":
-                return self._stored_exchange(conversation_id, question)
+                return self._stored_exchange(conversation, question)
         page = self._store.newest_messages(
-            conversation_id, after_seq=conversation["summarized_through"], limit=self._turn_read_limit
+            conversation_id, after_seq=_history_start(conversation), limit=self._turn_read_limit
         )
         history = sorted(page.items, key=lambda message: message["seq"])
         if question is None:
@@ -300,7 +327,7 @@ class ConversationService:
         """Answer the newest user message if it is unanswered (the model failed on it)."""
         conversation = self._owned(owner, conversation_id)
         page = self._store.newest_messages(
-            conversation_id, after_seq=conversation["summarized_through"], limit=self._turn_read_limit
+            conversation_id, after_seq=_history_start(conversation), limit=self._turn_read_limit
         )
         history = sorted(page.items, key=lambda message: message["seq"])
         users = [message for message in history if message["role"] == "user"]
@@ -330,7 +357,7 @@ class ConversationService:
             and _labels_of(request) == labels
         ):
             return self._pending_view(conversation_id, request)
-        turns = self._summary_turns(conversation_id, labels)
+        turns = self._summary_turns(conversation, labels)
         if not turns:
             raise ConflictError("The conversation has no messages to summarize.")
         self._take_quota(owner)  # a cached summary or a pending request (above) costs no model time, so no quota
@@ -391,7 +418,7 @@ class ConversationService:
             return "superseded"
         labels = _labels_of(request)
         try:
-            turns = self._summary_turns(message.conversation_id, labels)
+            turns = self._summary_turns(conversation, labels)
             plan = plan_summary(turns, max_input_tokens=self._policy.summarizer_max_input_tokens)
             if remaining_ms is not None and plan.calls * ASSUMED_SUMMARIZER_CALL_S * 1000 > remaining_ms():
                 return self._fail_request(message, SummaryFailure.TOO_LONG)
@@ -412,10 +439,10 @@ class ConversationService:
         )
         return "ready" if finished else "superseded"
 
-    def _summary_turns(self, conversation_id: str, labels: dict[str, str]) -> list[Turn]:
-        return [
-            Turn(labels[message["role"]], message["content"]) for message in self._store.all_messages(conversation_id)
-        ]
+    def _summary_turns(self, conversation: ConversationRecord, labels: dict[str, str]) -> list[Turn]:
+        """The conversation's messages since its last clear, as the summarizer reads them."""
+        messages = self._store.all_messages(conversation["conversation_id"], after_seq=_cleared(conversation))
+        return [Turn(labels[message["role"]], message["content"]) for message in messages]
 
     def _make_summary(
         self,
@@ -540,7 +567,7 @@ class ConversationService:
                 return conversation, question
             except IdempotencyKeyTakenError:
                 raise _key_in_progress() from None
-            except ConditionFailedError:
+            except (ConditionFailedError, TransactionConflictError):
                 metrics.add_metric(name="TurnConflicts", unit=MetricUnit.Count, value=1)
                 self._backoff(attempt)
                 conversation = self._owned(conversation["owner"], conversation_id)
@@ -703,9 +730,17 @@ class ConversationService:
                 iso_utc(now),
                 self._expires_at(now),
             )
+        except TransactionConflictError:
+            # Other writes kept holding these items (the store retried): nothing was cleared, the question stays
+            # for messages/retry.
+            self._leave_unanswered(conversation, question)
+            raise ConflictError(
+                "The conversation was too busy to store the answer; your message is saved, retry it.",
+                retry_after_s=1,
+            ) from None
         except ConditionFailedError as exc:
             slot_taken = bool(exc.reasons) and exc.reasons[0] == "ConditionalCheckFailed"
-            existing = self._store.get_message(conversation_id, answer["seq"]) if slot_taken else None
+            existing = self._live_message(conversation, answer["seq"]) if slot_taken else None
             if existing is not None:  # a concurrent retry answered the same message first: one answer only
                 return existing
             raise ConflictError(
@@ -784,8 +819,8 @@ class ConversationService:
         key = self._store.get_idempotency_key(conversation_id, idempotency_key)
         if key is None or key["generation"] != conversation["generation"]:
             return None
-        question = self._store.get_message(conversation_id, key["seq"])
-        if question is None:  # removed by a clear that is still under way
+        question = self._live_message(conversation, key["seq"])
+        if question is None:  # cleared since the conversation was read
             raise ConflictError("The conversation is being cleared; retry.", retry_after_s=1)
         if question["content"] != content:
             raise IdempotencyKeyReusedError("This Idempotency-Key was already used with a different request body.")
@@ -799,9 +834,10 @@ class ConversationService:
         except IdempotencyKeyTakenError:
             raise _key_in_progress() from None
 
-    def _stored_exchange(self, conversation_id: str, question: MessageRecord) -> dict[str, Any]:
+    def _stored_exchange(self, conversation: ConversationRecord, question: MessageRecord) -> dict[str, Any]:
         """The exchange as the first answer returned it, read back from the two stored messages."""
-        answer = self._store.get_message(conversation_id, question["seq"] + 1)
+        conversation_id = conversation["conversation_id"]
+        answer = self._live_message(conversation, question["seq"] + 1)
         if answer is None:  # answered means the answer was stored in the same transaction; cleared meanwhile
             raise ConflictError("The conversation is being cleared; retry.", retry_after_s=1)
         return {
@@ -818,6 +854,12 @@ class ConversationService:
         return None
 
     # -- helpers ------------------------------------------------------------------------------------
+
+    def _live_message(self, conversation: ConversationRecord, seq: int) -> MessageRecord | None:
+        """The message, unless a clear (as of `conversation`) covered it: cleared means gone, deleted yet or not."""
+        if seq <= _cleared(conversation):
+            return None
+        return self._store.get_message(conversation["conversation_id"], seq)
 
     def _owned(self, owner: str, conversation_id: str) -> ConversationRecord:
         conversation = self._store.get_conversation(conversation_id)
@@ -933,6 +975,20 @@ def _key_in_progress() -> ConflictError:
         "A request with this Idempotency-Key is still being processed; retry shortly.",
         retry_after_s=2,
     )
+
+
+def _cleared(conversation: ConversationRecord) -> int:
+    """Messages up to this seq were cleared: never shown, whether or not they are deleted yet."""
+    return conversation.get("cleared_through", 0)
+
+
+def _history_start(conversation: ConversationRecord) -> int:
+    """The turn's history reads start after the rolling summary and after what was cleared."""
+    return max(conversation["summarized_through"], _cleared(conversation))
+
+
+def _time_left(remaining_ms: Callable[[], int] | None) -> bool:
+    return remaining_ms is None or remaining_ms() > CLEAR_INLINE_RESERVE_MS
 
 
 def _ms_since(started: float) -> float:

@@ -9,17 +9,25 @@ conversation order even when turns overlap, and a late answer lands in its own s
 allocated by a transaction conditioned on the turn counter the writer read (optimistic locking).
 A send's Idempotency-Key item is written in that same transaction, so a key always names exactly one
 stored message; a key item from before a clear (older generation) names nothing and may be reused.
+
+A clear records on META `cleared_through` (2 * turn_count at the reset; absent means 0) and bumps `generation`:
+from then on messages with seq <= cleared_through and key items with generation < META.generation are dead.
+Reads skip them and deletes remove only them, so a message a concurrent send stored after the reset survives
+a clear, and a clear that stops half way leaves nothing readable (the stream clean-up finishes it).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypedDict, TypeVar
 
+from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
+from chatbot.backoff import full_jitter_delay
 from chatbot.cursor import decode_cursor, encode_cursor
 from chatbot.dynamodb import deserialize, serialize
 
@@ -28,6 +36,17 @@ MESSAGE_PREFIX = "MSG#"
 IDEMPOTENCY_KEY_PREFIX = "IDEMKEY#"
 _SEQ_DIGITS = 10
 _BATCH_WRITE_SIZE = 25
+# BatchWriteItem hands back UnprocessedItems under throttling: bounded retries, waits growing to the cap.
+BATCH_DELETE_ATTEMPTS = 8
+BATCH_DELETE_BACKOFF_BASE_S = 0.05
+BATCH_DELETE_BACKOFF_CAP_S = 2.0
+# A write that met another transaction on the same item (TransactionConflict) is retried a few times, briefly:
+# the other transaction finishes within milliseconds.
+CONFLICT_ATTEMPTS = 4
+CONFLICT_BACKOFF_BASE_S = 0.02
+CONFLICT_BACKOFF_CAP_S = 0.2
+
+logger = Logger(child=True)
 
 
 class ConditionFailedError(Exception):
@@ -40,6 +59,34 @@ class ConditionFailedError(Exception):
 
 class IdempotencyKeyTakenError(ConditionFailedError):
     """Another send with the same Idempotency-Key stored its message first."""
+
+
+class TransactionConflictError(Exception):
+    """A write kept meeting concurrent transactions on the same items; nothing was written (retry later)."""
+
+
+class DeletionIncompleteError(RuntimeError):
+    """Some deletions were still unprocessed (throttled) after the bounded retries."""
+
+
+def _error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _cancellation_reasons(exc: ClientError) -> list[str]:
+    return [reason.get("Code", "None") for reason in exc.response.get("CancellationReasons", [])]
+
+
+def _is_transaction_conflict(exc: ClientError) -> bool:
+    """True when a write lost only to a concurrent transaction (no condition failed): trying again may work."""
+    if _error_code(exc) == "TransactionConflictException":  # a single-item write on an item in a transaction
+        return True
+    reasons = _cancellation_reasons(exc)
+    return (
+        _error_code(exc) == "TransactionCanceledException"
+        and "TransactionConflict" in reasons
+        and "ConditionalCheckFailed" not in reasons
+    )
 
 
 CONVERSATION_PREFIX = "CONV#"
@@ -93,6 +140,7 @@ class ConversationRecord(TypedDict, total=False):
     message_count: int
     version: int  # counts every change to the messages; a cached summary is valid for one version
     generation: int  # counts clears; an Idempotency-Key item of an older generation names nothing
+    cleared_through: int  # messages up to this seq were cleared (dead even before they are deleted); absent: 0
     summarized_through: int  # the rolling summary covers messages up to this seq
     expires_at: int  # epoch seconds (the table's TTL attribute)
     rolling_summary: str
@@ -144,9 +192,10 @@ def _record(item: dict[str, Any]) -> Any:
 class ConversationStore:
     """Reads and writes conversation and message items; knows keys and conditions, not business rules."""
 
-    def __init__(self, table_name: str, client: Any):
+    def __init__(self, table_name: str, client: Any, *, sleep: Callable[[float], None] = time.sleep):
         self.table_name = table_name
         self._client = client
+        self._sleep = sleep  # waits between retries (tests pass a recorder)
 
     # -- conversations ------------------------------------------------------------------------------
 
@@ -240,6 +289,8 @@ class ConversationStore:
             )
         except self._client.exceptions.ConditionalCheckFailedException:
             return False
+        except ClientError as exc:
+            return _best_effort_conflict(exc, "rolling summary", conversation_id)
         return True
 
     def save_cached_summary(self, conversation_id: str, cached: dict[str, Any], expected_version: int) -> bool:
@@ -254,6 +305,8 @@ class ConversationStore:
             )
         except self._client.exceptions.ConditionalCheckFailedException:
             return False
+        except ClientError as exc:
+            return _best_effort_conflict(exc, "cached summary", conversation_id)
         return True
 
     # -- background summary requests ------------------------------------------------------------------
@@ -291,15 +344,17 @@ class ConversationStore:
         return True
 
     def reset_conversation(self, conversation: ConversationRecord, now_iso: str, expires_at: int) -> None:
-        """Forget messages and summaries (messages are deleted next); turn numbers keep counting up,
-        and the generation changes so answers still in flight cannot land in the cleared conversation."""
+        """Forget messages and summaries: everything up to `cleared_through` (2 * turn_count) is dead from
+        here on and deleted next (delete_cleared); turn numbers keep counting up, and the generation changes
+        so answers still in flight cannot land in the cleared conversation."""
         conversation_id, owner = conversation["conversation_id"], conversation["owner"]
         try:
-            self._client.update_item(
+            self._with_conflict_retries(
+                self._client.update_item,
                 TableName=self.table_name,
                 Key=serialize({"pk": conversation_pk(conversation_id), "sk": META}),
                 UpdateExpression=(
-                    "SET message_count = :zero, summarized_through = :through, "
+                    "SET message_count = :zero, summarized_through = :through, cleared_through = :through, "
                     "generation = generation + :one, version = version + :one, "
                     "last_active_at = :now, gsi1sk = :now, expires_at = :expires "
                     "REMOVE rolling_summary, cached_summary"
@@ -320,6 +375,10 @@ class ConversationStore:
             )
         except self._client.exceptions.ConditionalCheckFailedException as exc:
             raise ConditionFailedError() from exc
+        except ClientError as exc:
+            if _is_transaction_conflict(exc):
+                raise TransactionConflictError(str(exc)) from exc
+            raise
 
     def delete_conversation(self, conversation_id: str, owner: str) -> None:
         """Delete the META item (the conversation is gone from here on), then its messages."""
@@ -338,14 +397,21 @@ class ConversationStore:
     # -- messages -----------------------------------------------------------------------------------
 
     def message_page(
-        self, conversation_id: str, *, limit: int, cursor: str | None, newest_first: bool
+        self, conversation_id: str, *, limit: int, cursor: str | None, newest_first: bool, after_seq: int = 0
     ) -> Page[MessageRecord]:
+        """A page of the messages with seq > after_seq (the live ones: after_seq is cleared_through)."""
         start_key = decode_cursor(
             cursor,
             attributes=_MESSAGE_CURSOR,
             belongs=lambda key: key["pk"] == conversation_pk(conversation_id) and is_message_sk(key["sk"]),
         )
-        request = self._message_query(conversation_id, limit=limit, newest_first=newest_first)
+        request = self._message_query(conversation_id, limit=limit, newest_first=newest_first, after_seq=after_seq)
+        # A cursor from before a clear may point into the cleared range, which the key condition leaves out:
+        # oldest first the page starts after the cleared range, newest first nothing live is left.
+        if start_key and _seq_of(start_key["sk"]) <= after_seq + (1 if newest_first else 0):
+            if newest_first:
+                return Page([], None)
+            start_key = None
         if start_key:
             request["ExclusiveStartKey"] = serialize(start_key)
         return self._page(request, consistent=False)
@@ -363,11 +429,11 @@ class ConversationStore:
         )
         return self._page(request, consistent=True)
 
-    def all_messages(self, conversation_id: str, page_size: int = 500) -> Iterator[MessageRecord]:
-        """Every message, oldest first (one Query page at a time)."""
+    def all_messages(self, conversation_id: str, page_size: int = 500, after_seq: int = 0) -> Iterator[MessageRecord]:
+        """Every message with seq > after_seq, oldest first (one Query page at a time)."""
         start_key = None
         while True:
-            request = self._message_query(conversation_id, limit=page_size, newest_first=False)
+            request = self._message_query(conversation_id, limit=page_size, newest_first=False, after_seq=after_seq)
             if start_key:
                 request["ExclusiveStartKey"] = serialize(start_key)
             items, start_key = self._query(request, consistent=True)
@@ -518,8 +584,9 @@ class ConversationStore:
         )
 
     def set_message_status(self, conversation_id: str, seq: int, status: str) -> None:
+        """Best effort: a message left `pending` reads as unanswered once it is older than any model call."""
         # A failed condition means a concurrent retry already answered it, or it was cleared: nothing to mark.
-        with contextlib.suppress(self._client.exceptions.ConditionalCheckFailedException):
+        try:
             self._client.update_item(
                 TableName=self.table_name,
                 Key=serialize({"pk": conversation_pk(conversation_id), "sk": message_sk(seq)}),
@@ -528,6 +595,10 @@ class ConversationStore:
                 ExpressionAttributeNames={"#status": "status"},
                 ExpressionAttributeValues=serialize({":status": status, ":answered": "answered"}),
             )
+        except self._client.exceptions.ConditionalCheckFailedException:
+            return
+        except ClientError as exc:
+            _best_effort_conflict(exc, "message status", conversation_id)
 
     def delete_messages(self, conversation_id: str) -> int:
         """Delete every message item of the conversation and the Idempotency-Key items naming them (by key,
@@ -544,20 +615,70 @@ class ConversationStore:
         self._delete_items(keys_query)
         return deleted
 
-    def _delete_items(self, query: dict[str, Any]) -> int:
+    def delete_cleared(
+        self,
+        conversation_id: str,
+        cleared_through: int,
+        generation: int,
+        keep_going: Callable[[], bool] = lambda: True,
+    ) -> int:
+        """Delete what a clear made dead: messages with seq <= cleared_through (nothing writes them again) and
+        Idempotency-Key items of a generation older than `generation` (each deleted on that condition, since a
+        resend may reuse the key meanwhile). Stops early once `keep_going()` is false; returns the number of
+        messages deleted. Safe to run more than once, and alongside sends."""
+        if cleared_through < 1:
+            return 0
+        messages = self._message_query(conversation_id, limit=500, newest_first=False)
+        messages["ExpressionAttributeValues"] = serialize(
+            {":pk": conversation_pk(conversation_id), ":low": message_sk(1), ":high": message_sk(cleared_through)}
+        )
+        deleted = self._delete_items(messages, keep_going)
+        old_keys = {
+            "TableName": self.table_name,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+            "FilterExpression": "generation < :generation",
+            "ExpressionAttributeValues": serialize(
+                {
+                    ":pk": conversation_pk(conversation_id),
+                    ":prefix": IDEMPOTENCY_KEY_PREFIX,
+                    ":generation": generation,
+                }
+            ),
+            "Limit": 500,
+        }
+        for keys in self._key_pages(old_keys, keep_going):
+            for key in keys:
+                with contextlib.suppress(self._client.exceptions.ConditionalCheckFailedException):  # key reused
+                    self._client.delete_item(
+                        TableName=self.table_name,
+                        Key=serialize(key),
+                        ConditionExpression="generation < :generation",
+                        ExpressionAttributeValues=serialize({":generation": generation}),
+                    )
+        return deleted
+
+    def _delete_items(self, query: dict[str, Any], keep_going: Callable[[], bool] = lambda: True) -> int:
         deleted = 0
+        for keys in self._key_pages(query, keep_going):
+            for offset in range(0, len(keys), _BATCH_WRITE_SIZE):
+                if not keep_going():
+                    return deleted
+                batch = keys[offset : offset + _BATCH_WRITE_SIZE]
+                self._batch_delete(batch)
+                deleted += len(batch)
+        return deleted
+
+    def _key_pages(self, query: dict[str, Any], keep_going: Callable[[], bool]) -> Iterator[list[dict[str, Any]]]:
+        """The keys of the items the query finds, a page at a time, until the last page or keep_going() is false."""
         start_key = None
-        while True:
+        while keep_going():
             request = {**query, "ProjectionExpression": "pk, sk"}
             if start_key:
                 request["ExclusiveStartKey"] = serialize(start_key)
             items, start_key = self._query(request, consistent=True)
-            keys = [{"pk": item["pk"], "sk": item["sk"]} for item in items]
-            for offset in range(0, len(keys), _BATCH_WRITE_SIZE):
-                self._batch_delete(keys[offset : offset + _BATCH_WRITE_SIZE])
-            deleted += len(keys)
+            yield [{"pk": item["pk"], "sk": item["sk"]} for item in items]
             if not start_key:
-                return deleted
+                return
 
     # -- plumbing -----------------------------------------------------------------------------------
 
@@ -602,19 +723,57 @@ class ConversationStore:
         return Page([_record(item) for item in items], encode_cursor(last_key))
 
     def _transact(self, operations: list[dict[str, Any]]) -> None:
+        """One transaction; a lost condition is ConditionFailedError (with each item's reason), a transaction
+        that kept conflicting with others (after bounded retries) TransactionConflictError."""
         try:
-            self._client.transact_write_items(TransactItems=operations)
+            self._with_conflict_retries(self._client.transact_write_items, TransactItems=operations)
         except ClientError as exc:
-            if exc.response["Error"]["Code"] != "TransactionCanceledException":
+            if _error_code(exc) != "TransactionCanceledException":
                 raise
-            reasons = [reason.get("Code", "None") for reason in exc.response.get("CancellationReasons", [])]
-            raise ConditionFailedError(reasons) from exc
+            if _is_transaction_conflict(exc):
+                raise TransactionConflictError(str(exc)) from exc
+            raise ConditionFailedError(_cancellation_reasons(exc)) from exc
+
+    def _with_conflict_retries(self, write: Callable[..., Any], **request: Any) -> Any:
+        """`write(**request)`, again after a short jittered wait when it lost only to a concurrent transaction
+        (botocore does not retry those); the last attempt's error is raised."""
+        for attempt in range(CONFLICT_ATTEMPTS - 1):
+            try:
+                return write(**request)
+            except ClientError as exc:
+                if not _is_transaction_conflict(exc):
+                    raise
+            self._sleep(full_jitter_delay(attempt, base_s=CONFLICT_BACKOFF_BASE_S, cap_s=CONFLICT_BACKOFF_CAP_S))
+        return write(**request)
 
     def _batch_delete(self, keys: list[dict[str, Any]]) -> None:
+        """Delete up to 25 items; items handed back unprocessed (throttling) are retried after capped
+        exponential backoff with full jitter, a bounded number of times."""
         requests = [{"DeleteRequest": {"Key": serialize(key)}} for key in keys]
-        for _attempt in range(8):  # unprocessed items come back under throttling; bounded retries
+        for attempt in range(BATCH_DELETE_ATTEMPTS):
+            if attempt:
+                self._sleep(
+                    full_jitter_delay(attempt - 1, base_s=BATCH_DELETE_BACKOFF_BASE_S, cap_s=BATCH_DELETE_BACKOFF_CAP_S)
+                )
             response = self._client.batch_write_item(RequestItems={self.table_name: requests})
             requests = response.get("UnprocessedItems", {}).get(self.table_name, [])
             if not requests:
                 return
-        raise RuntimeError(f"{len(requests)} message deletions still unprocessed after retries")
+        raise DeletionIncompleteError(
+            f"{len(requests)} deletions still unprocessed after {BATCH_DELETE_ATTEMPTS} tries"
+        )
+
+
+def _seq_of(sk: str) -> int:
+    return int(sk.removeprefix(MESSAGE_PREFIX))
+
+
+def _best_effort_conflict(exc: ClientError, what: str, conversation_id: str) -> bool:
+    """A best-effort write that met a concurrent transaction on its item is skipped (logged), not an error:
+    the turn it belongs to already succeeded. Other errors are raised. Returns False (nothing stored)."""
+    if _error_code(exc) != "TransactionConflictException":
+        raise exc
+    logger.warning(
+        f"{what} not updated: the item was in a concurrent transaction", extra={"conversation_id": conversation_id}
+    )
+    return False

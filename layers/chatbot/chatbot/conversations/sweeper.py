@@ -35,7 +35,7 @@ metrics = Metrics()
 _METRIC_OF_KIND = {
     "orphan_messages": "OrphanMessagesDeleted",
     "orphan_idempotency_keys": "OrphanIdempotencyKeysDeleted",
-    "cleared_messages": "ClearedMessagesDeleted",
+    "cleared_messages": "SweptClearedMessagesDeleted",
     "stale_idempotency_keys": "StaleIdempotencyKeysDeleted",
 }
 
