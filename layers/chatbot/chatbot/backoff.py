@@ -5,8 +5,11 @@ colliding again in step."""
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 
-def full_jitter_delay(attempt: int, *, base_s: float, cap_s: float) -> float:
+def full_jitter_delay(
+    attempt: int, *, base_s: float, cap_s: float, uniform: Callable[[float, float], float] = random.uniform
+) -> float:
     """The wait before retry number `attempt + 1` (attempt 0 is the first retry)."""
-    return random.uniform(0, min(cap_s, base_s * 2**attempt))
+    return uniform(0, min(cap_s, base_s * 2**attempt))

@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from chatbot.conversations.store import META, conversation_pk, idempotency_key_sk, message_sk
-from chatbot.conversations.sweep_store import SweepStore, UnprocessedDeletesError
+from chatbot.conversations.store import META, DeletionIncompleteError, conversation_pk, idempotency_key_sk, message_sk
+from chatbot.conversations.sweep_store import SweepStore
 from chatbot.conversations.sweeper import OrphanSweeper
 from chatbot.dynamodb import deserialize, serialize
 
@@ -257,11 +257,11 @@ def test_unprocessed_deletes_are_retried_in_batches_of_25_with_capped_jittered_b
     # When the sweeper deletes them
     report = sweeper_on(store).sweep(lambda: PLENTY_OF_TIME_MS)
 
-    # Then every delete is done, at most 25 per request, after waits drawn from [0, min(cap, base * 2^attempt)]
+    # Then every delete is done, at most 25 per request, after waits drawn from [0, min(cap, base * 2^retry)]
     assert report.orphan_messages == 30 and sort_keys(dynamodb, moto_table, "gone") == set()
     assert client.batch_sizes == [25, 1, 1, 1, 5]
-    assert ceilings == [(0, 0.2), (0, 0.3), (0, 0.3)]
-    assert sleeps == [0.1, 0.15, 0.15]
+    assert ceilings == [(0, 0.1), (0, 0.2), (0, 0.3)]
+    assert sleeps == [0.05, 0.1, 0.15]
 
 
 def test_deletes_that_stay_unprocessed_fail_the_run_before_its_checkpoint_moves(moto_table, dynamodb):
@@ -269,6 +269,6 @@ def test_deletes_that_stay_unprocessed_fail_the_run_before_its_checkpoint_moves(
     put_items(dynamodb, moto_table, conversation_items("gone", meta=None, messages=range(1, 4)))
     store = SweepStore(moto_table, ThrottlingClient(dynamodb, throttled=100), max_attempts=3, sleep=lambda _s: None)
     # When the sweeper runs, Then it fails naming the unprocessed deletes, and no checkpoint skips that page
-    with pytest.raises(UnprocessedDeletesError, match="after 3 attempts"):
+    with pytest.raises(DeletionIncompleteError, match="after 3 attempts"):
         sweeper_on(store).sweep(lambda: PLENTY_OF_TIME_MS)
     assert store.load_checkpoint() is None

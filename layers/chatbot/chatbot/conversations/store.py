@@ -18,7 +18,7 @@ a clear, and a clear that stops half way leaves nothing readable (the stream cle
 
 from __future__ import annotations
 
-import contextlib
+import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -35,7 +35,7 @@ META = "META"
 MESSAGE_PREFIX = "MSG#"
 IDEMPOTENCY_KEY_PREFIX = "IDEMKEY#"
 _SEQ_DIGITS = 10
-_BATCH_WRITE_SIZE = 25
+BATCH_WRITE_SIZE = 25
 # BatchWriteItem hands back UnprocessedItems under throttling: bounded retries, waits growing to the cap.
 BATCH_DELETE_ATTEMPTS = 8
 BATCH_DELETE_BACKOFF_BASE_S = 0.05
@@ -648,22 +648,16 @@ class ConversationStore:
         }
         for keys in self._key_pages(old_keys, keep_going):
             for key in keys:
-                with contextlib.suppress(self._client.exceptions.ConditionalCheckFailedException):  # key reused
-                    self._client.delete_item(
-                        TableName=self.table_name,
-                        Key=serialize(key),
-                        ConditionExpression="generation < :generation",
-                        ExpressionAttributeValues=serialize({":generation": generation}),
-                    )
+                delete_stale_idempotency_key(self._client, self.table_name, key, generation)
         return deleted
 
     def _delete_items(self, query: dict[str, Any], keep_going: Callable[[], bool] = lambda: True) -> int:
         deleted = 0
         for keys in self._key_pages(query, keep_going):
-            for offset in range(0, len(keys), _BATCH_WRITE_SIZE):
+            for offset in range(0, len(keys), BATCH_WRITE_SIZE):
                 if not keep_going():
                     return deleted
-                batch = keys[offset : offset + _BATCH_WRITE_SIZE]
+                batch = keys[offset : offset + BATCH_WRITE_SIZE]
                 self._batch_delete(batch)
                 deleted += len(batch)
         return deleted
@@ -747,21 +741,57 @@ class ConversationStore:
         return write(**request)
 
     def _batch_delete(self, keys: list[dict[str, Any]]) -> None:
-        """Delete up to 25 items; items handed back unprocessed (throttling) are retried after capped
-        exponential backoff with full jitter, a bounded number of times."""
-        requests = [{"DeleteRequest": {"Key": serialize(key)}} for key in keys]
-        for attempt in range(BATCH_DELETE_ATTEMPTS):
-            if attempt:
-                self._sleep(
-                    full_jitter_delay(attempt - 1, base_s=BATCH_DELETE_BACKOFF_BASE_S, cap_s=BATCH_DELETE_BACKOFF_CAP_S)
-                )
-            response = self._client.batch_write_item(RequestItems={self.table_name: requests})
-            requests = response.get("UnprocessedItems", {}).get(self.table_name, [])
-            if not requests:
-                return
-        raise DeletionIncompleteError(
-            f"{len(requests)} deletions still unprocessed after {BATCH_DELETE_ATTEMPTS} tries"
+        batch_delete(
+            self._client,
+            self.table_name,
+            keys,
+            attempts=BATCH_DELETE_ATTEMPTS,
+            base_s=BATCH_DELETE_BACKOFF_BASE_S,
+            cap_s=BATCH_DELETE_BACKOFF_CAP_S,
+            sleep=self._sleep,
         )
+
+
+def batch_delete(
+    client: Any,
+    table_name: str,
+    keys: list[dict[str, Any]],
+    *,
+    attempts: int,
+    base_s: float,
+    cap_s: float,
+    sleep: Callable[[float], None],
+    uniform: Callable[[float, float], float] = random.uniform,
+) -> None:
+    """Delete the items with these keys, 25 per BatchWriteItem; items handed back unprocessed (throttling) are
+    retried after capped exponential backoff with full jitter, `attempts` times in all (DeletionIncompleteError)."""
+    for offset in range(0, len(keys), BATCH_WRITE_SIZE):
+        requests = [{"DeleteRequest": {"Key": serialize(key)}} for key in keys[offset : offset + BATCH_WRITE_SIZE]]
+        for attempt in range(attempts):
+            if attempt:
+                sleep(full_jitter_delay(attempt - 1, base_s=base_s, cap_s=cap_s, uniform=uniform))
+            response = client.batch_write_item(RequestItems={table_name: requests})
+            requests = response.get("UnprocessedItems", {}).get(table_name, [])
+            if not requests:
+                break
+        else:
+            raise DeletionIncompleteError(f"{len(requests)} deletions still unprocessed after {attempts} attempts")
+
+
+def delete_stale_idempotency_key(client: Any, table_name: str, key: dict[str, Any], generation: int) -> bool:
+    """Delete an Idempotency-Key item only while its generation is older than `generation`; False when a resend
+    reused the key in the current generation meanwhile (it names a live message now, and stays)."""
+    try:
+        client.delete_item(
+            TableName=table_name,
+            Key=serialize(key),
+            ConditionExpression="#generation < :generation",
+            ExpressionAttributeNames={"#generation": "generation"},
+            ExpressionAttributeValues=serialize({":generation": generation}),
+        )
+    except client.exceptions.ConditionalCheckFailedException:
+        return False
+    return True
 
 
 def _seq_of(sk: str) -> int:

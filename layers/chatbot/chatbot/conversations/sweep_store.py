@@ -9,15 +9,16 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from chatbot.conversations.store import CONVERSATION_PREFIX, META, conversation_pk
+from chatbot.conversations.store import (
+    CONVERSATION_PREFIX,
+    META,
+    batch_delete,
+    conversation_pk,
+    delete_stale_idempotency_key,
+)
 from chatbot.dynamodb import deserialize, serialize
 
-BATCH_WRITE_SIZE = 25
 _CHECKPOINT_KEY = {"pk": "SWEEP#orphans", "sk": "CHECKPOINT"}
-
-
-class UnprocessedDeletesError(RuntimeError):
-    """DynamoDB kept returning some deletes unprocessed (throttling) after every retry."""
 
 
 class SweepStore:
@@ -76,34 +77,21 @@ class SweepStore:
     def delete_stale_idempotency_key(self, key: dict[str, Any], generation: int) -> bool:
         """Delete an Idempotency-Key item only while it is older than `generation`; False when a send reused the
         key for the current generation meanwhile (it names a live message now and stays)."""
-        try:
-            self._client.delete_item(
-                TableName=self.table_name,
-                Key=serialize(key),
-                ConditionExpression="#generation < :generation",
-                ExpressionAttributeNames={"#generation": "generation"},
-                ExpressionAttributeValues=serialize({":generation": generation}),
-            )
-        except self._client.exceptions.ConditionalCheckFailedException:
-            return False
-        return True
+        return delete_stale_idempotency_key(self._client, self.table_name, key, generation)
 
     def delete(self, keys: list[dict[str, Any]]) -> None:
         """Delete the items with these keys, 25 per BatchWriteItem; unprocessed ones are retried with capped
-        exponential backoff and full jitter (UnprocessedDeletesError once the attempts run out)."""
-        for offset in range(0, len(keys), BATCH_WRITE_SIZE):
-            self._delete_batch(keys[offset : offset + BATCH_WRITE_SIZE])
-
-    def _delete_batch(self, keys: list[dict[str, Any]]) -> None:
-        requests = [{"DeleteRequest": {"Key": serialize(key)}} for key in keys]
-        for attempt in range(self._max_attempts):
-            if attempt:
-                self._sleep(self._jitter(0, min(self._backoff_cap_s, self._backoff_base_s * 2**attempt)))
-            response = self._client.batch_write_item(RequestItems={self.table_name: requests})
-            requests = response.get("UnprocessedItems", {}).get(self.table_name, [])
-            if not requests:
-                return
-        raise UnprocessedDeletesError(f"{len(requests)} deletes still unprocessed after {self._max_attempts} attempts")
+        exponential backoff and full jitter (DeletionIncompleteError once the attempts run out)."""
+        batch_delete(
+            self._client,
+            self.table_name,
+            keys,
+            attempts=self._max_attempts,
+            base_s=self._backoff_base_s,
+            cap_s=self._backoff_cap_s,
+            sleep=self._sleep,
+            uniform=self._jitter,
+        )
 
     # -- checkpoint ---------------------------------------------------------------------------------
 
