@@ -6,7 +6,7 @@ import boto3
 import pytest
 from chatbot.inference import ModelInvocationError, ModelUnavailableError
 from chatbot.transcript_jobs.events import ObjectCreated
-from chatbot.transcript_jobs.keys import failure_key, job_id_for_key, summary_key
+from chatbot.transcript_jobs.keys import TRANSCRIPT_MAX_BYTES, failure_key, job_id_for_key, summary_key
 from chatbot.transcript_jobs.pipeline import OutOfTimeError, Result, RetryLaterError
 from chatbot.transcript_jobs.store import ClaimOutcome
 from transcript_events import exists, notification_body, read_json
@@ -115,7 +115,7 @@ def test_a_late_notification_for_an_older_version_is_ignored(processor, upload, 
         (b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8, "unparseable"),
         (b'{"not": "a transcript"}', "unknown_format"),
         (b'{"results": {"transcripts": [{"transcript": ""}], "items": []}}', "no_speech"),
-        (b"Agent: " + b"a" * 300 * 1024, "too_large"),
+        (b"Agent: " + b"a" * TRANSCRIPT_MAX_BYTES, "too_large"),
     ],
     ids=["empty", "binary", "unknown-format", "no-speech", "too-large"],
 )
