@@ -229,8 +229,9 @@ def main(timer: Callable[[], float] = time.perf_counter) -> None:
     summarized = [job for job in report.jobs.values() if job and "timings_ms" in job]
     if summarized:
         slowest_job = max(summarized, key=lambda job: float(job["timings_ms"]["total_ms"]))
+        slowest_s = float(slowest_job["timings_ms"]["total_ms"]) / 1000
         print(
-            f"  slowest summarized file: {slowest_job['filename']}, {float(slowest_job['timings_ms']['total_ms']) / 1000:.1f} s"
+            f"  slowest summarized file: {slowest_job['filename']}, {slowest_s:.1f} s"
             f" ({slowest_job['chunk_count']} chunks)"
         )
     parse_s = sum(best_cpu_s(lambda data=data: _parse_outcome(data)) for data in files.values())
