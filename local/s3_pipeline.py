@@ -101,6 +101,14 @@ def create_pipeline_resources(template: Template, session: Any) -> PipelineResou
     return PipelineResources(bucket, queue_url, queue_arn, dlq_url)
 
 
+def pipeline_resources(template: Template, sqs: Any) -> PipelineResources:
+    """The template's bucket and queues, as created before (create_pipeline_resources)."""
+    queue_url = sqs.get_queue_url(QueueName=template.physical_name(QUEUE_ID))["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    dlq_url = sqs.get_queue_url(QueueName=template.physical_name(DEAD_LETTER_QUEUE_ID))["QueueUrl"]
+    return PipelineResources(template.physical_name(BUCKET_ID), queue_url, queue_arn, dlq_url)
+
+
 def _sqs_record(message: dict, queue_arn: str) -> dict:
     return {
         "messageId": message["MessageId"],
@@ -176,10 +184,7 @@ def start_poller(
     batch_size = int(event_source.get("BatchSize", 10))
     workers = workers or int((event_source.get("ScalingConfig") or {}).get("MaximumConcurrency", 2))
     sqs = session.client("sqs")  # one client, shared: clients are thread-safe, their creation is not
-    queue_url = sqs.get_queue_url(QueueName=template.physical_name(QUEUE_ID))["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    dlq_url = sqs.get_queue_url(QueueName=template.physical_name(DEAD_LETTER_QUEUE_ID))["QueueUrl"]
-    resources = PipelineResources(template.physical_name(BUCKET_ID), queue_url, queue_arn, dlq_url)
+    resources = pipeline_resources(template, sqs)
     definition = FunctionDefinition.from_template(template, FUNCTION_ID)
     runtime = FunctionRuntime(definition, environment, logs=function_logs)
     stop = threading.Event()
