@@ -199,8 +199,12 @@ CORPUS: tuple[HostileCase, ...] = (
     HostileCase("oversized.txt", _oversized, FailureCode.TOO_LARGE, f"{TRANSCRIPT_MAX_BYTES:,}"),
     HostileCase("empty.txt", lambda: b"", FailureCode.EMPTY),
     HostileCase("whitespace-only.txt", lambda: b"  \n\t \r\n", FailureCode.EMPTY),
+    HostileCase("byte-order-mark-only.txt", lambda: "\ufeff  \n".encode(), FailureCode.EMPTY),
     # Not text: binary files, archives (never unpacked, so a zip bomb is only its compressed bytes).
     HostileCase("binary-garbage.bin", _binary_garbage, FailureCode.UNPARSEABLE, "binary"),
+    HostileCase(
+        "png-image.png", lambda: b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8, FailureCode.UNPARSEABLE, "binary"
+    ),
     HostileCase(
         "gzip-bomb-10mb-of-zeros.txt.gz", lambda: gzip.compress(b"\0" * 10_000_000), FailureCode.UNPARSEABLE, "binary"
     ),
@@ -250,8 +254,22 @@ CORPUS: tuple[HostileCase, ...] = (
         FailureCode.UNPARSEABLE,
         "malformed",
     ),
+    HostileCase(
+        "transcribe-speaker-segments-of-strings.json",
+        lambda: (
+            b'{"results": {"items": [{"alternatives": [{"content": "hi"}]}], "speaker_labels": {"segments": ["x"]}}}'
+        ),
+        FailureCode.UNPARSEABLE,
+        "malformed",
+    ),
     HostileCase("transcribe-no-items.json", lambda: b'{"results": {"items": []}}', FailureCode.NO_SPEECH),
+    HostileCase(
+        "call-analytics-blank-content.json",
+        lambda: b'{"Transcript": [{"ParticipantRole": "AGENT", "Content": "   "}]}',
+        FailureCode.NO_SPEECH,
+    ),
     HostileCase("json-of-no-known-format.json", lambda: b'{"foo": [1, 2, 3]}', FailureCode.UNKNOWN_FORMAT),
+    HostileCase("json-list-of-numbers.json", lambda: b"[1, 2, 3]", FailureCode.UNKNOWN_FORMAT),
     # Captions and text.
     HostileCase(
         "subrip-without-cue-numbers.srt",
@@ -259,6 +277,7 @@ CORPUS: tuple[HostileCase, ...] = (
         SUMMARIZED,
     ),
     HostileCase("webvtt-without-cues.vtt", lambda: b"WEBVTT\n\nNOTE nothing here\n", FailureCode.UNPARSEABLE, "cue"),
+    HostileCase("webvtt-empty-cue.vtt", lambda: b"WEBVTT\n\n00:00.000 --> 00:01.000\n\n", FailureCode.NO_SPEECH),
     HostileCase("notes-not-a-transcript.txt", lambda: b"Remember to buy milk.\n", FailureCode.UNKNOWN_FORMAT),
 )
 

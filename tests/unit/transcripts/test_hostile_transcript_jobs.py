@@ -20,8 +20,10 @@ def test_hostile_files_get_a_failure_record_and_no_summary(
 
     # Then the job failed for good with its reason written down in words, before the summarizer was paid for
     assert results[0].result == Result.FAILED
-    record = read_json(bucket, f"failed/hostile/{case.name}.json")["error"]
+    document = read_json(bucket, f"failed/hostile/{case.name}.json")
+    record = document["error"]
     job = jobs.get(job_id_for_key(source.key))
+    assert document["source"]["key"] == source.key
     assert (job["status"], job["failure_code"], record["code"]) == ("failed", case.outcome, case.outcome)
     assert job["reason"] == record["message"]
     assert case.quoted in record["message"].lower()

@@ -6,7 +6,7 @@ import boto3
 import pytest
 from chatbot.inference import ModelInvocationError, ModelUnavailableError
 from chatbot.transcript_jobs.events import ObjectCreated
-from chatbot.transcript_jobs.keys import TRANSCRIPT_MAX_BYTES, failure_key, job_id_for_key, summary_key
+from chatbot.transcript_jobs.keys import failure_key, job_id_for_key, summary_key
 from chatbot.transcript_jobs.pipeline import OutOfTimeError, Result, RetryLaterError
 from chatbot.transcript_jobs.store import ClaimOutcome
 from transcript_events import exists, notification_body, read_json
@@ -106,36 +106,6 @@ def test_a_late_notification_for_an_older_version_is_ignored(processor, upload, 
     # Then it is stale and the summary still reflects the newer version
     assert results[0].result == Result.STALE
     assert read_json(bucket, "summaries/order.txt.json")["source"]["version_id"] == newer.version_id
-
-
-@pytest.mark.parametrize(
-    ("data", "code"),
-    [
-        (b"", "empty"),
-        (b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8, "unparseable"),
-        (b'{"not": "a transcript"}', "unknown_format"),
-        (b'{"results": {"transcripts": [{"transcript": ""}], "items": []}}', "no_speech"),
-        (b"Agent: " + b"a" * TRANSCRIPT_MAX_BYTES, "too_large"),
-    ],
-    ids=["empty", "binary", "unknown-format", "no-speech", "too-large"],
-)
-def test_permanent_problems_write_a_failure_record_and_do_not_retry(data, code, processor, upload, bucket, jobs):
-    # Given
-    source = upload("incoming/bad/file.bin", data)
-
-    # When (no exception: the message counts as handled)
-    results = processor.process_message(notification_body(source))
-
-    # Then failed/<key>.json and the job record both say why
-    assert results[0].result == Result.FAILED
-    record = read_json(bucket, "failed/bad/file.bin.json")
-    assert record["error"]["code"] == code
-    assert record["source"]["key"] == source.key
-    job = jobs.get(job_id_for_key(source.key))
-    assert job["status"] == "failed"
-    assert job["failure_code"] == code
-    assert job["reason"] == record["error"]["message"]
-    assert not exists(bucket, summary_key(source.key))
 
 
 def test_a_summarizer_failure_that_retrying_cannot_fix_is_a_failure_record(processor, upload, summarizer, jobs):
