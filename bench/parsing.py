@@ -97,7 +97,7 @@ def _lines(data: bytes) -> list[str]:
 
 
 def main() -> None:
-    size = f"{TRANSCRIPT_MAX_BYTES / 2**20:.0f} MiB"
+    size = f"{TRANSCRIPT_MAX_BYTES // 1024:,} KiB"
     print(f"parsing: parse_transcript on the largest accepted file ({size}), least CPU time of {RUNS} runs")
     cases = (
         ("Transcribe speaker-labels JSON", largest(transcribe_json), "json.loads", json.loads),
