@@ -13,6 +13,7 @@ BENCHMARKS = {
     "streaming": "bench.streaming",  # streamed answers: time to first delta vs full answer, 1 and 8 clients
     "transcripts": "bench.transcripts",  # batch pipeline: transcripts per minute, peak memory
     "parsing": "bench.parsing",  # transcript parsers: MB/s on the largest accepted file vs json.loads
+    "hostile": "bench.hostile",  # hostile-file batch: corpus size, outcome counts, reconciliation, time per file
     "call_context": "bench.call_context",  # ask about a call: context build per question, tokens vs transcript
 }
 

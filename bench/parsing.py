@@ -1,6 +1,6 @@
 """Transcript parsing benchmark: MB/s of `parse_transcript` on the largest file the pipeline accepts.
 
-Files of TRANSCRIPT_MAX_BYTES (the settings default): an Amazon Transcribe speaker-labels JSON (a two-speaker
+Files of TRANSCRIPT_MAX_BYTES: an Amazon Transcribe speaker-labels JSON (a two-speaker
 call, and one speaker throughout), a WebVTT call with voice tags, and a hostile WebVTT cue of voice tags that
 never close. Each is compared with a baseline on the same bytes in the same run: `json.loads` for the JSON
 (parsing can hardly beat decoding it), decoding and splitting into lines for the captions. The figure is the
@@ -16,10 +16,11 @@ import json
 import time
 from collections.abc import Callable
 
-from chatbot.settings import Settings
+from chatbot.transcript_jobs.keys import TRANSCRIPT_MAX_BYTES
 from chatbot.transcript_parsing import parse_transcript
 
-MAX_BYTES = Settings.model_fields["transcript_max_bytes"].default
+from bench.hostile_corpus import largest, webvtt_voice_storm
+
 RUNS = 3
 SENTENCES = (
     "I can see the router dropped the connection three times last night",
@@ -27,17 +28,6 @@ SENTENCES = (
     "the firmware update is pending so I will push it now",
     "thanks that fixed it for today but it happened last week too",
 )
-
-
-def _largest(make: Callable[[int], bytes], max_bytes: int = MAX_BYTES) -> bytes:
-    """make(n) for about the largest n whose output fits in max_bytes (output size grows in step with n)."""
-    sample = 1_000
-    count = max_bytes * sample // len(make(sample))
-    data = make(count)
-    while len(data) > max_bytes:
-        count = count * 99 // 100
-        data = make(count)
-    return data
 
 
 def transcribe_json(words: int, turn_words: int = 40) -> bytes:
@@ -88,11 +78,7 @@ def webvtt_call(cues: int) -> bytes:
     return "\n".join(lines).encode()
 
 
-def webvtt_voice_storm(repeats: int) -> bytes:
-    return ("WEBVTT\n\n00:00.000 --> 00:01.000\n" + "<v " * repeats + "hello\n").encode()
-
-
-def _best_cpu_s(work: Callable[[], object]) -> float:
+def best_cpu_s(work: Callable[[], object]) -> float:
     """The least CPU time of RUNS runs: other processes on a shared machine do not count."""
     timings = []
     gc.disable()  # a collection in one run and not in another would be noise
@@ -111,18 +97,18 @@ def _lines(data: bytes) -> list[str]:
 
 
 def main() -> None:
-    size = f"{MAX_BYTES / 2**20:.0f} MiB"
+    size = f"{TRANSCRIPT_MAX_BYTES // 1024:,} KiB"
     print(f"parsing: parse_transcript on the largest accepted file ({size}), least CPU time of {RUNS} runs")
     cases = (
-        ("Transcribe speaker-labels JSON", _largest(transcribe_json), "json.loads", json.loads),
-        ("Transcribe JSON, one speaker", _largest(transcribe_monologue), "json.loads", json.loads),
-        ("WebVTT call with voice tags", _largest(webvtt_call), "decode + split lines", _lines),
-        ("WebVTT cue of unclosed <v tags", _largest(webvtt_voice_storm), "decode + split lines", _lines),
+        ("Transcribe speaker-labels JSON", largest(transcribe_json), "json.loads", json.loads),
+        ("Transcribe JSON, one speaker", largest(transcribe_monologue), "json.loads", json.loads),
+        ("WebVTT call with voice tags", largest(webvtt_call), "decode + split lines", _lines),
+        ("WebVTT cue of unclosed <v tags", largest(webvtt_voice_storm), "decode + split lines", _lines),
     )
     for label, data, baseline_label, baseline in cases:
         megabytes = len(data) / 1e6
-        parse_s = _best_cpu_s(lambda data=data: parse_transcript(data))
-        baseline_s = _best_cpu_s(lambda data=data, baseline=baseline: baseline(data))
+        parse_s = best_cpu_s(lambda data=data: parse_transcript(data))
+        baseline_s = best_cpu_s(lambda data=data, baseline=baseline: baseline(data))
         print(
             f"  {label} ({megabytes:.1f} MB): {megabytes / parse_s:6.1f} MB/s "
             f"vs {baseline_label} {megabytes / baseline_s:7.1f} MB/s: parsing takes {parse_s / baseline_s:.1f}x"

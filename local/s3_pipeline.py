@@ -84,11 +84,9 @@ def create_pipeline_resources(template: Template, session: Any) -> PipelineResou
     sqs, s3 = session.client("sqs"), session.client("s3")
     for logical_id in template.resources_of_type("AWS::SQS::Queue"):
         _create_queue(template, sqs, logical_id)
-    queue_url = sqs.get_queue_url(QueueName=template.physical_name(QUEUE_ID))["QueueUrl"]
-    queue_arn = _queue_arn(sqs, queue_url)
-    dlq_url = sqs.get_queue_url(QueueName=template.physical_name(DEAD_LETTER_QUEUE_ID))["QueueUrl"]
+    resources = pipeline_resources(template, sqs)
 
-    bucket = template.physical_name(BUCKET_ID)
+    bucket = resources.bucket
     bucket_properties = _properties(template, BUCKET_ID)
     with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
         s3.create_bucket(Bucket=bucket)
@@ -110,7 +108,7 @@ def create_pipeline_resources(template: Template, session: Any) -> PipelineResou
         rules = (configuration.get("Filter") or {}).get("S3Key", {}).get("Rules", [])
         queue_configurations.append(
             {
-                "QueueArn": queue_arn,
+                "QueueArn": resources.queue_arn,
                 "Events": [configuration["Event"]],
                 "Filter": {"Key": {"FilterRules": [{"Name": rule["Name"], "Value": rule["Value"]} for rule in rules]}},
             }
@@ -118,7 +116,15 @@ def create_pipeline_resources(template: Template, session: Any) -> PipelineResou
     s3.put_bucket_notification_configuration(
         Bucket=bucket, NotificationConfiguration={"QueueConfigurations": queue_configurations}
     )
-    return PipelineResources(bucket, queue_url, queue_arn, dlq_url)
+    return resources
+
+
+def pipeline_resources(template: Template, sqs: Any) -> PipelineResources:
+    """The template's bucket and the transcripts queues, as created before (create_pipeline_resources)."""
+    queue_url = sqs.get_queue_url(QueueName=template.physical_name(QUEUE_ID))["QueueUrl"]
+    queue_arn = _queue_arn(sqs, queue_url)
+    dlq_url = sqs.get_queue_url(QueueName=template.physical_name(DEAD_LETTER_QUEUE_ID))["QueueUrl"]
+    return PipelineResources(template.physical_name(BUCKET_ID), queue_url, queue_arn, dlq_url)
 
 
 def _sqs_record(message: dict, queue_arn: str) -> dict:

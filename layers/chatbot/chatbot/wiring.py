@@ -35,7 +35,7 @@ from chatbot.settings import (
 from chatbot.summarization import SUMMARIZER_MAX_INPUT_TOKENS
 from chatbot.transcript_jobs.api import TranscriptsService
 from chatbot.transcript_jobs.calls import CallTranscripts
-from chatbot.transcript_jobs.keys import TRANSCRIPT_MAX_BYTES
+from chatbot.transcript_jobs.keys import TRANSCRIPT_MAX_BYTES, TRANSCRIPT_MAX_TOKENS
 from chatbot.transcript_jobs.pipeline import TranscriptJobProcessor
 from chatbot.transcript_jobs.store import JobStore
 
@@ -138,6 +138,7 @@ def transcript_job_processor(
         summarize=summarize,
         summarizer_label={"endpoint": settings.endpoint_name, "component": settings.summarizer_component_name},
         max_bytes=TRANSCRIPT_MAX_BYTES,
+        max_tokens=TRANSCRIPT_MAX_TOKENS,
         max_input_tokens=SUMMARIZER_MAX_INPUT_TOKENS,
         lease_s=settings.job_lease_s,
         # One attempt of a summarizer call, plus time to write the outcome.

@@ -1,7 +1,8 @@
 """Fault injection around the whole local stack (moto, local endpoint, gateway, transcripts poller).
 
 - `Faults.chat` / `Faults.summarizer`: "ok", "error" (the model raises: SageMaker ModelError) or "slow" (the
-  model outlives the component's invocation timeout, set to 1 s here); a wrapping backend_factory applies them.
+  model outlives the chat component's invocation timeout, set to 1 s here); a wrapping backend_factory applies
+  them. `Faults.summarizer_fails_on`: the summarizer raises only for requests with a text containing it.
 - `stack.endpoint.restart()`: the endpoint server stops and comes back on the same port (in-flight and new
   requests meanwhile see a refused connection).
 - `stack.throttle`: DynamoDB calls (all, or only some operations) answered with
@@ -31,18 +32,28 @@ pytestmark = pytest.mark.integration
 
 SLOW_MODEL_S = 1.6
 COMPONENT_TIMEOUT_S = 1.0
+# Only the chat component, the one the tests make slow, gets the short timeout: the summarizer keeps its own, as
+# the hostile batch summarizes files as large as allowed and the extractive stand-in takes seconds per call on them.
+SHORT_TIMEOUT_COMPONENTS = ("chat",)
 
 
 @dataclass
 class Faults:
     chat: str = "ok"
     summarizer: str = "ok"
+    summarizer_fails_on: str = ""
 
     def mode(self, component_name: str) -> str:
         return getattr(self, component_name, "ok")
 
+    def fails_on(self, component_name: str, prepared: Any) -> bool:
+        """A summary request with a text containing `summarizer_fails_on`."""
+        marker = self.summarizer_fails_on if component_name == "summarizer" else ""
+        return bool(marker) and any(marker in text for text in getattr(prepared, "inputs", ()))
+
     def reset(self) -> None:
         self.chat = self.summarizer = "ok"
+        self.summarizer_fails_on = ""
 
 
 class FaultyBackend(Backend):
@@ -64,7 +75,12 @@ class FaultyBackend(Backend):
             return [RuntimeError("injected model failure") for _ in prepared]
         if mode == "slow":
             time.sleep(SLOW_MODEL_S)
-        return self._inner.run_batch(prepared, sinks)
+        failing = [self._faults.fails_on(self._component_name, request) for request in prepared]
+        if not any(failing):
+            return self._inner.run_batch(prepared, sinks)
+        kept = [index for index, fails in enumerate(failing) if not fails]
+        answers = iter(self._inner.run_batch([prepared[i] for i in kept], [sinks[i] for i in kept]) if kept else [])
+        return [RuntimeError("injected model failure") if fails else next(answers) for fails in failing]
 
     def close(self) -> None:
         self._inner.close()
@@ -149,6 +165,8 @@ def _config_with_short_timeouts() -> EndpointConfig:
         name: component.model_copy(
             update={"local": component.local.model_copy(update={"timeout_s": COMPONENT_TIMEOUT_S})}
         )
+        if name in SHORT_TIMEOUT_COMPONENTS
+        else component
         for name, component in config.components.items()
     }
     return config.model_copy(update={"components": components})

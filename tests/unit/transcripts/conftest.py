@@ -10,6 +10,7 @@ from pathlib import Path
 import boto3
 import pytest
 from chatbot.transcript_jobs.events import ObjectCreated
+from chatbot.transcript_jobs.keys import TRANSCRIPT_MAX_BYTES, TRANSCRIPT_MAX_TOKENS
 from chatbot.transcript_jobs.pipeline import TranscriptJobProcessor
 from chatbot.transcript_jobs.store import JobStore
 from chatbot.wiring import transcript_job_processor
@@ -68,7 +69,8 @@ def processor(jobs: JobStore, bucket: str, summarizer: RecordingSummarizer) -> T
         jobs=jobs,
         summarize=summarizer,
         summarizer_label={"endpoint": "local-endpoint", "component": "summarizer"},
-        max_bytes=256 * 1024,
+        max_bytes=TRANSCRIPT_MAX_BYTES,
+        max_tokens=TRANSCRIPT_MAX_TOKENS,
         max_input_tokens=1024,
         lease_s=900,
     )

@@ -1,39 +1,49 @@
 """Hostile transcripts through the batch job (moto S3 + DynamoDB): a failure record, never a retried message."""
 
-import json
-
 import pytest
 from chatbot.transcript_jobs.keys import job_id_for_key, summary_key
 from chatbot.transcript_jobs.pipeline import Result
 from transcript_events import exists, notification_body, read_json
 
-TOO_MANY_SPEAKERS = json.dumps([{"speaker": f"Person {index}", "text": "hello"} for index in range(101)]).encode()
+from bench.hostile_corpus import CORPUS, SUMMARIZED, HostileCase, is_raw_exception_text
 
 
-@pytest.mark.parametrize(
-    ("data", "code"),
-    [
-        (b"WEBVTT\n\n00:00.000 --> " + b"9" * 400 + b":00:01.000\nhello\n", "unparseable"),
-        (b'{"results": {"items": [{"alternatives": [{"content": "hi"}], "end_time": "NaN"}]}}', "unparseable"),
-        (b'{"results": {"items": [{"alternatives": [{"content": "hi"}], "end_time": 1e999}]}}', "unparseable"),
-        (TOO_MANY_SPEAKERS, "too_many_speakers"),
-    ],
-    ids=["webvtt-overflowing-hours", "transcribe-nan-end", "transcribe-infinite-end", "101-speakers"],
-)
-def test_hostile_files_get_a_failure_record_and_no_summary(data, code, processor, upload, bucket, jobs, summarizer):
+@pytest.mark.parametrize("case", [case for case in CORPUS if case.outcome != SUMMARIZED], ids=lambda case: case.name)
+def test_hostile_files_get_a_failure_record_and_no_summary(
+    case: HostileCase, processor, upload, bucket, jobs, summarizer
+):
     # Given
-    source = upload("incoming/hostile/file", data)
+    source = upload(f"incoming/hostile/{case.name}", case.data)
 
     # When (no exception: the message is done with, not retried)
     results = processor.process_message(notification_body(source))
 
-    # Then the job failed for good with its reason written down, before the summarizer was paid for
+    # Then the job failed for good with its reason written down in words, before the summarizer was paid for
     assert results[0].result == Result.FAILED
-    assert read_json(bucket, "failed/hostile/file.json")["error"]["code"] == code
+    document = read_json(bucket, f"failed/hostile/{case.name}.json")
+    record = document["error"]
     job = jobs.get(job_id_for_key(source.key))
-    assert (job["status"], job["failure_code"]) == ("failed", code)
+    assert document["source"]["key"] == source.key
+    assert (job["status"], job["failure_code"], record["code"]) == ("failed", case.outcome, case.outcome)
+    assert job["reason"] == record["message"]
+    assert case.quoted in record["message"].lower()
+    assert not is_raw_exception_text(record["message"]), record["message"]
     assert summarizer.calls == []
     assert not exists(bucket, summary_key(source.key))
+
+
+@pytest.mark.parametrize("case", [case for case in CORPUS if case.outcome == SUMMARIZED], ids=lambda case: case.name)
+def test_hostile_files_that_are_transcripts_are_summarized(case: HostileCase, processor, upload, bucket, jobs):
+    # Given
+    source = upload(f"incoming/hostile/{case.name}", case.data)
+
+    # When
+    results = processor.process_message(notification_body(source))
+
+    # Then
+    assert results[0].result == Result.SUCCEEDED
+    assert jobs.get(job_id_for_key(source.key))["status"] == "succeeded"
+    assert read_json(bucket, summary_key(source.key))["summary"]
 
 
 def test_a_lone_surrogate_in_json_text_is_summarized(processor, upload, bucket):

@@ -349,54 +349,6 @@ def test_latin1_bytes_that_are_not_cp1252_still_decode():
 
 
 @pytest.mark.parametrize(
-    ("data", "code"),
-    [
-        (b"", FailureCode.EMPTY),
-        (b" \n\t\r\n", FailureCode.EMPTY),
-        ("\ufeff  \n".encode(), FailureCode.EMPTY),
-        (bytes(range(256)) * 4, FailureCode.UNPARSEABLE),
-        (b'{"results": {"items": [', FailureCode.UNPARSEABLE),
-        (b"[" * 100_000, FailureCode.UNPARSEABLE),
-        (b'{"hello": "world"}', FailureCode.UNKNOWN_FORMAT),
-        (b"[1, 2, 3]", FailureCode.UNKNOWN_FORMAT),
-        (b"Just some prose about a call, with no speakers at all.\nAnd a second line.", FailureCode.UNKNOWN_FORMAT),
-        (b'{"results": {"transcripts": [{"transcript": ""}], "items": []}}', FailureCode.NO_SPEECH),
-        (b'{"Transcript": [{"ParticipantRole": "AGENT", "Content": "   "}]}', FailureCode.NO_SPEECH),
-        (b"WEBVTT\n\nNOTE nothing was said\n", FailureCode.UNPARSEABLE),
-        (b"WEBVTT\n\n00:00.000 --> 00:01.000\n\n", FailureCode.NO_SPEECH),
-        (
-            b'{"results": {"items": [{"alternatives": [{"content": "hi"}]}], "speaker_labels": {"segments": ["x"]}}}',
-            FailureCode.UNPARSEABLE,
-        ),
-    ],
-    ids=[
-        "empty",
-        "whitespace",
-        "bom-only",
-        "binary",
-        "truncated-json",
-        "deeply-nested-json",
-        "unknown-json",
-        "json-numbers",
-        "prose",
-        "transcribe-silence",
-        "call-analytics-blank",
-        "webvtt-without-cues",
-        "webvtt-empty-cue",
-        "transcribe-wrong-types",
-    ],
-)
-def test_files_that_are_not_summarizable_transcripts_fail_with_a_permanent_reason(data, code):
-    # Given / When
-    with pytest.raises(TranscriptError) as raised:
-        parse_transcript(data)
-
-    # Then the reason says what is wrong in a sentence
-    assert raised.value.code == code
-    assert len(raised.value.message) > 10
-
-
-@pytest.mark.parametrize(
     ("label", "name"),
     [
         ("spk_0", "Speaker 1"),

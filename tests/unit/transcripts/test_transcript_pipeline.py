@@ -108,36 +108,6 @@ def test_a_late_notification_for_an_older_version_is_ignored(processor, upload, 
     assert read_json(bucket, "summaries/order.txt.json")["source"]["version_id"] == newer.version_id
 
 
-@pytest.mark.parametrize(
-    ("data", "code"),
-    [
-        (b"", "empty"),
-        (b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8, "unparseable"),
-        (b'{"not": "a transcript"}', "unknown_format"),
-        (b'{"results": {"transcripts": [{"transcript": ""}], "items": []}}', "no_speech"),
-        (b"Agent: " + b"a" * 300 * 1024, "too_large"),
-    ],
-    ids=["empty", "binary", "unknown-format", "no-speech", "too-large"],
-)
-def test_permanent_problems_write_a_failure_record_and_do_not_retry(data, code, processor, upload, bucket, jobs):
-    # Given
-    source = upload("incoming/bad/file.bin", data)
-
-    # When (no exception: the message counts as handled)
-    results = processor.process_message(notification_body(source))
-
-    # Then failed/<key>.json and the job record both say why
-    assert results[0].result == Result.FAILED
-    record = read_json(bucket, "failed/bad/file.bin.json")
-    assert record["error"]["code"] == code
-    assert record["source"]["key"] == source.key
-    job = jobs.get(job_id_for_key(source.key))
-    assert job["status"] == "failed"
-    assert job["failure_code"] == code
-    assert job["reason"] == record["error"]["message"]
-    assert not exists(bucket, summary_key(source.key))
-
-
 def test_a_summarizer_failure_that_retrying_cannot_fix_is_a_failure_record(processor, upload, summarizer, jobs):
     # Given
     summarizer.error = ModelInvocationError("summarizer: ModelError: CUDA error")

@@ -4,12 +4,14 @@ from pathlib import Path
 
 import pytest
 from chatbot.summarization import SUMMARIZER_MAX_INPUT_TOKENS, summarize_turns
+from chatbot.tokens import estimate_tokens
 from chatbot.transcript_jobs.keys import (
     ASSUMED_SUMMARIZER_CALL_S,
     FAILED_PREFIX,
     INCOMING_PREFIX,
     SUMMARIES_PREFIX,
     TRANSCRIPT_MAX_BYTES,
+    TRANSCRIPT_MAX_TOKENS,
 )
 from chatbot.transcript_parsing import parse_transcript
 from chatbot.wiring import OUTCOME_WRITE_RESERVE_MS
@@ -133,12 +135,21 @@ def test_each_invocation_summarizes_one_transcript(resources):
     assert events["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
 
 
-def test_the_largest_allowed_file_finishes_within_the_timeout_at_the_assumed_summarizer_speed(resources):
-    # Given the worst case per byte, plain "Speaker: text" lines, as large as allowed, and summaries as long as
-    # the batch function asks for (160 tokens)
-    line = (FIXTURES / "plain_text.txt").read_bytes()
-    data = (line * (TRANSCRIPT_MAX_BYTES // len(line) + 1))[:TRANSCRIPT_MAX_BYTES]
-    data = data[: data.rfind(b"\n") + 1]
+SAMPLE = (FIXTURES / "plain_text.txt").read_bytes()
+# The sample repeated up to the byte limit (cut after a whole line), and up to the token limit.
+AT_THE_BYTE_LIMIT = SAMPLE * (TRANSCRIPT_MAX_BYTES // len(SAMPLE)) + SAMPLE[: TRANSCRIPT_MAX_BYTES % len(SAMPLE)]
+AT_THE_BYTE_LIMIT = AT_THE_BYTE_LIMIT[: AT_THE_BYTE_LIMIT.rfind(b"\n") + 1]
+AT_THE_TOKEN_LIMIT = SAMPLE * (TRANSCRIPT_MAX_TOKENS // estimate_tokens(SAMPLE.decode()))
+
+
+@pytest.mark.parametrize(
+    "data",
+    [AT_THE_BYTE_LIMIT, AT_THE_TOKEN_LIMIT],
+    ids=["largest-allowed-file", "longest-allowed-transcript"],
+)
+def test_the_largest_allowed_file_finishes_within_the_timeout_at_the_assumed_summarizer_speed(resources, data):
+    # Given the worst case per byte and per token, plain "Speaker: text" lines, as large (or as long) as allowed,
+    # and summaries as long as the batch function asks for (160 tokens)
     calls = []
 
     def summarize(texts):

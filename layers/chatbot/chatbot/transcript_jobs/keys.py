@@ -18,6 +18,10 @@ ASSUMED_SUMMARIZER_CALL_S = 8
 #: 900 KiB is ~320 chunks in 52 calls, ~420 s of the 600 s timeout less the 135 s kept for the last call and the
 #: writes (a unit test checks it). JSON formats (Transcribe, Contact Lens) carry far fewer tokens per byte.
 TRANSCRIPT_MAX_BYTES = 900 * 1024
+#: Tokens per byte vary: a WebVTT cue of unclosed `<v ` tags costs about one token per 1.5 bytes, so 900 KiB of it
+#: is ~600 chunks in ~94 calls, beyond the timeout. Longer transcripts (estimated) fail before any summarizer call:
+#: 280,000 tokens is at most ~54 calls, as the worst case above (a unit test checks it).
+TRANSCRIPT_MAX_TOKENS = 280_000
 
 _JOB_NAMESPACE = uuid.UUID("5b2f8a4e-3c1d-4f0a-9b7e-2d6c1e8f4a90")
 

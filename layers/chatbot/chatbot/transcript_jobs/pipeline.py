@@ -20,6 +20,7 @@ from botocore.exceptions import ClientError
 from chatbot.clock import iso_utc
 from chatbot.inference import InputTooLongError, ModelInvocationError, ModelUnavailableError
 from chatbot.summarization import SummarizationError, summarize_turns
+from chatbot.tokens import estimate_tokens
 from chatbot.transcript_jobs.events import ObjectCreated, parse_notification
 from chatbot.transcript_jobs.keys import failure_key, is_incoming, job_id_for_key, summary_key
 from chatbot.transcript_jobs.store import Claim, ClaimOutcome, JobStore
@@ -114,6 +115,7 @@ class TranscriptJobProcessor:
         summarize: Callable[[list[str]], list[str]],
         summarizer_label: dict[str, str],
         max_bytes: int,
+        max_tokens: int,
         max_input_tokens: int,
         lease_s: int,
         call_reserve_ms: int = 0,
@@ -124,6 +126,8 @@ class TranscriptJobProcessor:
         self._summarize = summarize
         self._summarizer_label = summarizer_label
         self._max_bytes = max_bytes
+        # Longer transcripts (estimated) fail as too long before the summarizer is paid for.
+        self._max_tokens = max_tokens
         self._max_input_tokens = max_input_tokens
         self._lease_s = lease_s
         # A summarizer call is only started while at least this much of the invocation remains.
@@ -236,6 +240,7 @@ class TranscriptJobProcessor:
             timings["download_ms"] = _elapsed_ms(started)
             parsed = parse_transcript(data)
             timings["parse_ms"] = _elapsed_ms(started) - timings["download_ms"]
+            self._check_length(parsed)
             summary = summarize_turns(parsed.turns, summarize, max_input_tokens=self._max_input_tokens)
             timings["summarize_ms"] = _elapsed_ms(started) - timings["download_ms"] - timings["parse_ms"]
         except _SourceReplacedError:
@@ -244,6 +249,8 @@ class TranscriptJobProcessor:
             )
             return ObjectResult(source.key, Result.STALE, job_id, "a newer upload replaced this version")
         except TranscriptError as exc:
+            if exc.__cause__ is not None:  # the parser's own exception: for operators, never in the record
+                logger.warning("malformed transcript", extra={"key": source.key, "error": repr(exc.__cause__)})
             return self._record_failure(source, job_id, claim, exc.code, exc.message, parsed)
         except (InputTooLongError, ModelInvocationError, SummarizationError) as exc:
             logger.warning(
@@ -277,6 +284,14 @@ class TranscriptJobProcessor:
             logger.warning("job taken over before it finished", extra={"job_id": job_id, "key": source.key})
         logger.info("transcript summarized", extra={"key": source.key, "job_id": job_id, **document["timings_ms"]})
         return ObjectResult(source.key, Result.SUCCEEDED, job_id)
+
+    def _check_length(self, parsed: ParsedTranscript) -> None:
+        tokens = sum(estimate_tokens(f"{turn.speaker}: {turn.text}") for turn in parsed.turns)
+        if tokens > self._max_tokens:
+            raise TranscriptError(
+                FailureCode.TOO_LONG,
+                f"the transcript is about {tokens:,} tokens long; at most {self._max_tokens:,} can be summarized",
+            )
 
     def _download(self, source: ObjectCreated) -> bytes:
         """The object as notified; too large, missing or replaced objects never reach the parser."""

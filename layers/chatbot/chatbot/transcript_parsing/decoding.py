@@ -35,7 +35,9 @@ def _decode(data: bytes) -> str:
                 return data[len(bom) :].decode(encoding)
             except UnicodeDecodeError as exc:
                 raise TranscriptError(
-                    FailureCode.UNPARSEABLE, f"the file starts with a {encoding} BOM but {exc}"
+                    FailureCode.UNPARSEABLE,
+                    f"the file starts with a {encoding} byte order mark, but its bytes from offset "
+                    f"{len(bom) + exc.start} on are not {encoding} text",
                 ) from None
     utf16 = _utf16_without_bom(data)
     if utf16 is not None:

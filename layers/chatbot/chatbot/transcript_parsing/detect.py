@@ -64,10 +64,11 @@ def parse_transcript(data: bytes) -> ParsedTranscript:
         raise
     except (ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError, ArithmeticError) as exc:
         # Structures that look like a known format but break its rules (wrong types, missing fields, numbers
-        # out of any range).
+        # out of any range). Users see a sentence; the exception stays chained for the logs.
         raise TranscriptError(
-            FailureCode.UNPARSEABLE, f"the file looks like a transcript but is malformed: {exc!r}"
-        ) from None
+            FailureCode.UNPARSEABLE,
+            "the file looks like a transcript but is malformed: a field is missing or has the wrong type",
+        ) from exc
     if not parsed.turns:
         raise TranscriptError(FailureCode.NO_SPEECH, f"no speech: the {parsed.format.value} transcript has no words")
     speakers = len(parsed.speakers)

@@ -28,6 +28,7 @@ class FailureCode(StrEnum):
     UNPARSEABLE = "unparseable"
     UNKNOWN_FORMAT = "unknown_format"
     TOO_LARGE = "too_large"
+    TOO_LONG = "too_long"  # too many tokens to summarize within one run of the batch function
     NO_SPEECH = "no_speech"
     TOO_MANY_SPEAKERS = "too_many_speakers"
     SOURCE_MISSING = "source_missing"
