@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from chatbot.clock import clock_label
 from local_stack import running_local_stack
 from streamlit.testing.v1 import AppTest
 from ui_helpers import bubbles, click, page_text, send, sign_in
@@ -167,13 +168,16 @@ def test_uploaded_transcripts_are_summarized_and_shown_beside_their_turns(stack,
     }
     columns = app.columns
     summaries_and_turns = {_words(page_text(columns[i])): page_text(columns[i + 1]) for i in range(0, len(columns), 2)}
-    for filename, first_turn in [("meter.txt", "**Agent:** Good afternoon"), ("clinic.vtt", "**Nadia:** Hello")]:
+    for filename, first_turn in [("meter.txt", "**Agent:** Good afternoon"), ("clinic.vtt", "**0:01 · Nadia:** Hello")]:
         summary = _words(jobs[filename].summary)
         assert summary
         turns = next(turns for summary_text, turns in summaries_and_turns.items() if summary in summary_text)
         assert turns.splitlines()[1].startswith(first_turn)
-        # And the turns shown are the ones the pipeline parsed, as the API returns them
-        api_turns = [f"**{turn.speaker}:** {turn.text}" for turn in jobs[filename].transcript]
+        # And the turns shown are the ones the pipeline parsed, as the API returns them (with times where known)
+        api_turns = [
+            f"**{'' if turn.start_s is None else clock_label(turn.start_s) + ' · '}{turn.speaker}:** {turn.text}"
+            for turn in jobs[filename].transcript
+        ]
         assert turns.splitlines()[1:] == api_turns
         assert len(api_turns) == jobs[filename].turn_count and not jobs[filename].turns_truncated
 
