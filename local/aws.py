@@ -26,12 +26,13 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from local.template import LOCAL_REGION, Template
 
 # boto3 reads these itself, so Lambda code talks to moto without any local-only branch.
-_SERVICES_ON_MOTO = ("DYNAMODB", "S3", "SQS", "SSM")
+_SERVICES_ON_MOTO = ("DYNAMODB", "DYNAMODB_STREAMS", "S3", "SQS", "SSM")
 DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing"}
 
 
 def moto_environment(url: str) -> dict[str, str]:
-    """boto3 environment variables that point DynamoDB, S3, SQS and SSM at the moto server at `url`."""
+    """boto3 environment variables that point DynamoDB (and its streams), S3, SQS and SSM at the moto server at
+    `url` (moto serves DynamoDB Streams only at an explicit endpoint)."""
     env = {f"AWS_ENDPOINT_URL_{service}": url for service in _SERVICES_ON_MOTO}
     return {**env, **DUMMY_CREDENTIALS, "AWS_DEFAULT_REGION": LOCAL_REGION, "AWS_REGION": LOCAL_REGION}
 
