@@ -6,9 +6,10 @@ The local stack starts one poller per stream-triggered function (e.g. Conversati
 matched with the part of Lambda's filter grammar the template uses: nested objects, lists of values, `prefix` and
 `exists`.
 
-The poller keeps an iterator per shard, so each record is read once; it drops the records no pattern matches,
-invokes the function with batches of up to the event source's BatchSize, oldest first, one batch per shard at a
-time, and honours the event source's settings:
+The poller keeps an iterator per shard (and the last sequence number read, to start a new one after it when an
+iterator expires), so each record is read once; it drops the records no pattern matches, invokes the function
+with batches of up to the event source's BatchSize, oldest first, one batch per shard at a time, and honours
+the event source's settings:
 - ReportBatchItemFailures: the records before the first reported failure are done; the retry starts at it.
 - BisectBatchOnFunctionError: a batch whose invocation fails (the handler raised, timed out, crashed) is halved
   and the first half retried, spending no retry. Simplified: once that half succeeds the poller goes back to full
@@ -94,7 +95,9 @@ def _passes(patterns: list[dict[str, Any]], record: dict[str, Any]) -> bool:
 class _Shard:
     shard_id: str
     parent_id: str | None
+    starting_position: str  # where a new iterator starts while nothing has been read
     iterator: str | None  # None once a closed shard has been read to its end
+    last_sequence_number: str | None = None  # of the last record read: a new iterator starts after it
     pending: list[dict[str, Any]] = field(default_factory=list)  # read, passed the filters, not yet done
 
     @property
@@ -122,10 +125,9 @@ class StreamReader:
             description = self._client.describe_stream(StreamArn=self.stream_arn, **start)["StreamDescription"]
             for shard in description["Shards"]:
                 if shard["ShardId"] not in self.shards:
-                    iterator = self._client.get_shard_iterator(
-                        StreamArn=self.stream_arn, ShardId=shard["ShardId"], ShardIteratorType=position
-                    )["ShardIterator"]
-                    self.shards[shard["ShardId"]] = _Shard(shard["ShardId"], shard.get("ParentShardId"), iterator)
+                    tracked = _Shard(shard["ShardId"], shard.get("ParentShardId"), position, iterator=None)
+                    self._renew_iterator(tracked)
+                    self.shards[tracked.shard_id] = tracked
             if not description.get("LastEvaluatedShardId"):
                 break
             start = {"ExclusiveStartShardId": description["LastEvaluatedShardId"]}
@@ -145,9 +147,24 @@ class StreamReader:
 
     def read(self, shard: _Shard) -> list[dict[str, Any]]:
         """The shard's next page of records (JSON-ready event records), moving its iterator past them."""
-        page = self._client.get_records(ShardIterator=shard.iterator, Limit=READ_LIMIT)
+        try:
+            page = self._client.get_records(ShardIterator=shard.iterator, Limit=READ_LIMIT)
+        except ClientError:
+            # Expired (15 minutes unused, e.g. a long pause), or refused: go on after the last record read.
+            self._renew_iterator(shard)
+            return []
         shard.iterator = page.get("NextShardIterator")  # absent once a closed shard is read to its end
+        if page["Records"]:
+            shard.last_sequence_number = page["Records"][-1]["dynamodb"]["SequenceNumber"]
         return [_as_event_record(record, self.stream_arn) for record in page["Records"]]
+
+    def _renew_iterator(self, shard: _Shard) -> None:
+        position: dict[str, str] = {"ShardIteratorType": shard.starting_position}
+        if shard.last_sequence_number:
+            position = {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": shard.last_sequence_number}
+        shard.iterator = self._client.get_shard_iterator(StreamArn=self.stream_arn, ShardId=shard.shard_id, **position)[
+            "ShardIterator"
+        ]
 
 
 def stream_records(streams_client: Any, stream_arn: str) -> list[dict[str, Any]]:
@@ -172,7 +189,7 @@ def _as_event_record(record: dict[str, Any], stream_arn: str) -> dict[str, Any]:
 def delivered_event(template: Template, logical_id: str, records: list[dict[str, Any]]) -> dict[str, Any]:
     """The event the function would receive: the records that pass its filters."""
     patterns = filter_patterns(template, logical_id)
-    return {"Records": [record for record in records if any(matches(pattern, record) for pattern in patterns)]}
+    return {"Records": [record for record in records if _passes(patterns, record)]}
 
 
 def stream_triggered_functions(template: Template) -> list[str]:
@@ -294,13 +311,12 @@ class _StreamPoller:
             self._attempts[shard.shard_id] = _Attempts()
             return
         if function_error and self.source.bisect and len(failed) > 1:
-            attempts.batch_limit = len(failed) // 2  # a bisection spends no retry
+            attempts.batch_limit = len(failed) // 2  # a bisection spends no retry; the half is retried as such
             return
         head = failed[0]["dynamodb"]["SequenceNumber"]
         if head != attempts.head:
             attempts.head, attempts.count = head, 0
         attempts.count += 1
-        attempts.batch_limit = 0
         if 0 <= self.source.max_retries < attempts.count:
             del shard.pending[: len(failed)]
             self.stats.discard(len(failed))

@@ -17,11 +17,12 @@ import pytest
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.parser.models import DynamoDBStreamLambdaOnFailureDestinationModel
 from chatbot.dynamodb import serialize
+from moto.dynamodbstreams.models import dynamodbstreams_backends
 
 from local.aws import create_table_from_template, start_moto
 from local.s3_pipeline import PollerHandle
 from local.streams import start_stream_poller
-from local.template import Template
+from local.template import LOCAL_ACCOUNT_ID, LOCAL_REGION, Template
 
 FUNCTION = "ConversationCleanupFunction"
 WAIT_S = 60
@@ -155,6 +156,23 @@ def test_matching_records_are_delivered_once_each_and_the_rest_are_filtered_out(
         ("REMOVE", "CONV#b"),
     ]
     assert all(len(batch) <= event_source(stream_stack.template)["BatchSize"] for batch in stream_stack.deliveries())
+
+
+def test_a_poller_whose_iterator_expired_goes_on_after_the_last_record_it_read(stream_stack):
+    # Given a running poller that has delivered a conversation's removal
+    with stream_stack.poller():
+        stream_stack.put_meta("a")
+        stream_stack.delete("a")
+        wait_for(lambda: ("REMOVE", "CONV#a") in stream_stack.delivered(), "the delete of a delivered")
+
+        # When every iterator moto handed out expires (as DynamoDB Streams' do, 15 minutes after), then more comes
+        dynamodbstreams_backends[LOCAL_ACCOUNT_ID][LOCAL_REGION].shard_iterators.clear()
+        stream_stack.put_meta("b")
+        stream_stack.delete("b")
+        wait_for(lambda: ("REMOVE", "CONV#b") in stream_stack.delivered(), "the delete of b delivered")
+
+    # Then the poller went on from where it was: nothing missed, nothing delivered twice
+    assert stream_stack.delivered() == [("REMOVE", "CONV#a"), ("REMOVE", "CONV#b")]
 
 
 def test_a_record_that_keeps_failing_is_retried_then_described_to_the_failure_queue(stream_stack):
