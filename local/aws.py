@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import copy
 import json
 import logging
@@ -20,18 +21,20 @@ from typing import Any
 import moto.dynamodb.models as moto_dynamodb
 from moto.dynamodb.exceptions import MockValidationException
 from moto.dynamodb.models.table import Table
+from moto.dynamodbstreams.models import DynamoDBStreamsBackend
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from local.template import LOCAL_REGION, Template
 
 # boto3 reads these itself, so Lambda code talks to moto without any local-only branch.
-_SERVICES_ON_MOTO = ("DYNAMODB", "S3", "SQS", "SSM")
+_SERVICES_ON_MOTO = ("DYNAMODB", "DYNAMODB_STREAMS", "S3", "SQS", "SSM")
 DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing"}
 
 
 def moto_environment(url: str) -> dict[str, str]:
-    """boto3 environment variables that point DynamoDB, S3, SQS and SSM at the moto server at `url`."""
+    """boto3 environment variables that point DynamoDB (and its streams), S3, SQS and SSM at the moto server at
+    `url` (moto serves DynamoDB Streams only at an explicit endpoint)."""
     env = {f"AWS_ENDPOINT_URL_{service}": url for service in _SERVICES_ON_MOTO}
     return {**env, **DUMMY_CREDENTIALS, "AWS_DEFAULT_REGION": LOCAL_REGION, "AWS_REGION": LOCAL_REGION}
 
@@ -80,6 +83,39 @@ def _transact_write_items(backend: Any, transact_items: list[dict[str, Any]]) ->
 def _back_up_touched_items_only() -> None:
     moto_dynamodb.copy = _CopyExceptTables  # type: ignore[attr-defined]
     moto_dynamodb.DynamoDBBackend.transact_write_items = _transact_write_items  # type: ignore[method-assign]
+
+
+# DynamoDB Streams: "A shard iterator expires 15 minutes after it is returned to the requester" (GetShardIterator).
+SHARD_ITERATOR_LIFETIME_S = 15 * 60
+
+
+class ExpiringShardIterators(dict):
+    """moto's shard iterators, each forgotten once it is older than DynamoDB Streams lets it live. moto keeps every
+    iterator it hands out, one per GetRecords, so the stack's stream poller would grow it by two a second, idle."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
+        super().__init__()
+        self._clock = clock
+        self._handed_out: collections.deque[tuple[float, str]] = collections.deque()
+
+    def __setitem__(self, arn: str, iterator: Any) -> None:
+        super().__setitem__(arn, iterator)
+        now = self._clock()
+        self._handed_out.append((now, arn))
+        while now - self._handed_out[0][0] > SHARD_ITERATOR_LIFETIME_S:
+            self.pop(self._handed_out.popleft()[1], None)
+
+
+_moto_streams_init = DynamoDBStreamsBackend.__init__
+
+
+def _streams_backend_init(backend: DynamoDBStreamsBackend, region_name: str, account_id: str) -> None:
+    _moto_streams_init(backend, region_name, account_id)
+    backend.shard_iterators = ExpiringShardIterators()
+
+
+def _expire_shard_iterators() -> None:
+    DynamoDBStreamsBackend.__init__ = _streams_backend_init  # type: ignore[method-assign]
 
 
 TIMINGS_PATH = "/_local/moto-timings"
@@ -163,6 +199,7 @@ def start_moto(host: str = "127.0.0.1", port: int = 5000, *, interceptor: Interc
     `interceptor` may answer requests itself (fault injection at the wire)."""
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one access-log line per request otherwise
     _back_up_touched_items_only()
+    _expire_shard_iterators()
     timings = MotoTimings()
     app = _OneRequestAtATime(DomainDispatcherApplication(create_backend_app), timings, interceptor)
     server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)

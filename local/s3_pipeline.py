@@ -162,7 +162,7 @@ class PollerStats:
 @dataclass
 class PollerHandle:
     workers: int
-    queue_url: str
+    source: str  # the queue URL, or the stream ARN (local.streams)
     stats: PollerStats
     runtime: FunctionRuntime
     _stop: threading.Event = field(repr=False)

@@ -1,6 +1,6 @@
 """The whole product on one machine: moto (DynamoDB, S3, SQS), the SageMaker-compatible endpoint, the API
 gateway calling the real handlers, the SQS pollers (S3 -> SQS -> batch-summarize, summary requests -> summarize
-conversation), and the Streamlit UI.
+conversation), the DynamoDB stream poller (table changes -> conversation clean-up), and the Streamlit UI.
 
 `LocalStack` starts them in dependency order and stops them in reverse; `python -m local up` runs it in
 the foreground. Tests use it with port 0 everywhere.
@@ -77,6 +77,7 @@ class LocalStack:
         from local.endpoint.server import start_endpoint
         from local.gateway import start_gateway
         from local.s3_pipeline import create_pipeline_resources, sqs_triggered_functions, start_poller
+        from local.streams import start_stream_poller, stream_triggered_functions
 
         _ensure_free(self.host, self.ports)
         try:
@@ -114,6 +115,11 @@ class LocalStack:
                     on_step(f"SQS poller for {function_id}")
                     self._running.enter_context(
                         start_poller(template, session, function_id=function_id, environment=self.environment)
+                    )
+                for function_id in stream_triggered_functions(template):
+                    on_step(f"DynamoDB stream poller for {function_id}")
+                    self._running.enter_context(
+                        start_stream_poller(template, session, function_id, environment=self.environment)
                     )
             if self.with_ui:
                 from ui.server import start_ui

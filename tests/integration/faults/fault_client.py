@@ -73,3 +73,12 @@ def send_until_answered(
 def as_sent(caller: Caller, conversation_id: str, content: str, statuses: list[int]) -> SentMessage:
     """The ledger entry for a message: its final status decides what reconciliation expects."""
     return SentMessage(caller.user, conversation_id, content, statuses[-1])
+
+
+def wait_until(condition, timeout_s: float, poll_s: float = 0.5) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(poll_s)
+    return condition()

@@ -1,6 +1,7 @@
-"""Clears over the local stack: racing sends, and dying half way. Each test ends with reconciliation against the
-table: nothing a clear covered is listed or left after the clean-up, nothing stored after a clear is lost,
-nothing is stored twice."""
+"""Clears over the local stack: racing sends, and dying half way (a delete too), finished by the stack's stream
+poller running ConversationCleanupFunction. Each clear test ends with reconciliation against the table: nothing a
+clear covered is listed or left after the clean-up, nothing stored after a clear is lost, nothing is stored
+twice."""
 
 from __future__ import annotations
 
@@ -14,11 +15,9 @@ import boto3
 import pytest
 from chatbot.conversations.store import IDEMPOTENCY_KEY_PREFIX, MESSAGE_PREFIX, conversation_pk
 from chatbot.dynamodb import deserialize, serialize
-from fault_client import RETRYABLE, Caller, new_caller
+from fault_client import RETRYABLE, Caller, new_caller, wait_until
 
 from bench.reconcile import conversation_messages
-from local.lambda_runtime import FunctionDefinition, FunctionRuntime
-from local.streams import delivered_event, stream_records
 from local.template import Template
 
 pytestmark = pytest.mark.integration
@@ -28,7 +27,8 @@ SENDS_EACH = 4
 CLEARS = 3
 SEND_ATTEMPTS = 10
 BACKOFF_STEP_S = 0.2
-CLEANUP_FUNCTION = "ConversationCleanupFunction"
+# The stream poller's retries back off to 10 s each; the clean-up has MaximumRetryAttempts of them.
+STREAM_CLEAN_UP_S = 90
 
 
 @dataclass
@@ -158,49 +158,63 @@ def test_clears_racing_sends_hide_and_delete_only_what_came_before_them(stack, t
     assert_reconciled(table, caller, stack, conversation_id, sends)
 
 
+def stored_messages(table: Table, conversation_id: str) -> list[str]:
+    return [item["sk"] for item in table.items(conversation_id) if item["sk"].startswith(MESSAGE_PREFIX)]
+
+
 def test_a_clear_that_dies_while_deleting_hides_everything_and_the_stream_clean_up_finishes_it(stack, table):
     # Given a conversation with two answered exchanges
     caller = new_caller(stack.api, "fault-clear-crash")
     conversation_id = caller.start_conversation()
     before = [send_until_stored(caller, conversation_id, f"before the clear {index}") for index in range(2)]
 
-    # When it is cleared while every BatchWriteItem fails (the deletion dies after the reset)
+    # When it is cleared while every BatchWriteItem fails (the deletion dies after the reset; the stream clean-up
+    # cannot delete either while this lasts)
     stack.throttle.operations = frozenset({"BatchWriteItem"})
     stack.throttle.mode = "always"
     try:
         cleared = caller.request("DELETE", f"/v1/conversations/{conversation_id}/messages")
+
+        # Then the clear answers, its messages are still stored, and none is readable
+        assert cleared.status_code == 204, cleared.text
+        assert stack.throttle.injected > 0
+        assert len(stored_messages(table, conversation_id)) == 4
+        assert caller.messages(conversation_id) == []
+        summary = caller.request("POST", f"/v1/conversations/{conversation_id}/summary", json={})
+        assert summary.status_code == 409, summary.text
     finally:
         stack.throttle.mode = "off"
 
-    # Then the clear answers, its messages are still stored, and none is readable
-    assert cleared.status_code == 204, cleared.text
-    assert stack.throttle.injected > 0
-    assert any(item["sk"].startswith(MESSAGE_PREFIX) for item in table.items(conversation_id))
-    assert caller.messages(conversation_id) == []
-    summary = caller.request("POST", f"/v1/conversations/{conversation_id}/summary", json={})
-    assert summary.status_code == 409, summary.text
-
-    # When the stream clean-up runs on the records its filters deliver for this conversation
-    streams = boto3.client("dynamodbstreams", endpoint_url=stack.stack.urls["moto"])
-    stream_arn = table.client.describe_table(TableName=table.name)["Table"]["LatestStreamArn"]
-    records = [
-        record
-        for record in stream_records(streams, stream_arn)
-        if record["dynamodb"]["Keys"]["pk"]["S"] == conversation_pk(conversation_id)
-    ]
-    event = delivered_event(table.template, CLEANUP_FUNCTION, records)
-    runtime = FunctionRuntime(
-        FunctionDefinition.from_template(table.template, CLEANUP_FUNCTION), stack.stack.environment
-    )
-    try:
-        result = runtime.invoke(event).response
-    finally:
-        runtime.stop()
-
-    # Then exactly the clear's record was delivered and handled, and a message sent afterwards is kept
-    assert len(event["Records"]) == 1
-    assert result == {"batchItemFailures": []}
+    # When the throttling ends, the local stack's stream poller retries the clean-up function on the clear's record
+    # Then it deletes what the clear covered
+    assert wait_until(lambda: stored_messages(table, conversation_id) == [], STREAM_CLEAN_UP_S, poll_s=0.25)
+    # And a message sent afterwards is kept
     after = send_until_stored(caller, conversation_id, "after the clear")
     assert after.seq == 5
     # And reconciliation: nothing the clear covered is left in the table, the new exchange is listed once
     assert_reconciled(table, caller, stack, conversation_id, [*before, after])
+
+
+def test_a_delete_whose_message_deletion_dies_is_finished_by_the_stream_clean_up(stack, table):
+    # Given a conversation with two answered exchanges
+    caller = new_caller(stack.api, "fault-delete-crash")
+    conversation_id = caller.start_conversation()
+    for index in range(2):
+        assert send_until_stored(caller, conversation_id, f"question {index}").status == 201
+
+    # When it is deleted while every BatchWriteItem fails (the API deletes META, then fails to delete the messages)
+    stack.throttle.operations = frozenset({"BatchWriteItem"})
+    stack.throttle.mode = "always"
+    try:
+        deleted = caller.request("DELETE", f"/v1/conversations/{conversation_id}")
+
+        # Then the conversation is gone (the API answers with the throttling error) and its messages are stored
+        assert deleted.status_code == 503, deleted.text
+        assert caller.request("GET", f"/v1/conversations/{conversation_id}").status_code == 404
+        assert len(stored_messages(table, conversation_id)) == 4
+    finally:
+        stack.throttle.mode = "off"
+
+    # When the throttling ends, the local stack's stream poller delivers META's REMOVE to the clean-up function
+    # Then nothing of the conversation is left
+    assert wait_until(lambda: table.items(conversation_id) == [], STREAM_CLEAN_UP_S, poll_s=0.25)

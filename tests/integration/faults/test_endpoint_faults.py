@@ -12,7 +12,7 @@ from pathlib import Path
 import boto3
 import pytest
 import requests
-from fault_client import Caller, as_sent, new_caller, send_until_answered
+from fault_client import Caller, as_sent, new_caller, send_until_answered, wait_until
 
 from bench.reconcile import Ledger, Report, UploadedTranscript, reconcile, reconcile_messages, wait_for_jobs
 from local.template import DEFAULT_TEMPLATE_PATH, Template
@@ -221,15 +221,6 @@ def all_finished(api: str, uploads: list[UploadedTranscript]) -> bool:
         job["status"] == "succeeded" or (job["status"] == "failed" and job.get("failure_code") != "retries_exhausted")
         for job in jobs.values()
     )
-
-
-def wait_until(condition, timeout_s: float, poll_s: float = 0.5) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(poll_s)
-    return condition()
 
 
 def redrive_dead_letters() -> int:

@@ -6,7 +6,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from local.aws import create_table_from_template, start_moto
+from local.aws import SHARD_ITERATOR_LIFETIME_S, ExpiringShardIterators, create_table_from_template, start_moto
 
 ITEMS_PER_WRITER = 25
 
@@ -117,3 +117,16 @@ def test_a_cancelled_transaction_leaves_every_item_it_touched_as_it_was(template
     dynamodb.transact_write_items(TransactItems=items[:2])
     assert dynamodb.get_item(TableName=table, Key={"pk": {"S": "A"}, "sk": {"S": "META"}})["Item"]["n"] == {"N": "2"}
     assert "Item" in dynamodb.get_item(TableName=table, Key={"pk": {"S": "B"}, "sk": {"S": "META"}})
+
+
+def test_shard_iterators_are_forgotten_once_older_than_dynamodb_streams_lets_them_live():
+    # Given moto's store of shard iterators, holding one handed out now
+    now = [0.0]
+    iterators = ExpiringShardIterators(clock=lambda: now[0])
+    iterators["first"] = "iterator 1"
+    iterators["second"] = "iterator 2"
+    # When another is handed out once the first two have outlived an iterator's lifetime
+    now[0] = SHARD_ITERATOR_LIFETIME_S + 1
+    iterators["third"] = "iterator 3"
+    # Then only the young one is kept
+    assert dict(iterators) == {"third": "iterator 3"}

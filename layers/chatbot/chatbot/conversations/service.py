@@ -204,7 +204,7 @@ class ConversationService:
         cleared_through, generation = 2 * conversation["turn_count"], conversation["generation"] + 1
         # The stream clean-up (ConversationCleanupFunction, on the META change) is what guarantees deletion, with
         # retries and a failure queue. Deleting inline too, while time allows, leaves the table tidy at once for
-        # the common small clear and on the local stack, which runs no stream; a failure here only defers it.
+        # the common small clear; a failure here only defers it.
         try:
             deleted = self._store.delete_cleared(
                 conversation_id, cleared_through, generation, keep_going=lambda: _time_left(remaining_ms)
