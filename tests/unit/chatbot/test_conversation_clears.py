@@ -19,7 +19,7 @@ from chatbot.conversations.store import (
     message_sk,
 )
 from chatbot.dynamodb import serialize
-from chatbot.errors import ConflictError
+from chatbot.errors import ConflictError, NotFoundError
 from chatbot.inference import ModelInvocationError
 
 ALICE = "alice-sub"
@@ -197,6 +197,24 @@ def test_a_clear_whose_deletion_fails_answers_and_leaves_nothing_readable(
     prompt = " ".join(message["content"] for message in inference.chat_calls[-1])
     assert "Old question one" not in prompt
     assert seqs(service, conversation_id) == [5, 6]
+
+
+def test_a_delete_whose_message_deletion_fails_still_deletes_the_conversation(faulty_service, faulty, faulty_store):
+    # Given a conversation with two exchanges, and a table that throttles the message deletion
+    service = faulty_service
+    conversation_id = two_turns(service)
+    faulty.fail("batch_write_item", throttled_batch())
+
+    # When it is deleted
+    service.delete_conversation(ALICE, conversation_id)
+
+    # Then the delete succeeds (the META item's removal is the delete): the conversation is gone for its owner,
+    # and the messages left behind are the stream clean-up's to delete
+    with pytest.raises(NotFoundError):
+        service.get_conversation(ALICE, conversation_id)
+    assert message_sk(1) in stored_sort_keys(faulty_store, conversation_id)
+    assert MessagePurger(faulty_store).purge(conversation_pk(conversation_id)) == 4
+    assert stored_sort_keys(faulty_store, conversation_id) == []
 
 
 def test_the_stream_clean_up_finishes_a_clear_that_stopped_half_way(faulty_service, faulty, faulty_store):

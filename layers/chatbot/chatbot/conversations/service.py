@@ -184,7 +184,8 @@ class ConversationService:
             self._store.delete_conversation(conversation_id, owner)
         except ConditionFailedError:
             raise self._not_found() from None
-        logger.info("conversation deleted", extra={"conversation_id": conversation_id})
+        deleted = self._delete_dead_messages(conversation_id, lambda: self._store.delete_messages(conversation_id))
+        logger.info("conversation deleted", extra={"conversation_id": conversation_id, "deleted_messages": deleted})
 
     def clear_conversation(
         self, owner: str, conversation_id: str, remaining_ms: Callable[[], int] | None = None
@@ -202,23 +203,31 @@ class ConversationService:
         else:
             raise ConflictError("The conversation kept changing while it was being cleared; retry.")
         cleared_through, generation = 2 * conversation["turn_count"], conversation["generation"] + 1
-        # The stream clean-up (ConversationCleanupFunction, on the META change) is what guarantees deletion, with
-        # retries and a failure queue. Deleting inline too, while time allows, leaves the table tidy at once for
-        # the common small clear; a failure here only defers it.
-        try:
-            deleted = self._store.delete_cleared(
+        deleted = self._delete_dead_messages(
+            conversation_id,
+            lambda: self._store.delete_cleared(
                 conversation_id, cleared_through, generation, keep_going=lambda: _time_left(remaining_ms)
-            )
-        except (ClientError, DeletionIncompleteError) as exc:
-            logger.warning(
-                "cleared messages left to the stream clean-up",
-                extra={"conversation_id": conversation_id, "error": str(exc)},
-            )
-            deleted = 0
+            ),
+        )
         logger.info(
             "conversation cleared",
             extra={"conversation_id": conversation_id, "cleared_through": cleared_through, "deleted_messages": deleted},
         )
+
+    @staticmethod
+    def _delete_dead_messages(conversation_id: str, delete: Callable[[], int]) -> int:
+        """Run `delete` (of messages a delete or a clear already made dead and unreadable); returns the count.
+        The stream clean-up (ConversationCleanupFunction, on the META item's change) is what guarantees deletion,
+        with retries and a failure queue; deleting in passing leaves the table tidy at once for the common small
+        conversation, and a failure here only leaves the rest to it: the caller's request has succeeded."""
+        try:
+            return delete()
+        except (ClientError, DeletionIncompleteError) as exc:
+            logger.warning(
+                "dead messages left to the stream clean-up",
+                extra={"conversation_id": conversation_id, "error": str(exc)},
+            )
+            return 0
 
     # -- messages -----------------------------------------------------------------------------------
 

@@ -381,7 +381,8 @@ class ConversationStore:
             raise
 
     def delete_conversation(self, conversation_id: str, owner: str) -> None:
-        """Delete the META item (the conversation is gone from here on), then its messages."""
+        """Delete the META item: the conversation is gone from here on, and its messages are dead (delete_messages;
+        the stream clean-up deletes them too, on this item's REMOVE record)."""
         try:
             self._client.delete_item(
                 TableName=self.table_name,
@@ -392,7 +393,6 @@ class ConversationStore:
             )
         except self._client.exceptions.ConditionalCheckFailedException as exc:
             raise ConditionFailedError() from exc
-        self.delete_messages(conversation_id)
 
     # -- messages -----------------------------------------------------------------------------------
 
