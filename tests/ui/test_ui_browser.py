@@ -257,7 +257,8 @@ def test_a_throttled_answer_reads_as_a_message_with_retry_at_phone_width(fake_ap
     # When Retry is tapped
     page.get_by_role("button", name="Retry").click()
     # Then the answer arrives and the error is gone
-    expect(page.get_by_text("You said: Where is parcel 4471?")).to_be_visible()
+    # Once: while the page reruns, the streamed bubble and the reloaded history may show it twice for a moment
+    expect(page.get_by_text("You said: Where is parcel 4471?")).to_have_count(1)
     expect(page.get_by_text("The model is busy right now")).to_have_count(0)
     context.close()
 
