@@ -1,6 +1,8 @@
 """Real browser against the real local stack: Debian's Chromium driven by Playwright opens the served UI, chats,
-summarizes, uploads a transcript and reads its summary, at desktop and at phone width; screenshots go to
-test-artifacts/ui/ (look at them: they are the check that the page looks right)."""
+summarizes, uploads a transcript and reads its summary, at desktop and at phone width, and stops an answer while it
+streams (the stack's chat model can hold an answer mid-stream: AppTest runs a script to its end, so only a browser
+can click Stop during a run); screenshots go to test-artifacts/ui/ (look at them: they are the check that the page
+looks right)."""
 
 from __future__ import annotations
 
