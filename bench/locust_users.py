@@ -1,23 +1,38 @@
 """Locust users for `python -m bench.loadtest` (run by it with `locust -f`, never imported by other code).
 
-ChatUser: starts a conversation, sends messages (each with its own Idempotency-Key), now and then asks for a
-summary. TranscriptUser: requests an upload URL and PUTs a short call transcript to it. Every request that
-reaches the API is written to the ledger named by $LOADTEST_LEDGER for reconciliation afterwards, and every
-failed request with its status and body.
+ChatUser: a person in the UI. Starts a conversation, sends messages (each with its own Idempotency-Key), now and
+then asks for a summary. Every send streams, as the UI's chat page streams every send: the answer's Server-Sent
+Events are read to the end, and each answer makes two entries, the time to its first `delta` (pseudo-method TTFT)
+and the time to its `done` (the send's own POST entry).
+TranscriptUser: requests an upload URL and PUTs a short call transcript to it. Every request that reaches the API
+is written to the ledger named by $LOADTEST_LEDGER for reconciliation afterwards, and every failed request with
+its status and body.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 from locust import HttpUser, between, events, task
 from locust.exception import RescheduleTask
+from requests import RequestException
 
-from bench.reconcile import Ledger, SentMessage, UploadedTranscript, auth_headers, failed_request
+from bench.reconcile import (
+    FIRST_TOKEN,
+    Ledger,
+    SentMessage,
+    UploadedTranscript,
+    auth_headers,
+    failed_request,
+)
 
 LEDGER = Ledger(Path(os.environ["LOADTEST_LEDGER"]))
+STREAMED_SEND = "/v1/conversations/[id]/messages (streamed)"
 
 
 @events.request.add_listener
@@ -56,17 +71,26 @@ class ChatUser(HttpUser):
     def send_message(self) -> None:
         content = f"{self.user} message {self.sent}: what are your opening hours on public holidays?"
         self.sent += 1
-        headers = {**self.headers, "Idempotency-Key": uuid.uuid4().hex}
+        headers = {**self.headers, "Idempotency-Key": uuid.uuid4().hex, "Accept": "text/event-stream"}
+        started = time.perf_counter()
         with self.client.post(
             f"/v1/conversations/{self.conversation_id}/messages",
             json={"content": content},
             headers=headers,
-            name="/v1/conversations/[id]/messages",
+            name=STREAMED_SEND,
+            stream=True,
             catch_response=True,
         ) as response:
-            LEDGER.message(SentMessage(self.user, self.conversation_id, content, response.status_code or 0))
-            if response.status_code != 201:
-                response.failure(f"HTTP {response.status_code}")
+            status, failure = response.status_code or 0, None
+            if status == 200:
+                status, failure = _read_answer(response, started)
+            else:
+                failure = f"HTTP {status}"
+            # The status the buffered send would have answered, which the reconciliation's rules are about.
+            LEDGER.message(SentMessage(self.user, self.conversation_id, content, status))
+            response.request_meta["response_time"] = _ms_since(started)  # to `done`, not to the headers
+            if failure:
+                response.failure(failure)
 
     @task(1)
     def summarize(self) -> None:
@@ -77,6 +101,52 @@ class ChatUser(HttpUser):
                 headers=self.headers,
                 name="/v1/conversations/[id]/summary",
             )
+
+
+def _read_answer(response, started: float) -> tuple[int, str | None]:
+    """Read the answer's events to the end of the body (so its connection is reused, not reset), recording the
+    first delta's time as its own entry. Returns the status the buffered send would have answered (201 for `done`,
+    an `error` event's code, 0 for a cut stream) and the failure to report, if any."""
+    status, failure = 0, "the stream ended without done or error"
+    first_delta = True
+    try:
+        for event, data in _sse_events(response.iter_lines(decode_unicode=True)):
+            if event == "delta" and first_delta:
+                first_delta = False
+                events.request.fire(
+                    request_type=FIRST_TOKEN,
+                    name=STREAMED_SEND,
+                    response_time=_ms_since(started),
+                    response_length=0,
+                    response=None,
+                    exception=None,
+                    context={},
+                )
+            elif event == "done":
+                status, failure = 201, None
+            elif event == "error":
+                error = data["error"]
+                status, failure = int(error["code"]), f"event: error {error['code']}: {error['message']}"
+    except RequestException as error:
+        return 0, f"the stream broke: {error!r}"
+    return status, failure
+
+
+def _sse_events(lines: Iterator[str]) -> Iterator[tuple[str, dict]]:
+    """(event, data) per Server-Sent Event of the API's stream (one `event:` and one `data:` line each)."""
+    event, data = None, None
+    for line in lines:
+        if line.startswith("event: "):
+            event = line.removeprefix("event: ")
+        elif line.startswith("data: "):
+            data = json.loads(line.removeprefix("data: "))
+        elif not line and event is not None:
+            yield event, data
+            event, data = None, None
+
+
+def _ms_since(started: float) -> float:
+    return (time.perf_counter() - started) * 1000
 
 
 class TranscriptUser(HttpUser):

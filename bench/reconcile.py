@@ -34,6 +34,8 @@ FAILURE_BODY_CHARS = 500
 STORED_FOR_SURE = {201, 502, 503}
 TERMINAL_JOB_STATES = {"succeeded", "failed"}
 PAGE_SIZE = 100
+# The pseudo-method of the load test's time-to-first-token entries: a measurement within a request, not a request.
+FIRST_TOKEN = "TTFT"
 
 
 def auth_headers(user: str) -> dict[str, str]:
@@ -66,8 +68,15 @@ class FailedRequest:
 def failed_request(request_type: str, name: str, response: Any, exception: BaseException) -> FailedRequest:
     """What a failed locust request reports: its route, status and (bounded) body."""
     status = int(getattr(response, "status_code", 0) or 0)
-    body = (getattr(response, "text", None) or "") if status else ""
+    body = _body(response) if status else ""
     return FailedRequest(f"{request_type} {name}", status, (body or repr(exception))[:FAILURE_BODY_CHARS])
+
+
+def _body(response: Any) -> str:
+    try:
+        return getattr(response, "text", None) or ""
+    except RuntimeError:  # a streamed body, read already: the failure's exception says what went wrong in it
+        return ""
 
 
 class Ledger:

@@ -1,20 +1,28 @@
 """Real browser against the real local stack: Debian's Chromium driven by Playwright opens the served UI, chats,
-summarizes, uploads a transcript and reads its summary, at desktop and at phone width; screenshots go to
-test-artifacts/ui/ (look at them: they are the check that the page looks right)."""
+summarizes, uploads a transcript and reads its summary, at desktop and at phone width, and stops an answer while it
+streams (the stack's chat model can hold an answer mid-stream: AppTest runs a script to its end, so only a browser
+can click Stop during a run); screenshots go to test-artifacts/ui/ (look at them: they are the check that the page
+looks right)."""
 
 from __future__ import annotations
 
 import re
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fake_api import FakeApi, InjectedFailure
 from local_stack import running_local_stack
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+import local.backends
+from local.backends.base import Backend
 from local.stack import LocalStack
 from ui import UIHandle, start_ui
+from ui.api_client import ChatbotApiClient
 
 CHROMIUM = "/usr/bin/chromium"
 # Flags from shared/reference/environment.md; Playwright adds --headless and a fresh profile itself.
@@ -36,12 +44,92 @@ TRANSCRIPT = (
     "Agent: That usually means the derailleur needs adjusting; bring it in and we fix it for free.\n"
     "Customer: Great, I will come by on Saturday.\n"
 )
+HELD_AFTER_PARTS = 2  # a streamed answer's first two parts: vLLM's role chunk, then the first word
+# After a held answer is let go, its parts come this far apart: time for the gateway to see that its reader left.
+HELD_PART_PAUSE_S = 0.25
+SERVER_WAIT_S = 15  # bound on waiting for the streaming function to notice a dropped stream (about a second)
+
+
+class HeldStreams:
+    """A switch on the local stack's chat model: after `hold_next`, the next streamed answer sends its first word,
+    then waits for `release` (so a test can act while an answer is surely mid-stream), then goes on slowly."""
+
+    def __init__(self) -> None:
+        self._armed = False
+        self._lock = threading.Lock()
+        self._released = threading.Event()
+
+    def hold_next(self) -> None:
+        with self._lock:
+            self._armed = True
+            self._released.clear()
+
+    def release(self) -> None:
+        self._released.set()
+
+    def take(self) -> bool:
+        with self._lock:
+            armed, self._armed = self._armed, False
+            return armed
+
+    def holding(self, sink: Any) -> Any:
+        sent = 0
+
+        def forward(part: bytes, content_type: str | None = None) -> None:
+            nonlocal sent
+            if sent == HELD_AFTER_PARTS:
+                self._released.wait(WAIT_MS / 1000)  # bounded: a failing test never blocks the endpoint for good
+            elif sent > HELD_AFTER_PARTS:
+                time.sleep(HELD_PART_PAUSE_S)
+            sent += 1
+            sink(part, content_type)
+
+        return forward
+
+
+class HoldableChat(Backend):
+    """The real chat backend, whose streamed answer is held when its HeldStreams switch says so."""
+
+    def __init__(self, inner: Backend, switch: HeldStreams):
+        self.inner = inner
+        self.switch = switch
+        self.label = inner.label
+        self.content_type = inner.content_type
+
+    def prepare(self, payload: Any) -> Any:
+        return self.switch.take(), self.inner.prepare(payload)
+
+    def run_batch(self, prepared: list[Any], sinks: list) -> list[Any]:
+        held_sinks = [
+            self.switch.holding(sink) if held and sink is not None else sink
+            for (held, _), sink in zip(prepared, sinks, strict=True)
+        ]
+        return self.inner.run_batch([item for _, item in prepared], held_sinks)
+
+    def close(self) -> None:
+        self.inner.close()
 
 
 @pytest.fixture(scope="module")
-def stack() -> Iterator[LocalStack]:
-    with running_local_stack() as running:
-        yield running
+def held_streams() -> Iterator[HeldStreams]:
+    switch = HeldStreams()
+    yield switch
+    switch.release()
+
+
+@pytest.fixture(scope="module")
+def stack(held_streams: HeldStreams) -> Iterator[LocalStack]:
+    real_create_backend = local.backends.create_backend
+
+    def create_backend(component_name: str, component: Any) -> Backend:
+        backend = real_create_backend(component_name, component)
+        return HoldableChat(backend, held_streams) if component_name == "chat" else backend
+
+    # The local endpoint builds its backends with local.backends.create_backend: the chat one becomes holdable.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(local.backends, "create_backend", create_backend)
+        with running_local_stack() as running:
+            yield running
 
 
 @pytest.fixture(scope="module")
@@ -171,7 +259,8 @@ def test_a_throttled_answer_reads_as_a_message_with_retry_at_phone_width(fake_ap
     # When Retry is tapped
     page.get_by_role("button", name="Retry").click()
     # Then the answer arrives and the error is gone
-    expect(page.get_by_text("You said: Where is parcel 4471?")).to_be_visible()
+    # Once: while the page reruns, the streamed bubble and the reloaded history may show it twice for a moment
+    expect(page.get_by_text("You said: Where is parcel 4471?")).to_have_count(1)
     expect(page.get_by_text("The model is busy right now")).to_have_count(0)
     context.close()
 
@@ -195,4 +284,52 @@ def test_an_answer_appears_word_by_word_with_stop_until_it_is_complete(fake_api,
     # And the whole answer ends the stream, and Stop goes away
     expect(page.get_by_text("You said: Where is parcel 4471 today?", exact=True)).to_be_visible(timeout=20_000)
     expect(page.get_by_role("button", name="Stop")).to_have_count(0)
+    context.close()
+
+
+def _stored(api: ChatbotApiClient, conversation_id: str) -> list[tuple[str, str, str | None]]:
+    return [(m.role, m.content, m.status) for m in api.list_messages(conversation_id).items]
+
+
+def test_stop_mid_answer_keeps_nothing_partial_and_retry_answers_the_message(stack, served_ui, browser, held_streams):
+    # Given a person with a conversation on the real local stack, whose next answer is held after its first word
+    api = ChatbotApiClient(stack.urls["api"], "local-stopper")
+    conversation = api.create_conversation(title="Opening hours")
+    held_streams.hold_next()
+    context = browser.new_context(viewport=DESKTOP)
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    _sign_in(page, served_ui.url, "stopper")
+    expect(page.get_by_role("heading", name="Opening hours")).to_be_visible()
+    # When they send a message and click Stop while the answer is arriving
+    page.get_by_placeholder("Message the assistant").fill("When do you open on Sunday?")
+    page.keyboard.press("Enter")
+    answer = page.get_by_test_id("stChatMessage").filter(has=page.get_by_test_id("stChatMessageAvatarAssistant"))
+    expect(answer.get_by_text(re.compile(r"^This\b"))).to_be_visible(timeout=WAIT_MS)
+    _screenshot(page, "chat-stop-before")
+    page.get_by_role("button", name="Stop").click()
+    held_streams.release()
+    # Then the page says the answer was stopped and not saved, offers Retry, and shows no partial answer
+    notice = "You stopped the answer; nothing of it was saved. Retry to get a whole answer."
+    expect(page.get_by_text(notice)).to_be_visible(timeout=WAIT_MS)
+    expect(page.get_by_role("button", name="Retry")).to_be_visible()
+    expect(page.get_by_role("button", name="Stop")).to_have_count(0)
+    expect(answer).to_have_count(0)
+    expect(page.get_by_text("When do you open on Sunday?", exact=True)).to_have_count(1)
+    _screenshot(page, "chat-stop-after")
+    # And the server keeps the message unanswered, with no partial answer, once the function sees the stream gone
+    deadline = time.monotonic() + SERVER_WAIT_S
+    while _stored(api, conversation.id)[0][2] != "unanswered" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _stored(api, conversation.id) == [("user", "When do you open on Sunday?", "unanswered")]
+    # When they click Retry
+    page.get_by_role("button", name="Retry").click()
+    # Then the whole answer is shown once, the notice is gone, and the server stored exactly that answer
+    expect(page.get_by_text(notice)).to_have_count(0, timeout=WAIT_MS)
+    expect(answer).to_have_count(1, timeout=WAIT_MS)
+    expect(page.get_by_role("button", name="Retry")).to_have_count(0)
+    stored = _stored(api, conversation.id)
+    assert [(role, status) for role, _, status in stored] == [("user", "answered"), ("assistant", None)]
+    expect(answer).to_contain_text(stored[1][1])
+    assert page.get_by_text("Traceback").count() == 0
     context.close()
