@@ -11,11 +11,9 @@ its status and body.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 from locust import HttpUser, between, events, task
@@ -29,6 +27,8 @@ from bench.reconcile import (
     UploadedTranscript,
     auth_headers,
     failed_request,
+    sse_events,
+    streamed_outcome,
 )
 
 LEDGER = Ledger(Path(os.environ["LOADTEST_LEDGER"]))
@@ -105,44 +105,23 @@ class ChatUser(HttpUser):
 
 def _read_answer(response, started: float) -> tuple[int, str | None]:
     """Read the answer's events to the end of the body (so its connection is reused, not reset), recording the
-    first delta's time as its own entry. Returns the status the buffered send would have answered (201 for `done`,
-    an `error` event's code, 0 for a cut stream) and the failure to report, if any."""
-    status, failure = 0, "the stream ended without done or error"
-    first_delta = True
+    first delta's time as its own entry; the status and failure as `streamed_outcome` says."""
+
+    def first_token() -> None:
+        events.request.fire(
+            request_type=FIRST_TOKEN,
+            name=STREAMED_SEND,
+            response_time=_ms_since(started),
+            response_length=0,
+            response=None,
+            exception=None,
+            context={},
+        )
+
     try:
-        for event, data in _sse_events(response.iter_lines(decode_unicode=True)):
-            if event == "delta" and first_delta:
-                first_delta = False
-                events.request.fire(
-                    request_type=FIRST_TOKEN,
-                    name=STREAMED_SEND,
-                    response_time=_ms_since(started),
-                    response_length=0,
-                    response=None,
-                    exception=None,
-                    context={},
-                )
-            elif event == "done":
-                status, failure = 201, None
-            elif event == "error":
-                error = data["error"]
-                status, failure = int(error["code"]), f"event: error {error['code']}: {error['message']}"
+        return streamed_outcome(sse_events(response.iter_lines(decode_unicode=True)), first_token)
     except RequestException as error:
         return 0, f"the stream broke: {error!r}"
-    return status, failure
-
-
-def _sse_events(lines: Iterator[str]) -> Iterator[tuple[str, dict]]:
-    """(event, data) per Server-Sent Event of the API's stream (one `event:` and one `data:` line each)."""
-    event, data = None, None
-    for line in lines:
-        if line.startswith("event: "):
-            event = line.removeprefix("event: ")
-        elif line.startswith("data: "):
-            data = json.loads(line.removeprefix("data: "))
-        elif not line and event is not None:
-            yield event, data
-            event, data = None, None
 
 
 def _ms_since(started: float) -> float:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,37 @@ TERMINAL_JOB_STATES = {"succeeded", "failed"}
 PAGE_SIZE = 100
 # The pseudo-method of the load test's time-to-first-token entries: a measurement within a request, not a request.
 FIRST_TOKEN = "TTFT"
+
+
+def sse_events(lines: Iterable[str]) -> Iterator[tuple[str, Any]]:
+    """(event, data) per Server-Sent Event of the API's stream (one `event:` and one `data:` line each)."""
+    event, data = None, None
+    for line in lines:
+        if line.startswith("event: "):
+            event = line.removeprefix("event: ")
+        elif line.startswith("data: "):
+            data = json.loads(line.removeprefix("data: "))
+        elif not line and event is not None:
+            yield event, data
+            event, data = None, None
+
+
+def streamed_outcome(events: Iterable[tuple[str, Any]], on_first_delta: Callable[[], None]) -> tuple[int, str | None]:
+    """The status a streamed send's ledger entry gets — what the buffered send would have answered: 201 for `done`,
+    an `error` event's code, 0 for a stream cut before either — and the failure to report (None after `done`).
+    Every event is read; `on_first_delta` is called at the first `delta`."""
+    status, failure = 0, "the stream ended without done or error"
+    first_delta = True
+    for event, data in events:
+        if event == "delta" and first_delta:
+            first_delta = False
+            on_first_delta()
+        elif event == "done":
+            status, failure = 201, None
+        elif event == "error":
+            error = data["error"]
+            status, failure = int(error["code"]), f"event: error {error['code']}: {error['message']}"
+    return status, failure
 
 
 def auth_headers(user: str) -> dict[str, str]:
