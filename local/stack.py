@@ -14,12 +14,16 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import boto3
 
 from local.aws import create_table_from_template, start_moto
 from local.template import DEFAULT_TEMPLATE_PATH, Template
 from provisioning.config import EndpointConfig, load_config
+
+if TYPE_CHECKING:  # the endpoint's modules load model libraries: imported when the stack starts
+    from local.endpoint.runtime import BackendFactory
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,8 @@ class LocalStack:
     bucket_name: str = ""
     #: Template parameter values on top of the local endpoint's (e.g. a load test's per-user quotas).
     parameters: dict[str, str] = field(default_factory=dict)
+    #: How the endpoint builds each component's model (default local.backends.create_backend; tests wrap it).
+    backend_factory: BackendFactory | None = None
     #: The local platform's variables (boto3 endpoint overrides for moto and the endpoint, dummy credentials):
     #: every function environment gets them on top of its own template environment.
     environment: dict[str, str] = field(default_factory=dict)
@@ -86,7 +92,9 @@ class LocalStack:
             moto = self._running.enter_context(start_moto(self.host, self.ports.moto))
             self.urls["moto"] = moto.url
             on_step("local SageMaker endpoint: loading components")
-            endpoint = self._running.enter_context(start_endpoint(self.config, self.host, self.ports.endpoint))
+            endpoint = self._running.enter_context(
+                start_endpoint(self.config, self.host, self.ports.endpoint, self.backend_factory)
+            )
             self.urls["endpoint"] = endpoint.url
             self.environment = {
                 **moto.environment(),

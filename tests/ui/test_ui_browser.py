@@ -18,7 +18,7 @@ from fake_api import FakeApi, InjectedFailure
 from local_stack import running_local_stack
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-import local.backends
+from local.backends import create_backend
 from local.backends.base import Backend
 from local.stack import LocalStack
 from ui import UIHandle, start_ui
@@ -119,17 +119,12 @@ def held_streams() -> Iterator[HeldStreams]:
 
 @pytest.fixture(scope="module")
 def stack(held_streams: HeldStreams) -> Iterator[LocalStack]:
-    real_create_backend = local.backends.create_backend
-
-    def create_backend(component_name: str, component: Any) -> Backend:
-        backend = real_create_backend(component_name, component)
+    def holdable_chat(component_name: str, component: Any) -> Backend:
+        backend = create_backend(component_name, component)
         return HoldableChat(backend, held_streams) if component_name == "chat" else backend
 
-    # The local endpoint builds its backends with local.backends.create_backend: the chat one becomes holdable.
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(local.backends, "create_backend", create_backend)
-        with running_local_stack() as running:
-            yield running
+    with running_local_stack(backend_factory=holdable_chat) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
