@@ -311,6 +311,8 @@ def test_stop_mid_answer_keeps_nothing_partial_and_retry_answers_the_message(sta
     expect(page.get_by_role("button", name="Stop")).to_have_count(0)
     expect(answer).to_have_count(0)
     expect(page.get_by_text("When do you open on Sunday?", exact=True)).to_have_count(1)
+    # And the header counts the message, which was stored before the model was called
+    expect(page.get_by_text(re.compile(r"^1 message · last active"))).to_be_visible()
     _screenshot(page, "chat-stop-after")
     # And the server keeps the message unanswered, with no partial answer, once the function sees the stream gone
     deadline = time.monotonic() + SERVER_WAIT_S

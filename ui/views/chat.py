@@ -369,6 +369,8 @@ def _first_piece_read(pieces: Iterator[str]) -> Iterator[str]:
 
 def _stop(pending: PendingMessage) -> None:
     pending.error = ApiError(STOPPED, "You stopped the answer; it was not saved.")
+    # The message itself was stored: the conversation list (and this page's header count) is re-read.
+    st.session_state.conversations = None
 
 
 def _retry_stored(conversation_id: str) -> None:
