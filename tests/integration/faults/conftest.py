@@ -24,6 +24,7 @@ import local.endpoint.server as endpoint_server
 import local.stack
 from local.aws import start_moto
 from local.backends import Backend, create_backend
+from local.endpoint.runtime import BackendFactory
 from local.endpoint.server import RunningEndpoint
 from local.stack import LocalStack, Ports
 from provisioning.config import Component, EndpointConfig, load_config
@@ -182,9 +183,11 @@ def faulty_stack() -> Iterator[FaultyStack]:
     def faulty_backend(component_name: str, component: Component) -> Backend:
         return FaultyBackend(create_backend(component_name, component), component_name, faults)
 
-    def start_restartable(config: EndpointConfig, host: str, port: int) -> RestartableEndpoint:
+    def start_restartable(
+        config: EndpointConfig, host: str, port: int, backend_factory: BackendFactory | None = None
+    ) -> RestartableEndpoint:
         def start(config: EndpointConfig, host: str, port: int) -> RunningEndpoint:
-            return real_start(config, host, port, backend_factory=faulty_backend)
+            return real_start(config, host, port, backend_factory=backend_factory)
 
         endpoints.append(RestartableEndpoint(start, config, host, port))
         return endpoints[-1]
@@ -192,7 +195,9 @@ def faulty_stack() -> Iterator[FaultyStack]:
     def start_throttling_moto(host: str, port: int) -> Any:
         return start_moto(host, port, interceptor=throttle)
 
-    stack = LocalStack(config=_config_with_short_timeouts(), ports=Ports.ephemeral(), with_ui=False)
+    stack = LocalStack(
+        config=_config_with_short_timeouts(), ports=Ports.ephemeral(), with_ui=False, backend_factory=faulty_backend
+    )
     # Patched only while this stack starts: a package-scoped fixture in a folder without __init__.py lives as
     # long as the session, and a patch left in place would wrap every later test's endpoint and moto too.
     with pytest.MonkeyPatch.context() as patch:
