@@ -21,14 +21,13 @@ The chosen lines are shown in call order.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import tantivy
 
 from chatbot.clock import clock_label
-from chatbot.summarization import Turn
+from chatbot.summarization import NEWLINE_TOKENS, SENTENCE_END, Turn
 from chatbot.tokens import estimate_tokens, fits, prefix_end
 
 # A turn longer than this share of the budget for turns is split into passages, so it cannot crowd out the rest.
@@ -37,10 +36,8 @@ _MIN_PASSAGE_TOKENS = 48
 _RECENT_MESSAGES_BOOST = 0.5
 # Tantivy's smallest indexing arena, for one writer thread: a Lambda function of 512 MB has less than a vCPU.
 _WRITER_HEAP_BYTES = 15_000_000
-_SENTENCE_END = re.compile(r"(?<=[.!?…])\s+")
-_NEWLINE_TOKENS = estimate_tokens("\n")
 # The cheapest line there can be (index 0, no speaker, one letter): less room than this ends the filling.
-_MIN_LINE_TOKENS = estimate_tokens("[turn 0] : a") + _NEWLINE_TOKENS
+_MIN_LINE_TOKENS = estimate_tokens("[turn 0] : a") + NEWLINE_TOKENS
 # No piece of text costs less than a token per five characters ("abcd "), nor more than a token per UTF-8 byte:
 # bounds that spare most lines of a long call an exact count.
 _MAX_CHARS_PER_TOKEN = 5
@@ -188,20 +185,20 @@ def _whole(turn: CallTurn) -> _Passage:
 
 def _tokens(passage: _Passage) -> int:
     """The passage's line and the newline before it."""
-    return estimate_tokens(passage.line) + _NEWLINE_TOKENS
+    return estimate_tokens(passage.line) + NEWLINE_TOKENS
 
 
 def _split_long(passages: Sequence[_Passage], max_passage_tokens: int) -> list[_Passage]:
     """Each whole-turn passage, or sentence-bounded pieces of one longer than `max_passage_tokens`."""
     split = []
     for passage in passages:
-        if len(passage.line.encode("utf-8")) + _NEWLINE_TOKENS <= max_passage_tokens or (
+        if len(passage.line.encode("utf-8")) + NEWLINE_TOKENS <= max_passage_tokens or (
             _tokens(passage) <= max_passage_tokens
         ):
             split.append(passage)
             continue
         label = _label(passage.turn, excerpt=True)
-        text_room = max(max_passage_tokens - estimate_tokens(label) - _NEWLINE_TOKENS, _MIN_PASSAGE_TOKENS)
+        text_room = max(max_passage_tokens - estimate_tokens(label) - NEWLINE_TOKENS, _MIN_PASSAGE_TOKENS)
         for piece in _pieces(passage.text, text_room):
             line = label + piece
             split.append(_Passage(passage.turn, piece, line))
@@ -212,7 +209,7 @@ def _pieces(text: str, max_tokens: int) -> Iterable[str]:
     """Consecutive sentences packed up to `max_tokens`; a sentence longer than that is cut where the estimate says."""
     current: list[str] = []
     current_tokens = 0
-    for sentence in _SENTENCE_END.split(text):
+    for sentence in SENTENCE_END.split(text):
         for part in _cut(sentence, max_tokens):
             part_tokens = estimate_tokens(part) + 1  # the joining space may cost a token
             if current and current_tokens + part_tokens > max_tokens:

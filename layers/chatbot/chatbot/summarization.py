@@ -28,8 +28,9 @@ SUMMARIZER_MAX_INPUT_TOKENS = 1024
 # pipeline asks for at most 160 tokens; BART's own generation default is shorter).
 PLANNED_SUMMARY_TOKENS = 160
 
-_SENTENCE_END = re.compile(r"(?<=[.!?…])\s+")
-_NEWLINE_TOKENS = estimate_tokens("\n")
+# Where text may be split between sentences, and what the newline joining two pieces costs (call_context too).
+SENTENCE_END = re.compile(r"(?<=[.!?…])\s+")
+NEWLINE_TOKENS = estimate_tokens("\n")
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +91,7 @@ def plan_summary(
     chunk_count, calls, rounds = texts, math.ceil(texts / batch_size), 1
     summary_tokens = min(summary_tokens, budget)
     while texts > 1 and rounds < MAX_ROUNDS:
-        reduced = len(_group_sizes([summary_tokens] * texts, budget, _NEWLINE_TOKENS))
+        reduced = len(_group_sizes([summary_tokens] * texts, budget, NEWLINE_TOKENS))
         if reduced >= texts:
             raise ValueError(f"summaries of {summary_tokens} tokens cannot be packed within {budget} tokens")
         texts, calls, rounds = reduced, calls + math.ceil(reduced / batch_size), rounds + 1
@@ -159,7 +160,7 @@ def _text_lines(text: str, max_tokens: int) -> Iterator[str]:
 
 def _split_text(text: str, max_tokens: int) -> Iterator[str]:
     """Split text into pieces within `max_tokens`: on sentence ends, else on spaces, else between characters."""
-    for sentence in _SENTENCE_END.split(text):
+    for sentence in SENTENCE_END.split(text):
         if fits(sentence, max_tokens):
             yield sentence
             continue
@@ -181,7 +182,7 @@ def _split_characters(word: str, max_tokens: int) -> Iterator[str]:
 def _pack(pieces: Iterable[str], max_tokens: int, separator: str = "\n") -> list[str]:
     """Greedily join pieces (each within `max_tokens`) into as few texts within `max_tokens` as possible."""
     pieces = list(pieces)
-    separator_tokens = _NEWLINE_TOKENS if separator == "\n" else 0
+    separator_tokens = NEWLINE_TOKENS if separator == "\n" else 0
     packed: list[str] = []
     start = 0
     for size in _group_sizes([estimate_tokens(piece) for piece in pieces], max_tokens, separator_tokens):
