@@ -34,7 +34,7 @@ from aws_lambda_powertools import Metrics
 from moto import mock_aws
 
 from bench.read_units import ReadUnitMeter
-from local.aws import DUMMY_CREDENTIALS, create_table_from_template, patched_environ, start_moto_process
+from local.aws import DUMMY_CREDENTIALS, create_table_from_template, moto_client, patched_environ, start_moto_process
 from local.gateway import start_gateway
 from local.template import LOCAL_REGION, PROJECT_ROOT, Template
 
@@ -250,13 +250,7 @@ def _turns_with(clients: int) -> TurnRun:
     threading.Thread(target=endpoint.serve_forever, daemon=True).start()
     try:
         with start_moto_process(port=0) as moto:
-            client = boto3.client(
-                "dynamodb",
-                endpoint_url=moto.url,
-                region_name=LOCAL_REGION,
-                aws_access_key_id="t",
-                aws_secret_access_key="t",
-            )
+            client = moto_client(moto.url, "dynamodb")
             create_table_from_template(Template(), client)
             environment = {**moto.environment(), "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": endpoint.url}
             parameters = {

@@ -16,18 +16,17 @@ import threading
 import time
 from typing import Any
 
-import boto3
 import requests
 
 from bench.api import _percentiles
-from local.aws import create_table_from_template, start_moto_process
+from local.aws import create_table_from_template, moto_client, start_moto_process
 from local.backends import create_backend
 from local.backends.base import Backend, TokenSink
 from local.backends.chat_contract import ChatAnswer, parse_chat_request
 from local.endpoint import start_endpoint
 from local.gateway import start_gateway
 from local.stack import endpoint_parameters
-from local.template import LOCAL_REGION, Template
+from local.template import Template
 from provisioning.config import load_config
 
 TOKENS = 128
@@ -88,13 +87,7 @@ def run(clients: int) -> tuple[list[float], list[float]]:
         start_moto_process(port=0) as moto,
         start_endpoint(config, port=0, backend_factory=backend_factory) as endpoint,
     ):
-        dynamodb = boto3.client(
-            "dynamodb",
-            endpoint_url=moto.url,
-            region_name=LOCAL_REGION,
-            aws_access_key_id="t",
-            aws_secret_access_key="t",
-        )
+        dynamodb = moto_client(moto.url, "dynamodb")
         create_table_from_template(Template(), dynamodb)
         environment = {**moto.environment(), "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": endpoint.url}
         with start_gateway(

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 
+import boto3
 import moto.dynamodb.models as moto_dynamodb
 from moto.dynamodb.exceptions import MockValidationException
 from moto.dynamodb.models.table import Table
@@ -30,6 +31,17 @@ from local.template import LOCAL_REGION, Template
 # boto3 reads these itself, so Lambda code talks to moto without any local-only branch.
 _SERVICES_ON_MOTO = ("DYNAMODB", "DYNAMODB_STREAMS", "S3", "SQS", "SSM")
 DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing"}
+
+
+def moto_client(url: str, service: str) -> Any:
+    """A boto3 client of `service` on the moto server at `url` (the local region, the dummy credentials)."""
+    return boto3.client(
+        service,
+        endpoint_url=url,
+        region_name=LOCAL_REGION,
+        aws_access_key_id=DUMMY_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=DUMMY_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+    )
 
 
 def moto_environment(url: str) -> dict[str, str]:

@@ -11,7 +11,7 @@ from typing import Any
 import boto3
 import pytest
 
-from local.aws import create_table_from_template, patched_environ, start_moto
+from local.aws import create_table_from_template, moto_client, patched_environ, start_moto
 from local.backends import create_backend
 from local.backends.base import Backend
 from local.endpoint.server import start_endpoint
@@ -111,9 +111,7 @@ def local_stack():
     template = Template(parameters=endpoint_parameters(config))
     endpoint = start_endpoint(config, port=0, backend_factory=backend_factory)
     try:
-        dynamodb = boto3.client(
-            "dynamodb", endpoint_url=moto.url, region_name="us-east-1", aws_access_key_id="t", aws_secret_access_key="t"
-        )
+        dynamodb = moto_client(moto.url, "dynamodb")
         create_table_from_template(template, dynamodb)
         environment = {**moto.environment(), "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": endpoint.url}
         with patched_environ(environment):  # the queues' and the poller's clients reach moto
