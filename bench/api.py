@@ -36,6 +36,7 @@ from moto import mock_aws
 from bench.read_units import ReadUnitMeter
 from local.aws import DUMMY_CREDENTIALS, create_table_from_template, moto_client, patched_environ, start_moto_process
 from local.gateway import start_gateway
+from local.lambda_runtime import FunctionDefinition
 from local.template import LOCAL_REGION, PROJECT_ROOT, Template
 
 MEASURED_TURNS = 5
@@ -317,17 +318,10 @@ _IMPORT_PROBE = textwrap.dedent(
 
 
 def _import_seconds(statement: str) -> dict[str, Any]:
-    environment = {
-        **os.environ,
-        **DUMMY_CREDENTIALS,
-        "AWS_DEFAULT_REGION": LOCAL_REGION,
-        "TABLE_NAME": "bench",
-        "SAGEMAKER_ENDPOINT_NAME": "bench",
-        "CHAT_COMPONENT_NAME": "chat",
-        "SUMMARIZER_COMPONENT_NAME": "summarizer",
-        "POWERTOOLS_SERVICE_NAME": "bench",
-        "POWERTOOLS_METRICS_NAMESPACE": "Bench",
-    }
+    # The function's own environment from the template, so the probe imports the handler as Lambda would (a
+    # hand-written list fell behind when the function gained variables).
+    function = FunctionDefinition.from_template(Template(), "ConversationsFunction")
+    environment = {**os.environ, **DUMMY_CREDENTIALS, "AWS_DEFAULT_REGION": LOCAL_REGION, **function.environment}
     code = _IMPORT_PROBE.format(statement=statement, forbidden=FORBIDDEN_MODULES)
     output = subprocess.run(
         [sys.executable, "-c", code], env=environment, capture_output=True, text=True, check=True, timeout=120
