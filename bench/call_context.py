@@ -21,14 +21,14 @@ import time
 from collections.abc import Callable
 
 from chatbot.call_context import CallTurn, build_call_context
-from chatbot.settings import Settings
+from chatbot.conversations.policy import ChatPolicy
 from chatbot.tokens import estimate_tokens
 
 TURNS = 10_000
 QUESTIONS = 50
 SEED = 15
-_defaults = {name: field.default for name, field in Settings.model_fields.items()}
-BUDGET = (_defaults["chat_context_tokens"] - _defaults["chat_max_new_tokens"]) // 2
+# The largest share of the default prompt budget a call's context may take (ChatPolicy allows at most a half).
+BUDGET = ChatPolicy().chat_prompt_budget_tokens // 2
 
 
 def synthetic_call(turns: int = TURNS, seed: int = SEED) -> tuple[list[CallTurn], list[str]]:
